@@ -1,0 +1,435 @@
+"""Frozen value objects for the desk: assets, amounts, wallets, instruments, positions, prices.
+
+Booked amounts are ``Decimal``; a float reaching a constructor is converted through ``str`` so
+``0.1`` stays ``0.1``. Every constructor rejects nonsense (NaN, infinities, negative prices or
+loans, options without expiry ...) with a ``DataError`` that names the field and the value, so
+bad input never travels further than the point where it entered.
+
+Units (DESIGN §3): a position's ``qty`` is in *contracts*, signed (long > 0). One contract is
+``contract_size`` units of the underlying for linear instruments and options, and
+``contract_size`` USD of face value for inverse instruments (Binance COIN-M: 100 USD for BTC,
+10 USD for the others).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from types import MappingProxyType
+
+from core.errors import DataError, NaNPriceError, StalePriceError, UnknownAssetError
+
+__all__ = [
+    "Amount",
+    "Asset",
+    "Balance",
+    "Instrument",
+    "InstrumentKind",
+    "MarginModelKind",
+    "MarkPrice",
+    "OptionRight",
+    "Pool",
+    "Portfolio",
+    "Position",
+    "Settlement",
+    "WalletKind",
+    "to_decimal",
+]
+
+_ASSET_RE = re.compile(r"^[A-Z0-9]{2,15}$")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+def to_decimal(value: object, field_name: str, *, where: str = "") -> Decimal:
+    """Convert ``value`` to a finite ``Decimal`` or raise a ``DataError`` naming the field.
+
+    Floats go through ``repr`` so binary noise (``0.1`` → ``0.1000000000000000055``) is not
+    booked. Booleans are refused: ``True`` is not an amount.
+    """
+    ctx: dict[str, object] = {"field": field_name, "value": repr(value)}
+    if where:
+        ctx["where"] = where
+    if isinstance(value, bool):
+        raise DataError("a boolean is not a number", **ctx)
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise DataError("number is NaN or infinite", **ctx)
+        result = Decimal(repr(value))
+    elif isinstance(value, str):
+        try:
+            result = Decimal(value.strip().replace("_", ""))
+        except InvalidOperation:
+            raise DataError("not a number", **ctx) from None
+    else:
+        raise DataError(f"expected a number, got {type(value).__name__}", **ctx)
+    if not result.is_finite():
+        raise DataError("number is NaN or infinite", **ctx)
+    return result
+
+
+def _require_aware(value: datetime, field_name: str) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise DataError("timestamp must be timezone-aware (UTC)", field=field_name, value=value)
+
+
+class WalletKind(StrEnum):
+    """Where collateral sits on a venue (DESIGN §3)."""
+
+    SPOT = "spot"
+    FUNDING = "funding"
+    MARGIN = "margin"  # cross margin
+    UM = "um"  # USDⓈ-M futures
+    CM = "cm"  # COIN-M futures
+    OPTIONS = "options"
+    PM = "pm"  # unified portfolio-margin account
+
+    @classmethod
+    def parse(cls, value: str, *, where: str = "") -> WalletKind:
+        """Parse a wallet name, refusing unknown ones instead of guessing."""
+        try:
+            return cls(value)
+        except ValueError:
+            known = ", ".join(k.value for k in cls)
+            raise DataError(
+                f"unknown wallet kind {value!r}; known: {known}", field="wallet", where=where
+            ) from None
+
+
+class InstrumentKind(StrEnum):
+    SPOT = "spot"
+    LINEAR_PERP = "linear_perp"
+    LINEAR_FUTURE = "linear_future"
+    INVERSE_PERP = "inverse_perp"
+    INVERSE_FUTURE = "inverse_future"
+    OPTION = "option"
+
+
+class OptionRight(StrEnum):
+    CALL = "call"
+    PUT = "put"
+
+
+class Settlement(StrEnum):
+    """How an option's premium is quoted and settled: in the quote asset or in the coin."""
+
+    LINEAR = "linear"
+    INVERSE = "inverse"
+
+
+class MarginModelKind(StrEnum):
+    """The margin models of DESIGN §3.2."""
+
+    UNIFIED = "unified"
+    SCENARIO = "scenario"
+    STANDARD = "standard"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Asset:
+    """A currency or coin code such as ``BTC`` or ``USDT`` (upper-case, 2–15 chars)."""
+
+    code: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.code, str) or not _ASSET_RE.match(self.code):
+            raise UnknownAssetError(
+                "asset code must be 2-15 upper-case letters or digits",
+                field="asset",
+                value=repr(self.code),
+            )
+
+    def __str__(self) -> str:
+        return self.code
+
+
+@dataclass(frozen=True, slots=True)
+class Amount:
+    """A booked quantity of one asset; arithmetic across assets raises.
+
+    Examples
+    --------
+    >>> Amount(Decimal("1.5"), Asset("BTC")) + Amount(Decimal("0.5"), Asset("BTC"))
+    Amount(value=Decimal('2.0'), asset=Asset(code='BTC'))
+    """
+
+    value: Decimal
+    asset: Asset
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value", to_decimal(self.value, "value", where="Amount"))
+
+    def _same(self, other: Amount) -> None:
+        if other.asset != self.asset:
+            raise DataError(
+                "cannot combine amounts of different assets",
+                left=self.asset.code,
+                right=other.asset.code,
+            )
+
+    def __add__(self, other: Amount) -> Amount:
+        self._same(other)
+        return Amount(self.value + other.value, self.asset)
+
+    def __sub__(self, other: Amount) -> Amount:
+        self._same(other)
+        return Amount(self.value - other.value, self.asset)
+
+    def __neg__(self) -> Amount:
+        return Amount(-self.value, self.asset)
+
+    def scaled(self, factor: Decimal) -> Amount:
+        return Amount(self.value * factor, self.asset)
+
+    def __lt__(self, other: Amount) -> bool:
+        self._same(other)
+        return self.value < other.value
+
+    def __le__(self, other: Amount) -> bool:
+        self._same(other)
+        return self.value <= other.value
+
+    def __str__(self) -> str:
+        return f"{self.value} {self.asset}"
+
+
+_LINEAR = {InstrumentKind.LINEAR_PERP, InstrumentKind.LINEAR_FUTURE}
+_INVERSE = {InstrumentKind.INVERSE_PERP, InstrumentKind.INVERSE_FUTURE}
+_DATED = {InstrumentKind.LINEAR_FUTURE, InstrumentKind.INVERSE_FUTURE, InstrumentKind.OPTION}
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """A tradable contract: spot pair, linear/inverse future or perp, or an option.
+
+    ``quote`` is the asset linear PnL and linear option premiums are paid in (USDT, USDC);
+    inverse instruments settle in ``underlying``. ``contract_size`` is coin per contract for
+    linear instruments and options, USD face value per contract for inverse ones.
+    """
+
+    symbol: str
+    kind: InstrumentKind
+    underlying: Asset
+    quote: Asset
+    contract_size: Decimal = Decimal(1)
+    expiry: datetime | None = None
+    strike: Decimal | None = None
+    right: OptionRight | None = None
+    settlement: Settlement | None = None
+
+    def __post_init__(self) -> None:
+        where = f"instrument {self.symbol!r}"
+        if not isinstance(self.symbol, str) or not self.symbol.strip():
+            raise DataError("instrument symbol must be a non-empty string", field="symbol")
+        try:
+            object.__setattr__(self, "kind", InstrumentKind(self.kind))
+        except ValueError:
+            raise DataError(
+                f"unknown instrument kind {self.kind!r}", field="kind", where=where
+            ) from None
+        size = to_decimal(self.contract_size, "contract_size", where=where)
+        if size <= 0:
+            raise DataError("contract_size must be > 0", field="contract_size", value=size)
+        object.__setattr__(self, "contract_size", size)
+        if self.kind in _DATED:
+            if self.expiry is None:
+                raise DataError(f"{self.kind} needs an expiry", field="expiry", where=where)
+            _require_aware(self.expiry, "expiry")
+        elif self.expiry is not None:
+            raise DataError(f"{self.kind} has no expiry", field="expiry", where=where)
+        if self.kind is InstrumentKind.OPTION:
+            if self.strike is None or self.right is None or self.settlement is None:
+                raise DataError(
+                    "an option needs strike, right (call/put) and settlement (linear/inverse)",
+                    where=where,
+                )
+            strike = to_decimal(self.strike, "strike", where=where)
+            if strike <= 0:
+                raise DataError("strike must be > 0", field="strike", value=strike, where=where)
+            object.__setattr__(self, "strike", strike)
+            object.__setattr__(self, "right", OptionRight(self.right))
+            object.__setattr__(self, "settlement", Settlement(self.settlement))
+        elif self.strike is not None or self.right is not None or self.settlement is not None:
+            raise DataError("strike/right/settlement are for options only", where=where)
+
+    @property
+    def is_linear(self) -> bool:
+        return self.kind in _LINEAR
+
+    @property
+    def is_inverse(self) -> bool:
+        return self.kind in _INVERSE
+
+    @property
+    def is_option(self) -> bool:
+        return self.kind is InstrumentKind.OPTION
+
+    @property
+    def settle_asset(self) -> Asset:
+        """The asset PnL and premium are booked in."""
+        if self.is_inverse or self.settlement is Settlement.INVERSE:
+            return self.underlying
+        return self.quote
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A signed holding of ``qty`` contracts of ``instrument`` in one venue wallet."""
+
+    venue: str
+    wallet: WalletKind
+    instrument: Instrument
+    qty: Decimal
+    entry_price: Decimal
+
+    def __post_init__(self) -> None:
+        where = f"position {self.venue}/{self.wallet}/{self.instrument.symbol}"
+        object.__setattr__(self, "wallet", WalletKind.parse(str(self.wallet), where=where))
+        object.__setattr__(self, "qty", to_decimal(self.qty, "qty", where=where))
+        entry = to_decimal(self.entry_price, "entry_price", where=where)
+        if entry < 0 or (entry == 0 and not self.instrument.is_option):
+            raise DataError(
+                "entry_price must be > 0", field="entry_price", value=entry, where=where
+            )
+        object.__setattr__(self, "entry_price", entry)
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """What a wallet holds of one asset: ``amount`` (free + locked), borrowed ``loan``, ``interest``.
+
+    Net = amount − loan − interest may be negative; each component may not.
+    """
+
+    venue: str
+    wallet: WalletKind
+    asset: Asset
+    amount: Decimal
+    loan: Decimal = Decimal(0)
+    interest: Decimal = Decimal(0)
+
+    def __post_init__(self) -> None:
+        where = f"balance {self.venue}/{self.wallet}/{self.asset}"
+        object.__setattr__(self, "wallet", WalletKind.parse(str(self.wallet), where=where))
+        for name in ("amount", "loan", "interest"):
+            value = to_decimal(getattr(self, name), name, where=where)
+            if value < 0:
+                raise DataError(f"{name} must be >= 0", field=name, value=value, where=where)
+            object.__setattr__(self, name, value)
+
+    @property
+    def net(self) -> Decimal:
+        return self.amount - self.loan - self.interest
+
+
+@dataclass(frozen=True, slots=True)
+class MarkPrice:
+    """A mark (and optional index price and implied vol) for an asset or instrument symbol.
+
+    For an asset code (``BTC``) ``mark`` is its USD price; for an instrument it is the venue's
+    mark in the instrument's quote. ``iv`` is annualised (0.55 = 55 %).
+    """
+
+    symbol: str
+    mark: Decimal
+    at: datetime
+    index: Decimal | None = None
+    iv: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        where = f"price {self.symbol}"
+        _require_aware(self.at, "at")
+        for name in ("mark", "index", "iv"):
+            raw = getattr(self, name)
+            if raw is None:
+                continue
+            try:
+                value = to_decimal(raw, name, where=where)
+            except DataError as exc:
+                raise NaNPriceError(exc.message, **exc.context) from None
+            if value <= 0:
+                raise NaNPriceError(f"{name} must be > 0", field=name, value=value, where=where)
+            object.__setattr__(self, name, value)
+
+    def check_fresh(self, now: datetime, max_age_s: float) -> None:
+        """Raise ``StalePriceError`` if this price is older than ``max_age_s`` at ``now``."""
+        age_s = (now - self.at).total_seconds()
+        if age_s > max_age_s:
+            raise StalePriceError(
+                "price is stale",
+                symbol=self.symbol,
+                age_s=round(age_s, 3),
+                max_age_s=max_age_s,
+                at=self.at.isoformat(),
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """Wallets on one venue whose collateral margins the same positions (DESIGN §3).
+
+    A Binance PM account is one pool spanning margin + um + cm; a classic futures wallet is its
+    own pool. ``margin_currency`` is what equity and margin are measured in.
+    """
+
+    id: str
+    venue: str
+    wallets: frozenset[WalletKind]
+    model: MarginModelKind
+    margin_currency: Asset = field(default_factory=lambda: Asset("USDT"))
+
+    def __post_init__(self) -> None:
+        if not _NAME_RE.match(self.id):
+            raise DataError("pool id must be lower-case [a-z0-9_.-]", field="id", value=self.id)
+        if not self.wallets:
+            raise DataError("a pool needs at least one wallet", field="wallets", where=self.id)
+        object.__setattr__(self, "model", MarginModelKind(self.model))
+
+    def holds(self, venue: str, wallet: WalletKind) -> bool:
+        return venue == self.venue and wallet in self.wallets
+
+
+@dataclass(frozen=True, slots=True)
+class Portfolio:
+    """Everything margin needs about one pool at one instant: balances, positions, prices."""
+
+    balances: tuple[Balance, ...]
+    positions: tuple[Position, ...]
+    prices: Mapping[str, MarkPrice]
+    as_of: datetime
+
+    def __post_init__(self) -> None:
+        _require_aware(self.as_of, "as_of")
+        object.__setattr__(self, "balances", tuple(self.balances))
+        object.__setattr__(self, "positions", tuple(self.positions))
+        object.__setattr__(self, "prices", MappingProxyType(dict(self.prices)))
+
+    @classmethod
+    def of(
+        cls,
+        balances: Iterable[Balance],
+        positions: Iterable[Position],
+        prices: Iterable[MarkPrice],
+        as_of: datetime,
+    ) -> Portfolio:
+        return cls(tuple(balances), tuple(positions), {p.symbol: p for p in prices}, as_of)
+
+    def price(self, symbol: str, *, where: str = "") -> MarkPrice:
+        """Return the price of ``symbol`` or raise ``UnknownAssetError`` naming who needed it."""
+        try:
+            return self.prices[symbol]
+        except KeyError:
+            raise UnknownAssetError("no price for symbol", symbol=symbol, needed_by=where) from None
+
+    def check_prices_fresh(self, max_age_s: float) -> None:
+        """Refuse the whole portfolio if any price is older than ``max_age_s`` at ``as_of``."""
+        for p in self.prices.values():
+            p.check_fresh(self.as_of, max_age_s)

@@ -1,0 +1,130 @@
+"""One error tree for pmr, shaped by what the caller must do about each error.
+
+Every error carries a human message plus structured ``context`` (venue, operation,
+asset, amount, wallets, file, key path ...) so logs, artifacts and audit rows can say
+*what was wrong and where* without parsing strings. Secrets never go into ``context``.
+
+What the system does for each branch:
+
+- ``ConfigError``: refuse to start; nothing is written.
+- ``DataError``: refuse to compute (no partial margin report, no plan) and name the input.
+- ``VenueError``: decided by the subclass; see ``is_retryable`` in ``core.venues.errors``.
+- ``RoutingError``: the solver failed; fall back to the greedy baseline and say so.
+- ``ExecutionError``: stop the plan at the failing step and re-plan without that source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "ExecutionError",
+    "InsufficientFunds",
+    "NaNPriceError",
+    "OutcomeUnknown",
+    "PmrError",
+    "RateLimited",
+    "RoutingError",
+    "StalePriceError",
+    "TransferNotAllowed",
+    "TransientVenueError",
+    "UnknownAssetError",
+    "VenueError",
+    "VenueFatal",
+    "VenueRejected",
+    "VenueUnavailable",
+]
+
+
+class PmrError(Exception):
+    """Base of every error pmr raises on purpose.
+
+    Parameters
+    ----------
+    message
+        What was wrong, in words a desk operator understands.
+    **context
+        Where it was wrong: venue, op, asset, amount, wallet, path, field ...
+        Rendered after the message as ``key=value`` pairs, sorted by key.
+    """
+
+    def __init__(self, message: str, **context: object) -> None:
+        self.message = message
+        self.context: Mapping[str, object] = dict(context)
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        if not self.context:
+            return self.message
+        where = ", ".join(f"{k}={v}" for k, v in sorted(self.context.items()))
+        return f"{self.message} ({where})"
+
+
+class ConfigError(PmrError):
+    """The desk configuration is malformed; pmr refuses to start and writes nothing."""
+
+
+class DataError(PmrError):
+    """An input value (price, balance, position, asset) is unusable; no partial result."""
+
+
+class StalePriceError(DataError):
+    """A price is older than the configured maximum age; margin is not computed on it."""
+
+
+class NaNPriceError(DataError):
+    """A price is NaN, infinite, zero or negative; margin is not computed on it."""
+
+
+class UnknownAssetError(DataError):
+    """An asset or instrument is referenced but never declared."""
+
+
+class RoutingError(PmrError):
+    """The optimiser failed (solver error, inaccurate status); the greedy fallback is used."""
+
+
+class ExecutionError(PmrError):
+    """A plan step could not be carried out; the plan stops there and is re-planned."""
+
+
+class VenueError(PmrError):
+    """Anything a venue (live or simulated) did that we did not want."""
+
+
+class TransientVenueError(VenueError):
+    """The venue may succeed if asked again later: reads retry with backoff."""
+
+
+class RateLimited(TransientVenueError):
+    """HTTP 429/418 or Binance -1003: wait ``retry_after_s`` (if known) before the next call."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None, **context: object):
+        self.retry_after_s = retry_after_s
+        super().__init__(message, retry_after_s=retry_after_s, **context)
+
+
+class VenueUnavailable(TransientVenueError):
+    """The venue is down or in maintenance (5xx, connection refused before sending)."""
+
+
+class OutcomeUnknown(TransientVenueError):
+    """A write left us and no answer came back: look it up by key before any resend."""
+
+
+class VenueRejected(VenueError):
+    """The venue understood the request and said no; asking again will not help."""
+
+
+class InsufficientFunds(VenueRejected):
+    """Not enough free balance in the origin wallet (Binance -5013, -2010, -2019)."""
+
+
+class TransferNotAllowed(VenueRejected):
+    """The transfer route is closed: halted, not permitted, or an unknown wallet."""
+
+
+class VenueFatal(VenueError):
+    """Authentication, permission or a bug on our side: stop and page a human."""
