@@ -41,6 +41,9 @@ __all__ = [
     "to_decimal",
 ]
 
+# Decimal's default context keeps 28 significant digits; capping magnitudes at 1e18 leaves
+# room for 8+ decimals, so sums of booked amounts are exact instead of silently rounded.
+MAX_ABS_AMOUNT = Decimal(10) ** 18
 _ASSET_RE = re.compile(r"^[A-Z0-9]{2,15}$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
@@ -73,6 +76,8 @@ def to_decimal(value: object, field_name: str, *, where: str = "") -> Decimal:
         raise DataError(f"expected a number, got {type(value).__name__}", **ctx)
     if not result.is_finite():
         raise DataError("number is NaN or infinite", **ctx)
+    if abs(result) >= MAX_ABS_AMOUNT:
+        raise DataError("number is implausibly large (>= 1e18)", **ctx)
     return result
 
 

@@ -1,0 +1,95 @@
+"""Human summary of a validated desk: what `pmr config check` and `pmr demo` print first."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+
+from rich.table import Table
+
+from core.config import DeskConfig
+from flows.cli_common import out
+
+__all__ = ["desk_collateral_usd", "print_desk_summary"]
+
+
+def desk_collateral_usd(desk: DeskConfig) -> dict[tuple[str, str], Decimal]:
+    """Gross USD value of the initial balances per (venue, wallet), at the configured marks."""
+    marks = {p.symbol: p.mark for p in desk.prices}
+    totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for b in desk.balances:
+        totals[(b.venue, b.wallet.value)] += b.amount * marks.get(b.asset, Decimal(0))
+    return dict(totals)
+
+
+def print_desk_summary(desk: DeskConfig, *, source: str) -> None:
+    """Print venues, pools, wallets and routes of ``desk`` as rich tables."""
+    out.print(f"[bold]{desk.desk.name}[/]  ({source})")
+    venues = Table(title="Venues", title_justify="left")
+    for col in ("venue", "kind", "exchange", "credentials"):
+        venues.add_column(col)
+    for v in desk.venues:
+        creds = "-"
+        if v.credentials is not None:
+            creds = v.credentials.secret_block or f"env:{v.credentials.api_key_env}"
+        venues.add_row(v.name, v.kind, v.exchange, creds)
+    out.print(venues)
+
+    gross = desk_collateral_usd(desk)
+    pools = Table(title="Pools", title_justify="left")
+    for col in ("pool", "venue", "wallets", "model", "currency", "call / target", "gross USD"):
+        pools.add_column(col, justify="right" if col == "gross USD" else "left")
+    for p in desk.pools:
+        usd = sum((gross.get((p.venue, w.value), Decimal(0)) for w in p.wallets), Decimal(0))
+        pools.add_row(
+            p.id,
+            p.venue,
+            "+".join(w.value for w in p.wallets),
+            p.model.value,
+            p.margin_currency,
+            f"{p.thresholds.call} / {p.thresholds.target}",
+            f"{usd:,.0f}",
+        )
+    out.print(pools)
+
+    pooled = {(p.venue, w.value) for p in desk.pools for w in p.wallets}
+    free = {k: v for k, v in gross.items() if k not in pooled}
+    if free:
+        wallets = Table(title="Free collateral (outside pools)", title_justify="left")
+        wallets.add_column("venue/wallet")
+        wallets.add_column("gross USD", justify="right")
+        for (venue, wallet), usd in sorted(free.items()):
+            wallets.add_row(f"{venue}/{wallet}", f"{usd:,.0f}")
+        out.print(wallets)
+
+    preauth = {pa.route: pa for pa in desk.preauth}
+    routes = Table(title="Routes and swaps", title_justify="left")
+    for col in ("id", "kind", "from", "to", "asset", "latency s", "per-transfer cap USD"):
+        routes.add_column(col)
+    for r in desk.routes:
+        cap = preauth.get(r.id)
+        routes.add_row(
+            r.id,
+            r.kind,
+            f"{r.venue}/{r.from_wallet.value}",
+            f"{r.destination_venue}/{r.to_wallet.value}",
+            r.asset,
+            f"{r.latency_s:g}",
+            f"{cap.per_transfer_usd:,.0f}" if cap else "not pre-authorised",
+        )
+    for s in desk.swaps:
+        cap = preauth.get(s.id)
+        routes.add_row(
+            s.id,
+            "swap",
+            f"{s.venue}/{s.wallet.value}",
+            f"{s.venue}/{s.wallet.value}",
+            f"{s.from_asset}->{s.to_asset}",
+            f"{s.latency_s:g}",
+            f"{cap.per_transfer_usd:,.0f}" if cap else "not pre-authorised",
+        )
+    out.print(routes)
+    out.print(
+        f"{len(desk.assets)} assets, {len(desk.instruments)} instruments, "
+        f"{len(desk.positions)} positions, {len(desk.preauth)} pre-authorised routes"
+    )

@@ -1,0 +1,54 @@
+"""`pmr config check` and `pmr --help` as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "desk.toml"
+runner = CliRunner()
+
+
+def test_config_check_with_example_desk_prints_pools_and_ok() -> None:
+    result = runner.invoke(app, ["config", "check", str(EXAMPLE)])
+    assert result.exit_code == 0, result.output
+    for pool in ("sim-a.pm", "sim-b.um", "sim-b.opt"):
+        assert pool in result.output
+    assert "is a valid desk configuration" in result.output
+
+
+def test_config_check_with_broken_desk_exits_2_naming_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "desk.toml"
+    bad.write_text(EXAMPLE.read_text().replace('asset = "USDC"', 'asset = "XRP"', 1))
+    home = tmp_path / "home"
+    home.mkdir()
+    result = runner.invoke(app, ["config", "check", str(bad)], env={"PMR_HOME": str(home)})
+    assert result.exit_code == 2
+    assert "balances[3].asset: unknown asset 'XRP'" in result.output
+    assert "Traceback" not in result.output
+    assert list(home.iterdir()) == []  # nothing written
+
+
+def test_console_script_lists_every_command_and_fails_cleanly(tmp_path: Path) -> None:
+    pmr = Path(sys.executable).parent / "pmr"
+    env = {**os.environ, "PMR_HOME": str(tmp_path)}
+    helped = subprocess.run([pmr, "--help"], capture_output=True, text=True, env=env, check=False)
+    assert helped.returncode == 0
+    for command in ("demo", "config"):
+        assert command in helped.stdout
+    missing = subprocess.run(
+        [pmr, "config", "check", str(tmp_path / "nope.toml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert missing.returncode == 2
+    assert "desk config file not found" in missing.stderr
+    assert "Traceback" not in missing.stderr

@@ -1,0 +1,225 @@
+"""Desk config: the example validates; every kind of bad input names file, key path and reason."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from core.config import DeskConfig, load_desk, parse_desk
+from core.domain import MarginModelKind, WalletKind
+from core.errors import ConfigError
+from core.margin.params import CollateralRate, Thresholds
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "desk.toml"
+
+
+@pytest.fixture(scope="module")
+def example_data() -> dict[str, Any]:
+    return tomllib.loads(EXAMPLE.read_text())
+
+
+def _broken(data: dict[str, Any], mutate: Any) -> str:
+    bad = copy.deepcopy(data)
+    mutate(bad)
+    with pytest.raises(ConfigError) as err:
+        parse_desk(bad, source="desk.toml")
+    return str(err.value)
+
+
+def test_example_desk_with_two_sim_venues_loads_every_section() -> None:
+    desk = load_desk(EXAMPLE)
+    assert [v.name for v in desk.venues] == ["sim-a", "sim-b"]
+    assert {p.id: p.model for p in desk.pools} == {
+        "sim-a.pm": MarginModelKind.UNIFIED,
+        "sim-b.um": MarginModelKind.STANDARD,
+        "sim-b.opt": MarginModelKind.SCENARIO,
+    }
+    assert desk.pool("sim-a.pm").wallets == (WalletKind.MARGIN, WalletKind.UM, WalletKind.CM)
+    assert desk.pool_of("sim-a", WalletKind.UM) is not None
+    assert desk.pool_of("sim-a", WalletKind.SPOT) is None
+    # cum derived for continuity: 300k*(0.005-0.004) + 3M*(0.01-0.005) = 300 + 15,000
+    assert desk.brackets["BTCUSDT"][2].cum_usd == Decimal("15300")
+    assert desk.collateral_rate("sim-a.pm", "DOGE").rate == Decimal("0.5")
+    assert desk.collateral_rate("sim-a.pm", "XRP").rate == 0  # undeclared: not collateral
+    assert desk.scenario_params("ETH").price_range_frac == 0.18
+    assert len(desk.initial_positions()) == 9
+    assert sum(1 for i in desk.instrument_map().values() if i.is_option) == 3
+
+
+def test_load_desk_with_missing_file_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"not found \(file=.*nope.toml\)"):
+        load_desk(tmp_path / "nope.toml")
+
+
+def test_load_desk_with_malformed_toml_names_line_and_column(tmp_path: Path) -> None:
+    f = tmp_path / "desk.toml"
+    f.write_text('[desk]\nname = "x"\nmax_price_age_s = = 3\n')
+    with pytest.raises(ConfigError, match=r"malformed TOML: .*line 3"):
+        load_desk(f)
+
+
+def test_route_with_unknown_asset_names_the_route(example_data: dict[str, Any]) -> None:
+    msg = _broken(example_data, lambda d: d["routes"][2].update(asset="XRP"))
+    assert "routes[2].asset: unknown asset 'XRP'" in msg
+    assert "file=desk.toml" in msg
+
+
+def test_preauth_with_negative_cap_names_the_key(example_data: dict[str, Any]) -> None:
+    msg = _broken(example_data, lambda d: d["preauth"][1].update(per_transfer_usd=-5))
+    assert "preauth[1].per_transfer_usd: Input should be greater than 0" in msg
+
+
+@pytest.mark.parametrize(
+    ("tiers", "reason"),
+    [
+        ([{"from_usd": 0, "to_usd": 10, "rate": 1}, {"from_usd": 12, "rate": 0.9}], "gap"),
+        ([{"from_usd": 0, "to_usd": 10, "rate": 1}, {"from_usd": 8, "rate": 0.9}], "overlaps"),
+        ([{"from_usd": 5, "to_usd": 10, "rate": 1}], "must start at 0"),
+        ([{"from_usd": 0, "rate": 1}, {"from_usd": 10, "rate": 0.9}], "not the last tier"),
+    ],
+)
+def test_collateral_tiers_with_gaps_or_overlaps_raise(
+    example_data: dict[str, Any], tiers: list[dict[str, Any]], reason: str
+) -> None:
+    msg = _broken(example_data, lambda d: d["collateral_rates"].update(BTC={"tiers": tiers}))
+    assert "collateral_rates.BTC" in msg
+    assert reason in msg
+
+
+def test_pool_with_unknown_margin_model_lists_the_known_ones(example_data: dict[str, Any]) -> None:
+    msg = _broken(example_data, lambda d: d["pools"][0].update(model="span2"))
+    assert "pools[0].model: Input should be 'unified', 'scenario' or 'standard'" in msg
+
+
+def test_duplicated_venue_names_raise(example_data: dict[str, Any]) -> None:
+    msg = _broken(example_data, lambda d: d["venues"][1].update(name="sim-a"))
+    assert "venues[1].name: duplicated name 'sim-a'" in msg
+
+
+def test_inline_credentials_are_refused(example_data: dict[str, Any]) -> None:
+    live = {"name": "live", "kind": "ccxt", "credentials": {"secret": "hunter2"}}
+    msg = _broken(example_data, lambda d: d["venues"].append(live))
+    assert "venues[2]" in msg
+    assert "inline credential" in msg
+    assert "hunter2" not in msg
+
+
+def test_live_venue_with_env_references_is_accepted(example_data: dict[str, Any]) -> None:
+    data = copy.deepcopy(example_data)
+    creds = {"api_key_env": "PMR_KEY", "secret_env": "PMR_SECRET"}
+    data["venues"].append({"name": "live", "kind": "ccxt", "credentials": creds})
+    desk = parse_desk(data)
+    assert desk.venue("live").credentials is not None
+    assert "PMR_KEY" in str(desk.redacted())
+
+
+def test_unknown_key_is_an_error_not_ignored(example_data: dict[str, Any]) -> None:
+    msg = _broken(example_data, lambda d: d["pools"][1].update(treshold=1))
+    assert "pools[1].treshold: Extra inputs are not permitted" in msg
+
+
+def test_wallet_in_two_pools_raises(example_data: dict[str, Any]) -> None:
+    msg = _broken(example_data, lambda d: d["pools"][2].update(wallets=["um"]))
+    assert "sim-b/um already belongs to pool 'sim-b.um'" in msg
+
+
+def test_onchain_route_on_one_venue_raises(example_data: dict[str, Any]) -> None:
+    msg = _broken(example_data, lambda d: d["routes"][7].update(to_venue="sim-a"))
+    assert "routes[7]: an onchain route must go to another venue" in msg
+
+
+def test_swap_with_falling_cost_levels_raises(example_data: dict[str, Any]) -> None:
+    levels = [{"width_usd": 10, "cost_bps": 5}, {"width_usd": 10, "cost_bps": 1}]
+    msg = _broken(example_data, lambda d: d["swaps"][0].update(levels=levels))
+    assert "swaps[0]: levels must have non-decreasing cost_bps" in msg
+
+
+def test_bracket_table_with_wrong_cum_raises(example_data: dict[str, Any]) -> None:
+    msg = _broken(example_data, lambda d: d["brackets"]["BTCUSDT"][1].update(cum_usd=999))
+    assert "brackets.BTCUSDT: bracket 1: cum_usd 999 should be 300" in msg
+
+
+def test_desk_config_is_frozen() -> None:
+    desk = load_desk(EXAMPLE)
+    with pytest.raises(Exception, match="frozen"):
+        desk.desk.max_price_age_s = 5  # type: ignore[misc]
+
+
+# -- property tests: validation invariants ----------------------------------------------------
+
+widths = st.lists(st.integers(min_value=1, max_value=10**9), min_size=1, max_size=6)
+rates = st.decimals(min_value=0, max_value=1, places=4)
+
+
+@given(widths, st.data())
+def test_contiguous_tier_tables_are_accepted(ws: list[int], data: st.DataObject) -> None:
+    edges = [0]
+    for w in ws:
+        edges.append(edges[-1] + w)
+    tiers = [
+        {"from_usd": edges[i], "to_usd": edges[i + 1], "rate": data.draw(rates)}
+        for i in range(len(ws))
+    ]
+    tiers[-1].pop("to_usd")
+    rate = CollateralRate.model_validate({"tiers": tiers})
+    assert rate.tiers is not None
+    assert len(rate.tiers) == len(ws)
+
+
+@given(widths.filter(lambda w: len(w) >= 2), st.data())
+def test_tier_tables_with_any_gap_or_overlap_are_refused(
+    ws: list[int], data: st.DataObject
+) -> None:
+    edges = [0]
+    for w in ws:
+        edges.append(edges[-1] + w)
+    tiers: list[dict[str, Any]] = [
+        {"from_usd": edges[i], "to_usd": edges[i + 1], "rate": 1} for i in range(len(ws))
+    ]
+    i = data.draw(st.integers(min_value=1, max_value=len(ws) - 1))
+    shift = data.draw(st.integers(min_value=1, max_value=ws[i] - 1) if ws[i] > 1 else st.just(-1))
+    sign = data.draw(st.sampled_from([-1, 1]))
+    new_from = tiers[i]["from_usd"] + sign * shift
+    if new_from < 0 or new_from >= tiers[i]["to_usd"]:
+        new_from = tiers[i]["from_usd"] + 1 if ws[i] > 1 else tiers[i]["from_usd"] - 1
+    if new_from < 0:
+        return
+    tiers[i]["from_usd"] = new_from
+    with pytest.raises(ValueError, match=r"gap|overlaps|to_usd"):
+        CollateralRate.model_validate({"tiers": tiers})
+
+
+levels = st.floats(min_value=0.5, max_value=3.0, allow_nan=False)
+
+
+@given(levels, levels, levels, levels)
+def test_thresholds_accept_exactly_the_ordered_ones(
+    w: float, c: float, r: float, lq: float
+) -> None:
+    ordered = w >= c >= r >= lq
+    args = {"warn": w, "call": c, "reduce_only": r, "liquidation": lq, "target": max(w, c)}
+    if ordered:
+        t = Thresholds.model_validate(args)
+        assert t.call == c
+    else:
+        with pytest.raises(ValueError, match="warn >= call >= reduce_only >= liquidation"):
+            Thresholds.model_validate(args)
+
+
+@given(st.sampled_from(["api_key", "apiKey", "secret", "password", "token", "private_key"]))
+def test_any_inline_secret_key_is_refused(key: str) -> None:
+    base = tomllib.loads(EXAMPLE.read_text())
+    base["venues"].append({"name": "live", "kind": "ccxt", key: "x"})
+    with pytest.raises(ConfigError, match="inline credential"):
+        parse_desk(base)
+
+
+def test_parse_desk_returns_desk_config(example_data: dict[str, Any]) -> None:
+    assert isinstance(parse_desk(example_data), DeskConfig)

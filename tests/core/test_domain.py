@@ -1,0 +1,165 @@
+"""Domain value objects reject nonsense at construction, naming the field and value."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from core.domain import (
+    Amount,
+    Asset,
+    Balance,
+    Instrument,
+    InstrumentKind,
+    MarkPrice,
+    Pool,
+    Portfolio,
+    Position,
+    WalletKind,
+    to_decimal,
+)
+from core.errors import DataError, NaNPriceError, StalePriceError, UnknownAssetError
+
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+BTC, USDT = Asset("BTC"), Asset("USDT")
+PERP = Instrument("BTCUSDT", InstrumentKind.LINEAR_PERP, BTC, USDT)
+
+LIMIT = Decimal(10) ** 17  # sums of two stay below the 1e18 cap
+finite_decimals = st.decimals(min_value=-LIMIT, max_value=LIMIT, places=8)
+
+
+def test_to_decimal_with_float_keeps_its_shortest_repr() -> None:
+    assert to_decimal(0.1, "x") == Decimal("0.1")
+    assert to_decimal("1_000.5", "x") == Decimal("1000.5")
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, "NaN", "abc", True, None, [1]])
+def test_to_decimal_with_nonsense_raises_naming_the_field(bad: object) -> None:
+    with pytest.raises(DataError) as err:
+        to_decimal(bad, "mark", where="price BTC")
+    assert "field=mark" in str(err.value)
+    assert "price BTC" in str(err.value)
+
+
+@given(finite_decimals, finite_decimals)
+def test_amount_addition_with_same_asset_is_exact(a: Decimal, b: Decimal) -> None:
+    assert (Amount(a, BTC) + Amount(b, BTC)).value == a + b
+    assert (Amount(a, BTC) - Amount(b, BTC) + Amount(b, BTC)).value == a
+
+
+def test_to_decimal_with_implausible_magnitude_raises() -> None:
+    with pytest.raises(DataError, match="implausibly large"):
+        to_decimal("1e18", "amount")
+
+
+def test_amount_arithmetic_across_assets_raises() -> None:
+    with pytest.raises(DataError, match="different assets"):
+        _ = Amount(Decimal(1), BTC) + Amount(Decimal(1), USDT)
+
+
+@pytest.mark.parametrize("code", ["btc", "B", "BTC-USD", "", "A" * 16])
+def test_asset_with_malformed_code_raises(code: str) -> None:
+    with pytest.raises(UnknownAssetError):
+        Asset(code)
+
+
+@given(st.decimals(min_value=-LIMIT, max_value=Decimal("-0.00000001"), places=8))
+def test_balance_with_negative_component_raises(neg: Decimal) -> None:
+    for field in ("amount", "loan", "interest"):
+        kwargs = {"amount": Decimal(1), "loan": Decimal(0), "interest": Decimal(0), field: neg}
+        with pytest.raises(DataError, match=f"{field} must be >= 0"):
+            Balance("sim-a", WalletKind.MARGIN, USDT, **kwargs)
+
+
+@given(
+    st.decimals(min_value=0, max_value=10**9, places=8),
+    st.decimals(min_value=0, max_value=10**9, places=8),
+)
+def test_balance_net_is_amount_minus_loan_and_interest(amount: Decimal, loan: Decimal) -> None:
+    b = Balance("sim-a", WalletKind.MARGIN, USDT, amount, loan, Decimal("1.5"))
+    assert b.net == amount - loan - Decimal("1.5")
+
+
+def test_balance_with_unknown_wallet_kind_raises_listing_known_kinds() -> None:
+    with pytest.raises(DataError, match=r"unknown wallet kind 'future'.*spot, funding"):
+        Balance("sim-a", "future", USDT, Decimal(1))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mark", [Decimal(0), Decimal(-1), float("nan"), float("inf")])
+def test_mark_price_with_nonpositive_or_nan_raises_nan_price_error(mark: object) -> None:
+    with pytest.raises(NaNPriceError, match="price BTC"):
+        MarkPrice("BTC", mark, T0)  # type: ignore[arg-type]
+
+
+def test_mark_price_with_naive_timestamp_raises() -> None:
+    with pytest.raises(DataError, match="timezone-aware"):
+        MarkPrice("BTC", Decimal(1), datetime(2026, 1, 1))
+
+
+def test_mark_price_older_than_max_age_is_stale() -> None:
+    p = MarkPrice("BTC", Decimal(95_000), T0)
+    p.check_fresh(T0 + timedelta(seconds=60), max_age_s=60)
+    with pytest.raises(StalePriceError, match=r"age_s=60\.001"):
+        p.check_fresh(T0 + timedelta(seconds=60, milliseconds=1), max_age_s=60)
+
+
+def test_option_without_expiry_raises() -> None:
+    with pytest.raises(DataError, match="option needs an expiry"):
+        Instrument("BTC-C", InstrumentKind.OPTION, BTC, USDT, strike=Decimal(1))
+
+
+def test_option_without_strike_or_right_raises() -> None:
+    with pytest.raises(DataError, match="strike, right"):
+        Instrument("BTC-C", InstrumentKind.OPTION, BTC, USDT, expiry=T0)
+
+
+def test_perp_with_expiry_or_strike_raises() -> None:
+    with pytest.raises(DataError, match="has no expiry"):
+        Instrument("BTCUSDT", InstrumentKind.LINEAR_PERP, BTC, USDT, expiry=T0)
+    with pytest.raises(DataError, match="options only"):
+        Instrument("BTCUSDT", InstrumentKind.LINEAR_PERP, BTC, USDT, strike=Decimal(1))
+
+
+def test_inverse_option_settles_in_the_coin() -> None:
+    opt = Instrument(
+        "BTC-27MAR27-100000-C",
+        InstrumentKind.OPTION,
+        BTC,
+        Asset("USD"),
+        expiry=T0 + timedelta(days=120),
+        strike=Decimal(100_000),
+        right="call",  # type: ignore[arg-type]
+        settlement="inverse",  # type: ignore[arg-type]
+    )
+    assert opt.settle_asset == BTC
+    assert PERP.settle_asset == USDT
+
+
+def test_position_with_zero_entry_price_raises_for_futures() -> None:
+    with pytest.raises(DataError, match="entry_price must be > 0"):
+        Position("sim-a", WalletKind.UM, PERP, Decimal(1), Decimal(0))
+
+
+def test_pool_with_bad_id_or_no_wallet_raises() -> None:
+    with pytest.raises(DataError, match="pool id"):
+        Pool("Sim A", "sim-a", frozenset({WalletKind.UM}), "unified")  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="at least one wallet"):
+        Pool("sim-a.pm", "sim-a", frozenset(), "unified")  # type: ignore[arg-type]
+
+
+def test_portfolio_price_lookup_names_who_needed_it() -> None:
+    pf = Portfolio.of([], [], [MarkPrice("BTC", Decimal(1), T0)], T0)
+    assert pf.price("BTC").mark == 1
+    with pytest.raises(UnknownAssetError, match="needed_by=position sim-a/um/ETHUSDT"):
+        pf.price("ETHUSDT", where="position sim-a/um/ETHUSDT")
+
+
+def test_portfolio_is_immutable() -> None:
+    pf = Portfolio.of([], [], [MarkPrice("BTC", Decimal(1), T0)], T0)
+    with pytest.raises(TypeError):
+        pf.prices["ETH"] = MarkPrice("ETH", Decimal(1), T0)  # type: ignore[index]
