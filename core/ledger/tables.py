@@ -1,0 +1,445 @@
+"""sqlmodel ``table=True`` classes for the store (DESIGN §8). Rows, not domain objects.
+
+Why separate from ``core.domain``: a row carries storage concerns (surrogate ids, snapshot ids,
+foreign keys, enum text) that the value objects must not know about, and the domain objects
+carry validation the database cannot express. ``core.ledger.mappers`` converts between them.
+
+Conventions
+-----------
+- Money and quantities are ``Money`` columns: ``NUMERIC(38, 18)`` on PostgreSQL, exact text on
+  SQLite. Amounts named ``*_usd`` are in USD; a bare ``amount`` is in the row's ``asset``.
+- Timestamps are ``*_at`` (``TIMESTAMP WITH TIME ZONE``, UTC) or ``ts_*`` (int ns, audit only).
+- Closed vocabularies (statuses, modes, wallets) are short strings guarded by ``CHECK``
+  constraints generated from the enums in ``core.ledger.vocab`` / ``core.domain``.
+- Constraint and index names come from one naming convention so ``sql/schema.sql`` can spell
+  them out and a test can compare the two catalogs name by name.
+- Nothing here stores credentials: venues are named, never keyed (DESIGN §7).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Float,
+    ForeignKeyConstraint,
+    MetaData,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+from core.domain import InstrumentKind, MarginModelKind, OptionRight, Settlement, WalletKind
+from core.ledger.coltypes import JsonPayload, Money, UtcDateTime
+from core.ledger.vocab import (
+    CallStatus,
+    DriftStatus,
+    PlanStatus,
+    SnapshotSource,
+    TransferMode,
+    TransferStatus,
+    VenueMode,
+    sql_in_list,
+)
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "AuditEventRow",
+    "BalanceRow",
+    "LedgerTable",
+    "MarginCallRow",
+    "MarginReportRow",
+    "PlanRow",
+    "PlanStepRow",
+    "PositionRow",
+    "PriceRow",
+    "ReconDriftRow",
+    "SnapshotRow",
+    "StressResultRow",
+    "TransferRow",
+    "VenueRow",
+    "WalletRow",
+]
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Short string widths, shared so the DDL reads uniformly.
+NAME_LEN = 64  # venue / pool / plan / call ids (core.domain name pattern allows 63)
+CODE_LEN = 16  # asset codes, wallet kinds, statuses, modes
+SYMBOL_LEN = 64  # instrument symbols such as BTC-27MAR26-90000-C
+KEY_LEN = 32  # idempotency keys: 128-bit hex, fits OKX clientId (<= 32 alphanumerics)
+HASH_LEN = 64  # SHA-256 hex
+
+
+class LedgerTable(
+    SQLModel, registry=registry(metadata=MetaData(naming_convention=NAMING_CONVENTION))
+):
+    """Base of every ledger table: its own metadata, so nothing else shares our DDL."""
+
+
+def _check(column: str, values: Any, name: str | None = None) -> CheckConstraint:
+    return CheckConstraint(sql_in_list(column, values), name=name or column)
+
+
+def _id() -> Any:
+    return Field(default=None, primary_key=True, sa_type=BigInteger)
+
+
+def _money(*, nullable: bool = False) -> Any:
+    return Field(default=None, sa_type=Money, nullable=nullable)
+
+
+def _at(*, nullable: bool = False, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UtcDateTime, nullable=nullable, index=index)
+
+
+def _venue_fk(*, nullable: bool = False) -> Any:
+    return Field(default=None, max_length=NAME_LEN, foreign_key="venue.id", nullable=nullable)
+
+
+class VenueRow(LedgerTable, table=True):
+    """A named exchange connection (``binance-main``, ``sim-a``); never its keys."""
+
+    __tablename__ = "venue"
+    __table_args__ = (_check("mode", VenueMode),)
+
+    id: str = Field(primary_key=True, max_length=NAME_LEN)
+    exchange: str = Field(max_length=32)  # ccxt exchange id, or "sim"
+    mode: str = Field(max_length=CODE_LEN)
+    created_at: datetime = _at()
+
+
+class WalletRow(LedgerTable, table=True):
+    """A wallet (``spot``, ``um`` ...) of one account on one venue, and the pool it margins."""
+
+    __tablename__ = "wallet"
+    __table_args__ = (
+        UniqueConstraint("venue_id", "account", "kind"),
+        _check("kind", WalletKind),
+    )
+
+    id: int | None = _id()
+    venue_id: str = _venue_fk()
+    account: str = Field(max_length=NAME_LEN)  # "main" or a sub-account label
+    kind: str = Field(max_length=CODE_LEN)
+    pool_id: str | None = Field(default=None, max_length=NAME_LEN)
+
+
+class SnapshotRow(LedgerTable, table=True):
+    """One read of balances, positions and prices taken at one instant."""
+
+    __tablename__ = "snapshot"
+    __table_args__ = (_check("source", SnapshotSource),)
+
+    id: int | None = _id()
+    taken_at: datetime = _at(index=True)
+    source: str = Field(max_length=CODE_LEN)
+    venue_id: str | None = _venue_fk(nullable=True)  # None: a desk-wide snapshot
+
+
+class BalanceRow(LedgerTable, table=True):
+    """A ``core.domain.Balance`` inside a snapshot."""
+
+    __tablename__ = "balance_snapshot"
+    __table_args__ = (
+        UniqueConstraint("snapshot_id", "venue_id", "wallet", "asset"),
+        _check("wallet", WalletKind),
+    )
+
+    id: int | None = _id()
+    snapshot_id: int = Field(foreign_key="snapshot.id", sa_type=BigInteger, index=True)
+    venue_id: str = _venue_fk()
+    wallet: str = Field(max_length=CODE_LEN)
+    asset: str = Field(max_length=CODE_LEN)
+    amount: Decimal = _money()
+    loan: Decimal = _money()
+    interest: Decimal = _money()
+
+
+class PositionRow(LedgerTable, table=True):
+    """A ``core.domain.Position`` (with its instrument inlined) inside a snapshot."""
+
+    __tablename__ = "position_snapshot"
+    __table_args__ = (
+        UniqueConstraint("snapshot_id", "venue_id", "wallet", "symbol"),
+        _check("wallet", WalletKind),
+        _check("instrument_kind", InstrumentKind),
+        _check("option_right", OptionRight),
+        _check("settlement", Settlement),
+    )
+
+    id: int | None = _id()
+    snapshot_id: int = Field(foreign_key="snapshot.id", sa_type=BigInteger, index=True)
+    venue_id: str = _venue_fk()
+    wallet: str = Field(max_length=CODE_LEN)
+    symbol: str = Field(max_length=SYMBOL_LEN)
+    instrument_kind: str = Field(max_length=CODE_LEN)
+    underlying: str = Field(max_length=CODE_LEN)
+    quote: str = Field(max_length=CODE_LEN)
+    contract_size: Decimal = _money()
+    expiry_at: datetime | None = _at(nullable=True)
+    strike: Decimal | None = _money(nullable=True)
+    option_right: str | None = Field(default=None, max_length=CODE_LEN)
+    settlement: str | None = Field(default=None, max_length=CODE_LEN)
+    qty: Decimal = _money()  # contracts, signed (long > 0)
+    entry_price: Decimal = _money()
+
+
+class PriceRow(LedgerTable, table=True):
+    """A ``core.domain.MarkPrice`` inside a snapshot."""
+
+    __tablename__ = "price_snapshot"
+    __table_args__ = (UniqueConstraint("snapshot_id", "symbol"),)
+
+    id: int | None = _id()
+    snapshot_id: int = Field(foreign_key="snapshot.id", sa_type=BigInteger, index=True)
+    symbol: str = Field(max_length=SYMBOL_LEN)
+    mark: Decimal = _money()
+    index_price: Decimal | None = _money(nullable=True)
+    iv: Decimal | None = _money(nullable=True)  # annualised, 0.55 = 55 %
+    priced_at: datetime = _at()
+
+
+class MarginReportRow(LedgerTable, table=True):
+    """A pool's margin report (DESIGN §3.2). Bare figures are in ``margin_currency``."""
+
+    __tablename__ = "margin_report"
+    __table_args__ = (_check("model", MarginModelKind),)
+
+    id: int | None = _id()
+    pool_id: str = Field(max_length=NAME_LEN, index=True)
+    venue_id: str = _venue_fk()
+    snapshot_id: int | None = Field(
+        default=None, foreign_key="snapshot.id", sa_type=BigInteger, nullable=True
+    )
+    model: str = Field(max_length=CODE_LEN)
+    computed_at: datetime = _at(index=True)
+    margin_currency: str = Field(max_length=CODE_LEN)
+    equity: Decimal = _money()
+    adjusted_equity: Decimal = _money()
+    initial_margin: Decimal = _money()
+    maint_margin: Decimal = _money()
+    ratio: Decimal | None = _money(nullable=True)  # None when maint_margin is 0
+    band: str = Field(max_length=CODE_LEN)
+    target_ratio: Decimal = _money()
+    deficit_to_target: Decimal = _money()
+    equity_usd: Decimal = _money()
+    maint_margin_usd: Decimal = _money()
+    deficit_usd: Decimal = _money()
+    standard_maint_margin: Decimal | None = _money(nullable=True)
+    capital_efficiency: Decimal | None = _money(nullable=True)  # standard MM / portfolio MM
+    worst_scenario: str | None = Field(default=None, max_length=128)
+    detail: dict[str, Any] | None = Field(default=None, sa_type=JsonPayload)
+
+
+class StressResultRow(LedgerTable, table=True):
+    """One (scenario, pool) outcome of a stress run, with time-to-cover (DESIGN §4)."""
+
+    __tablename__ = "stress_result"
+    __table_args__ = (UniqueConstraint("run_id", "scenario", "pool_id"),)
+
+    id: int | None = _id()
+    run_id: str = Field(max_length=NAME_LEN, index=True)
+    scenario: str = Field(max_length=128)
+    scenario_kind: str = Field(max_length=32)
+    pool_id: str = Field(max_length=NAME_LEN)
+    venue_id: str = _venue_fk()
+    computed_at: datetime = _at()
+    ratio_after: Decimal | None = _money(nullable=True)
+    band_after: str = Field(max_length=CODE_LEN)
+    deficit_usd: Decimal = _money()
+    covered_10s_usd: Decimal = _money()
+    covered_60s_usd: Decimal = _money()
+    covered_600s_usd: Decimal = _money()
+    uncovered_usd: Decimal = _money()
+    detail: dict[str, Any] | None = Field(default=None, sa_type=JsonPayload)
+
+
+class MarginCallRow(LedgerTable, table=True):
+    """A detected breach of a pool's ``call`` threshold; its id makes detection idempotent."""
+
+    __tablename__ = "margin_call"
+    __table_args__ = (_check("status", CallStatus),)
+
+    id: str = Field(primary_key=True, max_length=NAME_LEN)
+    pool_id: str = Field(max_length=NAME_LEN, index=True)
+    venue_id: str = _venue_fk()
+    margin_report_id: int | None = Field(
+        default=None, foreign_key="margin_report.id", sa_type=BigInteger, nullable=True
+    )
+    status: str = Field(max_length=CODE_LEN)
+    raised_at: datetime = _at()
+    closed_at: datetime | None = _at(nullable=True)
+    ratio_at_raise: Decimal | None = _money(nullable=True)
+    target_ratio: Decimal = _money()
+    deficit_usd: Decimal = _money()
+    note: str | None = Field(default=None, sa_type=Text)
+
+
+class PlanRow(LedgerTable, table=True):
+    """A routing plan (DESIGN §5.3) and the configuration that produced it (STYLE 25)."""
+
+    __tablename__ = "plan"
+    __table_args__ = (_check("status", PlanStatus),)
+
+    id: str = Field(primary_key=True, max_length=NAME_LEN)
+    margin_call_id: str | None = Field(
+        default=None, max_length=NAME_LEN, foreign_key="margin_call.id", index=True
+    )
+    created_at: datetime = _at()
+    policy: str = Field(max_length=CODE_LEN)
+    solver: str = Field(max_length=32)  # "highs", or "greedy" when the fallback ran
+    status: str = Field(max_length=CODE_LEN)
+    deadline_s: float = Field(sa_type=Float)
+    deficit_usd: Decimal = _money()
+    credit_usd: Decimal = _money()
+    cost_usd: Decimal = _money()
+    uncovered_usd: Decimal = _money()
+    solve_ms: float = Field(sa_type=Float)
+    alternative_policy: str | None = Field(default=None, max_length=CODE_LEN)
+    alternative_cost_usd: Decimal | None = _money(nullable=True)
+    config_repr: str = Field(sa_type=Text)
+
+
+class PlanStepRow(LedgerTable, table=True):
+    """One allocation of a plan, in execution order (ordered by ETA)."""
+
+    __tablename__ = "plan_step"
+    __table_args__ = (
+        UniqueConstraint("plan_id", "step_no"),
+        _check("mode", TransferMode),
+        _check("from_wallet", WalletKind),
+        _check("to_wallet", WalletKind),
+    )
+
+    id: int | None = _id()
+    plan_id: str = Field(max_length=NAME_LEN, foreign_key="plan.id", index=True)
+    step_no: int
+    source_id: str = Field(max_length=128)
+    tier: int
+    mode: str = Field(max_length=CODE_LEN)
+    venue_id: str = _venue_fk()
+    from_wallet: str | None = Field(default=None, max_length=CODE_LEN)
+    to_venue_id: str | None = _venue_fk(nullable=True)
+    to_wallet: str | None = Field(default=None, max_length=CODE_LEN)
+    asset: str = Field(max_length=CODE_LEN)
+    amount: Decimal = _money()
+    amount_usd: Decimal = _money()
+    credit_usd: Decimal = _money()
+    cost_usd: Decimal = _money()
+    eta_s: float = Field(sa_type=Float)
+
+
+class TransferRow(LedgerTable, table=True):
+    """A collateral movement: the intent (written ``pending`` before sending) and its result.
+
+    One row per movement rather than an intent table plus a result table: the UNIQUE
+    idempotency key must guard the *movement*, and the executor's "look up before resend"
+    reads one row. Every status change is also an audit event, which keeps the history.
+    """
+
+    __tablename__ = "transfer"
+    __table_args__ = (
+        _check("mode", TransferMode),
+        _check("from_wallet", WalletKind),
+        _check("to_wallet", WalletKind),
+        _check("status", TransferStatus),
+        # A planned transfer must point at a recorded step; manual ones leave both null.
+        ForeignKeyConstraint(["plan_id", "step_no"], ["plan_step.plan_id", "plan_step.step_no"]),
+    )
+
+    id: int | None = _id()
+    idempotency_key: str = Field(max_length=KEY_LEN, unique=True)
+    margin_call_id: str | None = Field(
+        default=None, max_length=NAME_LEN, foreign_key="margin_call.id", index=True
+    )
+    plan_id: str | None = Field(
+        default=None, max_length=NAME_LEN, foreign_key="plan.id", index=True
+    )
+    step_no: int | None = None
+    source_id: str | None = Field(default=None, max_length=128)
+    mode: str = Field(max_length=CODE_LEN)
+    venue_id: str = _venue_fk()
+    from_wallet: str = Field(max_length=CODE_LEN)
+    to_venue_id: str = _venue_fk()  # == venue_id except for cross-venue withdrawals
+    to_wallet: str = Field(max_length=CODE_LEN)
+    asset: str = Field(max_length=CODE_LEN)
+    amount: Decimal = _money()
+    to_asset: str | None = Field(default=None, max_length=CODE_LEN)  # swaps only
+    amount_usd: Decimal | None = _money(nullable=True)  # valued when planned
+    status: str = Field(max_length=CODE_LEN, index=True)
+    attempts: int = 0
+    created_at: datetime = _at()
+    sent_at: datetime | None = _at(nullable=True)
+    finished_at: datetime | None = _at(nullable=True)
+    latency_ms: float | None = Field(default=None, sa_type=Float)  # send -> venue answer
+    venue_transfer_id: str | None = Field(default=None, max_length=128)
+    error_kind: str | None = Field(default=None, max_length=64)
+    error_message: str | None = Field(default=None, sa_type=Text)
+    result: dict[str, Any] | None = Field(default=None, sa_type=JsonPayload)
+
+
+class AuditEventRow(LedgerTable, table=True):
+    """One immutable event, hash-chained to its predecessor so tampering shows (DESIGN §7).
+
+    ``hash = sha256(canonical(seq, event_id, kind, ts_event, ts_init, refs, payload, prev_hash))``
+    (see ``core.ledger.chain``). No foreign keys: the trail must stand alone, and it records
+    events (a denied transfer, say) whose subject never got a row of its own.
+    """
+
+    __tablename__ = "audit_event"
+
+    seq: int = Field(
+        primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
+    event_id: str = Field(max_length=NAME_LEN, unique=True)
+    kind: str = Field(max_length=64, index=True)
+    ts_event: int = Field(sa_type=BigInteger)  # ns since epoch, when it happened
+    ts_init: int = Field(sa_type=BigInteger)  # ns since epoch, when we recorded it
+    margin_call_id: str | None = Field(default=None, max_length=NAME_LEN, index=True)
+    plan_id: str | None = Field(default=None, max_length=NAME_LEN)
+    transfer_key: str | None = Field(default=None, max_length=KEY_LEN)
+    payload: dict[str, Any] = Field(sa_type=JsonPayload)
+    prev_hash: str = Field(max_length=HASH_LEN)
+    hash: str = Field(max_length=HASH_LEN, unique=True)
+
+
+class ReconDriftRow(LedgerTable, table=True):
+    """A difference between what the ledger expected and what a venue reported."""
+
+    __tablename__ = "recon_drift"
+    __table_args__ = (
+        _check("wallet", WalletKind),
+        _check("status", DriftStatus),
+    )
+
+    id: int | None = _id()
+    detected_at: datetime = _at(index=True)
+    venue_id: str = _venue_fk()
+    wallet: str = Field(max_length=CODE_LEN)
+    asset: str = Field(max_length=CODE_LEN)
+    expected: Decimal = _money()
+    reported: Decimal = _money()
+    drift: Decimal = _money()  # reported - expected, in asset
+    drift_usd: Decimal | None = _money(nullable=True)
+    tolerance: Decimal = _money()
+    expected_snapshot_id: int | None = Field(
+        default=None, foreign_key="snapshot.id", sa_type=BigInteger, nullable=True
+    )
+    reported_snapshot_id: int | None = Field(
+        default=None, foreign_key="snapshot.id", sa_type=BigInteger, nullable=True
+    )
+    status: str = Field(max_length=CODE_LEN)
+    resolved_at: datetime | None = _at(nullable=True)
+    note: str | None = Field(default=None, sa_type=Text)

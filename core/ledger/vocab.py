@@ -1,0 +1,127 @@
+"""The closed vocabularies the store writes: statuses, modes, bands, kinds.
+
+Why a module of its own: the execution layer (DESIGN §7), the flows and the SQL views all speak
+these words, and the database holds them as short strings guarded by ``CHECK`` constraints built
+from these enums (``core.ledger.tables``). One list, read by both the Python code and the DDL,
+means a new status cannot reach the database without the constraint knowing it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "TRANSFER_TRANSITIONS",
+    "CallStatus",
+    "DriftStatus",
+    "PlanStatus",
+    "SnapshotSource",
+    "TransferMode",
+    "TransferStatus",
+    "VenueMode",
+    "sql_in_list",
+]
+
+
+class TransferStatus(StrEnum):
+    """Life of a transfer row (DESIGN §7).
+
+    ``pending`` is written *before* the request leaves, so a crash between send and record
+    leaves a row that the executor must look up by its idempotency key before any resend.
+    ``unknown`` means the request left and no answer came back (``OutcomeUnknown``).
+    """
+
+    PENDING = "pending"
+    SENT = "sent"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether no later report may change this status."""
+        return self in {TransferStatus.CONFIRMED, TransferStatus.FAILED}
+
+
+#: Allowed status moves. ``unknown`` can become ``sent`` when the lookup finds the transfer
+#: accepted but not yet settled; a final status never changes.
+TRANSFER_TRANSITIONS: dict[TransferStatus, frozenset[TransferStatus]] = {
+    TransferStatus.PENDING: frozenset(
+        {
+            TransferStatus.SENT,
+            TransferStatus.CONFIRMED,
+            TransferStatus.FAILED,
+            TransferStatus.UNKNOWN,
+        }
+    ),
+    TransferStatus.SENT: frozenset(
+        {TransferStatus.CONFIRMED, TransferStatus.FAILED, TransferStatus.UNKNOWN}
+    ),
+    TransferStatus.UNKNOWN: frozenset(
+        {TransferStatus.SENT, TransferStatus.CONFIRMED, TransferStatus.FAILED}
+    ),
+    TransferStatus.CONFIRMED: frozenset(),
+    TransferStatus.FAILED: frozenset(),
+}
+
+
+class TransferMode(StrEnum):
+    """How a plan step moves credit into the pool (DESIGN §5.1 tiers, §7 tags)."""
+
+    PNL_OFFSET = "pnl_offset"  # tier 1: unrealised PnL already inside the pool
+    IN_PLACE = "in_place"  # tier 2: collateral already in the right product
+    TRANSFER = "transfer"  # tier 3: internal / sub-account transfer
+    SWAP = "swap"  # tier 3: conversion into an asset with a better collateral rate
+    WITHDRAWAL = "withdrawal"  # tier 3: cross-venue on-chain move
+
+
+class PlanStatus(StrEnum):
+    """Solver outcome of a routing plan (DESIGN §5.3)."""
+
+    OPTIMAL = "optimal"
+    PARTIAL = "partial"
+    INFEASIBLE = "infeasible"
+
+
+class CallStatus(StrEnum):
+    """Life of a margin call (DESIGN §9)."""
+
+    OPEN = "open"
+    CURED = "cured"
+    ESCALATED = "escalated"
+    CANCELLED = "cancelled"
+
+
+class DriftStatus(StrEnum):
+    """Life of a reconciliation drift (DESIGN §9 ``reconcile``)."""
+
+    OPEN = "open"
+    EXPLAINED = "explained"
+    RESOLVED = "resolved"
+
+
+class VenueMode(StrEnum):
+    """Whether a venue row is a live exchange connection or the simulator."""
+
+    LIVE = "live"
+    SIM = "sim"
+
+
+class SnapshotSource(StrEnum):
+    """Who produced a snapshot: a venue read, or the ledger's own expectation."""
+
+    VENUE = "venue"
+    EXPECTED = "expected"
+    CONFIG = "config"
+
+
+def sql_in_list(column: str, values: type[StrEnum]) -> str:
+    """Render ``column IN ('a', 'b', ...)`` for a CHECK constraint, in enum order.
+
+    Examples
+    --------
+    >>> sql_in_list("status", PlanStatus)
+    "status IN ('optimal', 'partial', 'infeasible')"
+    """
+    quoted = ", ".join(f"'{v.value}'" for v in values)
+    return f"{column} IN ({quoted})"
