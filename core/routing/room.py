@@ -1,0 +1,126 @@
+"""Remaining room of each source under every limit, for the greedy baseline and plan top-ups.
+
+It mirrors, in plain numpy, the constraints the optimiser enforces (capacity per call and over
+all calls, segment widths filled in order, shared limits, origin headroom, API weight budgets),
+so a greedy or topped-up plan never breaks a limit the optimiser would have respected.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.routing.arrays import Arrays, Structure
+from core.routing.sources import RoutingInput
+
+__all__ = ["Room"]
+
+_EPS_USD = 1e-9
+
+
+class Room:
+    """Usage so far and the room left, per (call, source)."""
+
+    def __init__(self, inp: RoutingInput, st: Structure, arrays: Arrays) -> None:
+        self.inp = inp
+        self.st = st
+        self.a = arrays
+        C, J, P = st.n_calls, st.n_sources, st.n_pieces
+        self.X = np.zeros((C, J))
+        self.x = np.zeros((C, P))
+        self.piece_used = np.zeros(P)
+        starts = np.concatenate([[0], np.cumsum(st.segment_counts)[:-1]]).astype(int)
+        self.piece_range = [
+            range(int(starts[j]), int(starts[j]) + st.segment_counts[j]) for j in range(J)
+        ]
+        self.group_of: list[list[int]] = [[] for _ in range(J)]
+        for g, (_, idx) in enumerate(st.groups):
+            for j in idx:
+                self.group_of[j].append(g)
+        self.origin_of: list[list[int]] = [[] for _ in range(J)]
+        for o, (_, idx) in enumerate(st.origins):
+            for j in idx:
+                self.origin_of[j].append(o)
+        self.venue_of: list[list[int]] = [[] for _ in range(J)]
+        for r, (_, idx) in enumerate(st.venues):
+            for j in idx:
+                self.venue_of[j].append(r)
+        self.group_used = np.zeros(len(st.groups))
+        self.origin_used = np.zeros(len(st.origins))
+        self.weight_used = np.zeros(len(st.venues))
+
+    def next_piece(self, j: int) -> int | None:
+        """The first segment of ``j`` not yet full (segments fill in order: concavity)."""
+        for p in self.piece_range[j]:
+            if self.piece_used[p] < self.a.piece_width[p] - _EPS_USD:
+                return p
+        return None
+
+    def limits(self, d: int, j: int) -> dict[str, float]:
+        """Room left for (call d, source j) under each named limit, in USD moved."""
+        a = self.a
+        out = {
+            "capacity": a.cap[d, j] - self.X[d, j],
+            "capacity_all_calls": a.cap_all[j] - self.X[:, j].sum(),
+            "segments": float(
+                sum(a.piece_width[p] - self.piece_used[p] for p in self.piece_range[j])
+            ),
+        }
+        for g in self.group_of[j]:
+            out[f"shared_limit:{self.st.groups[g][0]}"] = a.group_limit[g] - self.group_used[g]
+        for o in self.origin_of[j]:
+            debit = a.debit[o, j]
+            if debit > 0:
+                out[f"origin_call_level:{self.st.origins[o][0]}"] = (
+                    a.headroom[o] - self.origin_used[o]
+                ) / debit
+        for r in self.venue_of[j]:
+            w = a.weight_per_usd[r, j]
+            if w > 0:
+                out[f"api_weight:{self.st.venues[r][0]}"] = (a.budget[r] - self.weight_used[r]) / w
+        return out
+
+    def room(self, d: int, j: int) -> float:
+        if self.a.credit[d, self.piece_range[j][0]] <= 0:
+            return 0.0
+        return max(0.0, min(self.limits(d, j).values()))
+
+    def add(self, d: int, j: int, amount_usd: float) -> float:
+        """Move ``amount_usd`` more from ``j`` to ``d``, filling segments in order; return credit."""
+        left = amount_usd
+        credit = 0.0
+        for p in self.piece_range[j]:
+            free = self.a.piece_width[p] - self.piece_used[p]
+            if free <= _EPS_USD:
+                continue
+            take = min(free, left)
+            self.piece_used[p] += take
+            self.x[d, p] += take
+            credit += take * self.a.credit[d, p]
+            left -= take
+            if left <= _EPS_USD:
+                break
+        moved = amount_usd - max(left, 0.0)
+        self.X[d, j] += moved
+        for g in self.group_of[j]:
+            self.group_used[g] += moved
+        for o in self.origin_of[j]:
+            self.origin_used[o] += moved * self.a.debit[o, j]
+        for r in self.venue_of[j]:
+            self.weight_used[r] += moved * self.a.weight_per_usd[r, j]
+        return credit
+
+    @classmethod
+    def from_solution(cls, inp: RoutingInput, st: Structure, arrays: Arrays, x: np.ndarray) -> Room:
+        """Room after the amounts ``x`` (calls × pieces) are already planned."""
+        room = cls(inp, st, arrays)
+        room.x = x.copy()
+        room.piece_used = x.sum(axis=0)
+        room.X = x @ st.aggregation().T.toarray()
+        moved = room.X.sum(axis=0)
+        for g, (_, idx) in enumerate(st.groups):
+            room.group_used[g] = moved[list(idx)].sum()
+        for o in range(len(st.origins)):
+            room.origin_used[o] = float(arrays.debit[o] @ moved)
+        for r in range(len(st.venues)):
+            room.weight_used[r] = float(arrays.weight_per_usd[r] @ moved)
+        return room
