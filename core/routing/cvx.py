@@ -7,6 +7,7 @@ one-line wrappers keep the rest of the router fully typed instead of sprinkling 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, cast
 
 import cvxpy
@@ -39,5 +40,11 @@ def new_highs() -> Any:
 
 
 def solve_highs(problem: cvxpy.Problem, **options: Any) -> None:
-    """``problem.solve(solver=cp.HIGHS, **options)``."""
-    cast(Any, problem).solve(solver=cvxpy.HIGHS, **options)
+    """``problem.solve(solver=cp.HIGHS, **options)``.
+
+    cvxpy's "solution may be inaccurate" warning is silenced: the caller checks
+    ``problem.status`` and treats every inaccurate status as a failure (STYLE rule 17).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        cast(Any, problem).solve(solver=cvxpy.HIGHS, **options)

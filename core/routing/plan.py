@@ -314,7 +314,9 @@ def finalise(
             used = np.zeros((C, J), dtype=bool)
             for dd, jj in amounts:
                 used[dd, jj] = True
-            best: tuple[float, int, Decimal] | None = None
+            # A top-up that closes the gap is ranked by its total cost (surplus cover is worth
+            # nothing); one that cannot close it alone, by cost per credited USD.
+            best: tuple[tuple[int, float], int, Decimal] | None = None
             for j, s in enumerate(inp.sources):
                 avail = room.room(d, j)
                 p = room.next_piece(j)
@@ -329,9 +331,11 @@ def finalise(
                 add = min(add, _floor_step(avail, s.step_usd, forgiving=False))
                 if add <= 0 or (not used[d, j] and add < _dec(s.min_ticket_usd)):
                     continue
-                price = (arrays.cost[p] * float(add) + fee) / (arrays.credit[d, p] * float(add))
-                if best is None or price < best[0]:
-                    best = (price, j, add)
+                total = arrays.cost[p] * float(add) + fee
+                closes = arrays.credit[d, p] * float(add) >= float(short) - 1e-12
+                rank = (0, total) if closes else (1, total / (arrays.credit[d, p] * float(add)))
+                if best is None or rank < best[0]:
+                    best = (rank, j, add)
             if best is None:
                 break
             _, j, add = best

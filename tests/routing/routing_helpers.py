@@ -18,7 +18,7 @@ from core.routing import CollateralSource, Deficit, Policy, RoutingInput, Segmen
 # cvxpy re-exports its atoms with a star import that mypy cannot follow.
 cp: Any = cvxpy
 
-EPS_ZERO = {"latency_weight_usd_per_usd_s": 0.0, "tie_break_usd_per_usd": 0.0}
+EPS_ZERO: dict[str, Any] = {"latency_weight_usd_per_usd_s": 0.0, "tie_break_usd_per_usd": 0.0}
 
 
 def random_source(rng: np.random.Generator, i: int, *, binaries: bool = True) -> CollateralSource:

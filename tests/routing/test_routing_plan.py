@@ -1,0 +1,108 @@
+"""Plan finishing: rounding, Decimal re-check, top-up, ordering, idempotency keys, fallback."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+from core.routing import (
+    Backend,
+    CollateralSource,
+    Deficit,
+    Policy,
+    Router,
+    RoutingInput,
+    Segment,
+    Tier,
+    input_to_json,
+    parse_problem,
+    plan_to_json,
+)
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "route-problem.json"
+T3 = Tier.TRANSFER
+
+
+def test_plan_with_coarse_steps_rounds_down_then_tops_up_cheapest_total() -> None:
+    # 1000 USD deficit; the cheap source moves whole 300 USD lots. The LP wants 1000 from it,
+    # rounding keeps 900, and the last 100 costs either one more lot (300 · 0.0001 = 0.03) or
+    # 100 from the swap (100 · 0.002 = 0.20): the lot wins, over-covering on purpose.
+    lots = CollateralSource("lots", T3, 1.0, (Segment(5000.0, 1.0, 0.0001),), step_usd=300.0)
+    swap = CollateralSource("swap", T3, 1.0, (Segment(5000.0, 1.0, 0.002),))
+    plan = Router().route(RoutingInput((Deficit("c", 1000.0, 60.0),), (lots, swap), Policy.COST))
+    assert {a.source: a.amount_usd for a in plan.allocations} == {"lots": Decimal("1200.0")}
+    assert plan.cost_usd == Decimal("0.12")
+    assert plan.status == "optimal"
+
+
+def test_plan_with_coarse_dear_steps_tops_up_from_fine_source() -> None:
+    # Same, but a lot now costs 300 · 0.001 = 0.30 > 0.20 for 100 from the swap.
+    lots = CollateralSource("lots", T3, 1.0, (Segment(5000.0, 1.0, 0.001),), step_usd=300.0)
+    swap = CollateralSource("swap", T3, 1.0, (Segment(5000.0, 1.0, 0.002),))
+    plan = Router().route(RoutingInput((Deficit("c", 1000.0, 60.0),), (lots, swap), Policy.COST))
+    got = {a.source: a.amount_usd for a in plan.allocations}
+    assert got == {"lots": Decimal("900.0"), "swap": Decimal("100.00")}
+    assert plan.credit_usd == Decimal("1000.00")
+
+
+def test_plan_with_credit_below_one_tops_up_in_decimal() -> None:
+    # credit 0.997: 100 / 0.997 = 100.3009... → the LP amount rounds down to 100.30 (credit
+    # 99.9991 < 100) and the top-up adds one 0.01 step: 100.31 → 100.00907 ≥ 100.
+    s = CollateralSource("swap", T3, 1.0, (Segment(5000.0, 0.997, 0.001),))
+    plan = Router().route(RoutingInput((Deficit("c", 100.0, 60.0),), (s,)))
+    assert plan.allocations[0].amount_usd == Decimal("100.31")
+    assert plan.credit_usd >= Decimal("100")
+    assert plan.credit_usd == Decimal("100.31") * Decimal("0.997")
+
+
+def test_plan_with_same_input_gives_same_idempotency_keys() -> None:
+    inp = parse_problem(json.loads(EXAMPLE.read_text()))
+    a = Router().route(inp)
+    b = Router(backend=Backend.CVXPY).route(inp)
+    assert a.plan_id == b.plan_id
+    assert [x.idempotency_key for x in a.allocations] == [x.idempotency_key for x in b.allocations]
+    assert len({x.idempotency_key for x in a.allocations}) == len(a.allocations)
+    other = Router().route(inp.with_policy(Policy.COST))
+    assert other.plan_id != a.plan_id
+
+
+def test_plan_with_steps_of_different_eta_is_ordered_by_completion() -> None:
+    inp = parse_problem(json.loads(EXAMPLE.read_text()))
+    etas = [a.eta_s for a in Router().route(inp).allocations]
+    assert etas == sorted(etas)
+
+
+def test_route_with_solver_time_limit_falls_back_to_greedy_and_says_so() -> None:
+    inp = parse_problem(json.loads(EXAMPLE.read_text()))
+    plan = Router(time_limit_s=0.0).route(inp)
+    out = plan_to_json(plan)
+    assert out["method"] == "greedy-fallback"
+    assert "Time limit" in out["fallback_reason"]
+    assert out["status"] == "optimal"
+    # the strict greedy takes tiers in order and then the cheapest per credited USD
+    assert {a["source"]: a["amount_usd"] for a in out["allocations"]} == {
+        "upnl-btcusdt-perp": 300.0,
+        "btc-in-pm": 400.0,
+        "usdt-spot-to-pm": 250.0,
+        "usdc-swap-usdt": 100.0,
+    }
+    assert out["alternative"]["status"] == "failed"
+
+
+def test_input_json_with_round_trip_is_unchanged() -> None:
+    raw = json.loads(EXAMPLE.read_text())
+    inp = parse_problem(raw)
+    again = parse_problem(input_to_json(inp))
+    assert again == inp
+
+
+def test_plan_json_with_design_schema_has_every_documented_key() -> None:
+    out = plan_to_json(Router().route(parse_problem(json.loads(EXAMPLE.read_text()))))
+    for key in ("status", "cost_usd", "credit_usd", "uncovered_usd", "allocations", "solve_ms"):
+        assert key in out
+    assert set(out["alternative"]) >= {"policy", "cost_usd"}
+    for a in out["allocations"]:
+        assert set(a) >= {"source", "amount_usd", "credit_usd", "cost_usd", "eta_s"}
+        assert a["why"].startswith(f"tier {a['tier']}")
+    json.dumps(out)  # serialisable as is
