@@ -1,7 +1,7 @@
 """``pmr db``: create the store's schema and show where it lives (DESIGN §8).
 
-Orchestration only: the work is ``core.ledger.store.init_db``. Errors print as one line on
-stderr with a non-zero exit; passwords in URLs are never printed.
+Orchestration only: the work is ``core.ledger.store.init_db``. A ``PmrError`` prints as one
+line on stderr with exit code 2 (``flows.cli_common``); passwords in URLs are never printed.
 
 Examples
 --------
@@ -13,6 +13,8 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -20,12 +22,13 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-from core.errors import ConfigError, PmrError
+from core.errors import ConfigError
 from core.ledger.audit_log import verify_audit_chain
 from core.ledger.store import init_db, make_engine, redact_url
 from core.ledger.tables import LedgerTable
+from flows.cli_common import handles_pmr_errors, out
 
-__all__ = ["register"]
+__all__ = ["db_info", "db_init", "register"]
 
 UrlOption = Annotated[
     str | None,
@@ -38,40 +41,39 @@ UrlOption = Annotated[
 ]
 
 
-def _fail(exc: PmrError) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(code=1)
+@contextmanager
+def _engine(url: str | None) -> Iterator[Engine]:
+    engine = make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
+@handles_pmr_errors
 def db_init(url: UrlOption = None) -> None:
     """Create every missing table (and, on PostgreSQL, the post-mortem views). Idempotent."""
-    engine: Engine | None = None
-    try:
-        engine = make_engine(url)
+    with _engine(url) as engine:
         report = init_db(engine)
-    except PmrError as exc:
-        raise _fail(exc) from None
-    finally:
-        if engine is not None:
-            engine.dispose()
-    typer.echo(str(report))
+    out.print(str(report), markup=False)
 
 
+@handles_pmr_errors
 def db_info(url: UrlOption = None) -> None:
     """Print where the store is, the row count of each table and the audit-chain verdict."""
-    engine: Engine | None = None
-    try:
-        engine = make_engine(url)
-        lines = _info_lines(engine)
-    except PmrError as exc:
-        raise _fail(exc) from None
-    finally:
-        if engine is not None:
-            engine.dispose()
-    typer.echo("\n".join(lines))
+    with _engine(url) as engine:
+        lines = info_lines(engine)
+    out.print("\n".join(lines), markup=False)
 
 
-def _info_lines(engine: Engine) -> list[str]:
+def info_lines(engine: Engine) -> list[str]:
+    """Describe the store behind ``engine``: URL, row counts per table, audit-chain verdict.
+
+    Raises
+    ------
+    ConfigError
+        The store cannot be read or has not been initialised.
+    """
     url = redact_url(engine.url.render_as_string(hide_password=False))
     names = sorted(LedgerTable.metadata.tables)
     try:

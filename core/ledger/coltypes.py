@@ -14,7 +14,7 @@ Why ``NUMERIC(38, 18)``: 18 fractional digits hold the smallest on-chain unit we
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Numeric, String
@@ -38,6 +38,9 @@ MONEY_PRECISION = 38
 MONEY_SCALE = 18
 _QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
 _MAX_ABS = Decimal(10) ** (MONEY_PRECISION - MONEY_SCALE)
+# The default context keeps 28 significant digits; a 38-digit column needs more, or quantize()
+# raises InvalidOperation and normalize() silently rounds.
+_WIDE = Context(prec=MONEY_PRECISION + 4)
 
 
 def fit_decimal(value: Decimal, field: str, *, where: str = "") -> Decimal:
@@ -60,12 +63,12 @@ def fit_decimal(value: Decimal, field: str, *, where: str = "") -> Decimal:
         ctx["where"] = where
     if not isinstance(value, Decimal) or not value.is_finite():
         raise DataError("amount must be a finite Decimal", **ctx)
-    if abs(value) >= _MAX_ABS:
+    if value.copy_abs() >= _MAX_ABS:  # abs() would round to 28 digits first
         raise DataError(
             f"amount does not fit NUMERIC({MONEY_PRECISION}, {MONEY_SCALE}): |value| >= 1e20",
             **ctx,
         )
-    quantised = value.quantize(_QUANTUM)
+    quantised = value.quantize(_QUANTUM, context=_WIDE)
     if quantised != value:
         raise DataError(
             f"amount has more than {MONEY_SCALE} decimal places; round it before booking",
@@ -83,8 +86,8 @@ def tidy_decimal(value: Decimal) -> Decimal:
     (Decimal('1.5'), Decimal('100'))
     """
     if value == value.to_integral_value():
-        return value.quantize(Decimal(1))
-    return value.normalize()
+        return value.quantize(Decimal(1), context=_WIDE)
+    return value.normalize(context=_WIDE)
 
 
 class Money(TypeDecorator[Decimal]):

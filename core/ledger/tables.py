@@ -27,6 +27,7 @@ from sqlalchemy import (
     CheckConstraint,
     Float,
     ForeignKeyConstraint,
+    Integer,
     MetaData,
     Text,
     UniqueConstraint,
@@ -92,8 +93,13 @@ def _check(column: str, values: Any, name: str | None = None) -> CheckConstraint
     return CheckConstraint(sql_in_list(column, values), name=name or column)
 
 
+# SQLite only auto-assigns keys to a column declared exactly INTEGER PRIMARY KEY (an alias of
+# ROWID, already 64-bit); BIGINT there would stay NULL. PostgreSQL gets BIGSERIAL.
+_ID_TYPE = BigInteger().with_variant(Integer(), "sqlite")
+
+
 def _id() -> Any:
-    return Field(default=None, primary_key=True, sa_type=BigInteger)
+    return Field(default=None, primary_key=True, sa_type=_ID_TYPE)
 
 
 def _money(*, nullable: bool = False) -> Any:
