@@ -14,6 +14,7 @@ import typer
 
 from core.config import load_desk
 from core.errors import PmrError
+from flows import cli_db
 from flows.cli_common import EXAMPLE_DESK, fail, handles_pmr_errors, out
 from flows.desk_summary import print_desk_summary
 
@@ -29,6 +30,7 @@ config_app = typer.Typer(
     help="Validate and inspect desk configuration files.", no_args_is_help=True
 )
 app.add_typer(config_app, name="config")
+cli_db.register(app)
 
 
 @config_app.command("check")
