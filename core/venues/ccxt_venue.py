@@ -1,0 +1,553 @@
+"""``CcxtVenue``: the one adapter between pmr and any exchange, live or simulated.
+
+The live code path is the tested code path: the same class talks to Binance through ccxt, and
+offline to the simulated exchange through the *same* ccxt, whose HTTP either goes to an
+in-process transport or to a loopback server (:mod:`core.venues.sim`). There is no
+``if simulated`` below this line; only the URLs and the ``requests`` session differ.
+
+What the adapter owns (DESIGN §6):
+
+- the wallet mapping: it passes Binance's transfer ``type`` itself (``MAIN_UMFUTURE`` ...), so
+  ccxt's isolated-margin fallback for unknown account names can never happen;
+- the retry policy: ccxt's own retries are off (``maxRetriesOnFailure = 0``: ccxt would re-send a
+  timed-out POST); reads retry here with backoff, writes never;
+- error classification by URL path and Binance code (:mod:`core.venues.errors`);
+- rate limits per API family with Binance weights, honouring 429/418 ``Retry-After``;
+- the transfer fields ccxt leaves ``None`` (timestamp, status, amount, wallets) on the receipt;
+- the right ccxt params per wallet: COIN-M is ``type='swap', subType='inverse'`` (``type=
+  'delivery'`` silently returns *spot*), portfolio margin is ``portfolioMargin=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import ccxt
+
+from core.clock import Clock, ns_to_datetime
+from core.domain import Asset, Balance, MarkPrice, WalletKind
+from core.errors import (
+    DataError,
+    RateLimited,
+    TransferNotAllowed,
+    VenueError,
+    VenueFatal,
+)
+from core.margin.params import Bracket
+from core.venues import parse
+from core.venues.base import (
+    BaseVenue,
+    ConvertQuote,
+    ConvertResult,
+    DepositReport,
+    PositionReport,
+    TransferHistoryRow,
+    TransferIntent,
+    TransferStatus,
+    VenueCapabilities,
+    WithdrawalReceipt,
+)
+from core.venues.errors import api_family, is_retryable, translate_ccxt_errors
+from core.venues.ratelimit import WeightLimiter, request_weight
+from core.venues.wallets import BINANCE_TRANSFER_TYPES
+
+__all__ = ["BINANCE_REQUIRED_HAS", "CcxtVenue", "canonical_path", "rewrite_api_urls"]
+
+T = TypeVar("T")
+
+# ccxt ``has`` keys a Binance venue must offer (checked by ``check_capabilities``).
+BINANCE_REQUIRED_HAS: tuple[str, ...] = (
+    "fetchBalance",
+    "fetchPositions",
+    "transfer",
+    "fetchTransfers",
+    "fetchConvertQuote",
+    "createConvertTrade",
+    "withdraw",
+    "fetchDeposits",
+    "fetchDepositAddress",
+)
+
+_ACCOUNT_NAME: Mapping[WalletKind, str] = {
+    WalletKind.SPOT: "spot",
+    WalletKind.FUNDING: "funding",
+    WalletKind.MARGIN: "margin",
+    WalletKind.UM: "linear",
+    WalletKind.CM: "inverse",
+    WalletKind.OPTIONS: "option",
+    WalletKind.PM: "portfolio_margin",
+}
+
+
+def canonical_path(url: str) -> str:
+    """The Binance path of a URL, without host or simulator prefix (``/sapi/v1/asset/transfer``)."""
+    path = urlsplit(url).path
+    for marker in ("/api/", "/sapi/", "/fapi/", "/dapi/", "/papi/", "/eapi/"):
+        i = path.find(marker)
+        if i >= 0:
+            return path[i:]
+    return path
+
+
+def rewrite_api_urls(exchange: Any, base_url: str) -> None:
+    """Point every ``urls['api']`` entry at ``base_url`` (path kept), then prove none is left.
+
+    Raises
+    ------
+    VenueFatal
+        An entry still names binance.com (a request could leave the machine).
+    """
+    api = exchange.urls["api"]
+    for key, value in list(api.items()):
+        if isinstance(value, str):
+            api[key] = base_url.rstrip("/") + urlsplit(value).path
+    leftovers = [k for k, v in api.items() if not isinstance(v, str) or "binance.com" in v]
+    if leftovers:
+        raise VenueFatal("API URLs still point at binance.com after rewrite", keys=leftovers)
+
+
+class _LazyHeaders(Mapping[str, str]):
+    """The exchange's last response headers, read when an error is being translated."""
+
+    def __init__(self, exchange: Any) -> None:
+        self._exchange = exchange
+
+    def _h(self) -> Mapping[str, str]:
+        return dict(getattr(self._exchange, "last_response_headers", None) or {})
+
+    def __getitem__(self, key: str) -> str:
+        return self._h()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._h())
+
+    def __len__(self) -> int:
+        return len(self._h())
+
+
+class CcxtVenue(BaseVenue):
+    """A venue reached through a ccxt Binance exchange object.
+
+    Parameters
+    ----------
+    name
+        Venue name from the desk config.
+    exchange
+        A configured ``ccxt.binance`` (credentials, URLs and session already set).
+    clock
+        Injected clock: ccxt's timestamps, the limiter's waits and receipts all use it.
+    asset_decimals
+        Transfer precision per asset.
+    weight_limits_per_min
+        Weight budget per API family for the limiter.
+    portfolio_margin
+        The account is a Binance Portfolio Margin account: margin/UM/CM are read via ``papi``.
+    max_read_attempts
+        Attempts for reads on transient errors (writes: always exactly one).
+
+    Examples
+    --------
+    >>> venue = build_sim_venue(...)  # doctest: +SKIP  (see core.venues.factory)
+    >>> venue.balances(WalletKind.SPOT)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        name: str,
+        exchange: Any,
+        clock: Clock,
+        *,
+        asset_decimals: Mapping[str, int],
+        weight_limits_per_min: Mapping[str, int],
+        portfolio_margin: bool = False,
+        max_read_attempts: int = 3,
+        excess_decimals: Literal["round_down", "refuse"] = "round_down",
+    ) -> None:
+        super().__init__(
+            name, clock, asset_decimals=asset_decimals, excess_decimals=excess_decimals
+        )
+        self._ex = exchange
+        self.portfolio_margin = portfolio_margin
+        self._max_read_attempts = max_read_attempts
+        self.limiter = WeightLimiter(clock, weight_limits_per_min)
+        self._weight_limits = dict(weight_limits_per_min)
+        self.http_requests = 0
+        self.request_log: list[tuple[str, str]] = []
+        self._headers = _LazyHeaders(exchange)
+        self._configure_exchange()
+
+    # -- ccxt plumbing ------------------------------------------------------------------------
+    def _configure_exchange(self) -> None:
+        ex = self._ex
+        ex.enableRateLimit = False  # our limiter, with Binance weights, replaces ccxt's
+        ex.options["maxRetriesOnFailure"] = 0  # never let ccxt re-send a timed-out POST
+        ex.options["maxRetriesOnFailureDelay"] = 0
+        ex.options["adjustForTimeDifference"] = False
+        ex.enableLastResponseHeaders = True
+        clock = self._clock
+        ex.milliseconds = lambda: clock.timestamp_ns() // 1_000_000
+        ex.seconds = lambda: clock.timestamp_ns() // 1_000_000_000
+        ex.microseconds = lambda: clock.timestamp_ns() // 1_000
+        original_fetch = ex.fetch
+
+        def limited_fetch(
+            url: str, method: str = "GET", headers: Any = None, body: Any = None
+        ) -> Any:
+            path = canonical_path(url)
+            family = api_family(path)
+            self.limiter.acquire(family, request_weight(method, path))
+            self.http_requests += 1
+            self.request_log.append((method, path))
+            try:
+                return original_fetch(url, method, headers, body)
+            except ccxt.DDoSProtection:
+                retry = self._headers.get("Retry-After") or self._headers.get("retry-after")
+                self.limiter.pause(family, float(retry) if retry else 60.0)
+                raise
+
+        ex.fetch = limited_fetch
+
+    @property
+    def exchange(self) -> Any:
+        """The underlying ccxt exchange (for contract tests and diagnostics only)."""
+        return self._ex
+
+    @property
+    def capabilities(self) -> VenueCapabilities:
+        return VenueCapabilities(
+            exchange=str(self._ex.id),
+            transfer_types=frozenset(BINANCE_TRANSFER_TYPES.values()),
+            wallets=frozenset(WalletKind),
+            required_ccxt_has=BINANCE_REQUIRED_HAS,
+            weight_limits_per_min=self._weight_limits,
+            asset_decimals=dict(self._asset_decimals),
+        )
+
+    def check_capabilities(self) -> None:
+        """Fail fast if the ccxt exchange lacks a method pmr needs (``pmr config check``)."""
+        missing = [k for k in BINANCE_REQUIRED_HAS if not self._ex.has.get(k)]
+        if missing:
+            raise VenueFatal(
+                "the ccxt exchange lacks required methods", venue=self.name, missing=missing
+            )
+
+    def _read(self, op: str, call: Callable[[], T], **ctx: object) -> T:
+        """Run a read with our retry policy: transient errors retry with backoff."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with translate_ccxt_errors(
+                    op, self.name, is_write=False, response_headers=self._headers, **ctx
+                ):
+                    self._ensure_markets()
+                    return call()
+            except VenueError as exc:
+                if attempt >= self._max_read_attempts or not is_retryable(exc, is_write=False):
+                    raise
+                if isinstance(exc, RateLimited) and exc.retry_after_s is not None:
+                    self._clock.sleep(exc.retry_after_s)
+                else:
+                    self._clock.sleep(0.5 * 2 ** (attempt - 1))
+
+    def _write(self, op: str, call: Callable[[], T], **ctx: object) -> T:
+        """Run a write exactly once; errors are translated, never retried here."""
+        with translate_ccxt_errors(
+            op, self.name, is_write=True, response_headers=self._headers, **ctx
+        ):
+            self._ensure_markets()
+            return call()
+
+    def _ensure_markets(self) -> None:
+        if not self._ex.markets:
+            self._ex.load_markets()
+
+    def load_markets(self) -> int:
+        """Load markets and currencies (``load_markets``); return the number of markets."""
+        self._read("load_markets", lambda: None)
+        return len(self._ex.markets)
+
+    # -- raw ccxt calls (venue dicts) ---------------------------------------------------------
+    def _ccxt_fetch_balance(self, params: dict[str, Any]) -> Any:
+        return self._read("fetch_balance", lambda: self._ex.fetch_balance(params), params=params)[
+            "info"
+        ]
+
+    def _ccxt_fetch_positions(self, params: dict[str, Any]) -> list[Any]:
+        rows = self._read("fetch_positions", lambda: self._ex.fetch_positions(None, params))
+        return [r["info"] for r in rows]
+
+    # -- domain reads -------------------------------------------------------------------------
+    def balances(self, wallet: WalletKind) -> tuple[Balance, ...]:
+        """Balances of one wallet, read with the endpoint Binance uses for it."""
+        w = WalletKind.parse(str(wallet), where=f"balances on {self.name}")
+        match w:
+            case WalletKind.SPOT:
+                return parse.parse_spot_balances(
+                    self.name, self._ccxt_fetch_balance({"type": "spot"})
+                )
+            case WalletKind.FUNDING:
+                return parse.parse_funding_balances(
+                    self.name, self._ccxt_fetch_balance({"type": "funding"})
+                )
+            case WalletKind.MARGIN | WalletKind.UM | WalletKind.CM if self.portfolio_margin:
+                return parse.parse_pm_balances(
+                    self.name, w, self._ccxt_fetch_balance({"portfolioMargin": True})
+                )
+            case WalletKind.PM:
+                if not self.portfolio_margin:
+                    raise TransferNotAllowed(
+                        "venue is not a portfolio-margin account", venue=self.name
+                    )
+                return parse.parse_pm_balances(
+                    self.name, w, self._ccxt_fetch_balance({"portfolioMargin": True})
+                )
+            case WalletKind.MARGIN:
+                return parse.parse_margin_balances(
+                    self.name, self._ccxt_fetch_balance({"type": "margin", "marginMode": "cross"})
+                )
+            case WalletKind.UM:
+                return parse.parse_futures_balances(
+                    self.name, w, self._ccxt_fetch_balance({"type": "swap", "subType": "linear"})
+                )
+            case WalletKind.CM:
+                # type='delivery' would silently return *spot* balances in ccxt 4.5.90.
+                return parse.parse_futures_balances(
+                    self.name, w, self._ccxt_fetch_balance({"type": "swap", "subType": "inverse"})
+                )
+            case WalletKind.OPTIONS:
+                info = self._read("fetch_balance", lambda: self._ex.eapiPrivateGetMarginAccount({}))
+                return parse.parse_options_balances(self.name, info)
+        raise DataError("unhandled wallet kind", wallet=str(w))  # pragma: no cover
+
+    def _margin_assets(self) -> dict[str, str]:
+        return {
+            str(m["id"]): str(m["settle"]) for m in self._ex.markets.values() if m.get("contract")
+        }
+
+    def positions(self, wallet: WalletKind) -> tuple[PositionReport, ...]:
+        """Open futures positions of the UM or CM wallet (via papi on a PM account)."""
+        w = WalletKind.parse(str(wallet), where=f"positions on {self.name}")
+        match w:
+            case WalletKind.UM:
+                params: dict[str, Any] = {"subType": "linear"}
+            case WalletKind.CM:
+                params = {"subType": "inverse"}
+            case _:
+                raise DataError("positions are read from um or cm wallets", wallet=str(w))
+        if self.portfolio_margin:
+            params["portfolioMargin"] = True
+        rows = self._ccxt_fetch_positions(params)
+        return parse.parse_positions(self.name, w, rows, self._margin_assets())
+
+    def mark_prices(
+        self, wallet: WalletKind, *, max_age_s: float | None = None
+    ) -> tuple[MarkPrice, ...]:
+        """Mark and index prices of every UM or CM contract; ``max_age_s`` refuses stale ones."""
+        w = WalletKind.parse(str(wallet), where=f"mark prices on {self.name}")
+        match w:
+            case WalletKind.UM:
+                rows = self._read(
+                    "fetch_mark_prices", lambda: self._ex.fapiPublicGetPremiumIndex({})
+                )
+            case WalletKind.CM:
+                rows = self._read(
+                    "fetch_mark_prices", lambda: self._ex.dapiPublicGetPremiumIndex({})
+                )
+            case _:
+                raise DataError("mark prices are for um or cm contracts", wallet=str(w))
+        marks = parse.parse_premium_index(self.name, rows)
+        if max_age_s is not None:
+            now = self._clock.now()
+            for m in marks:
+                m.check_fresh(now, max_age_s)
+        return marks
+
+    def leverage_brackets(self, wallet: WalletKind) -> Mapping[str, tuple[Bracket, ...]]:
+        """Maintenance-margin brackets (Binance leverageBracket) of USDⓈ-M contracts."""
+        w = WalletKind.parse(str(wallet), where=f"brackets on {self.name}")
+        if w is not WalletKind.UM:
+            raise DataError("leverage brackets are implemented for um only", wallet=str(w))
+        rows = self._read(
+            "fetch_leverage_brackets", lambda: self._ex.fapiPrivateGetLeverageBracket({})
+        )
+        return parse.parse_leverage_brackets(rows)
+
+    # -- transfers (template hooks) -----------------------------------------------------------
+    def _send_transfer(self, intent: TransferIntent) -> tuple[str, TransferStatus]:
+        ctx = {
+            "asset": intent.asset.code,
+            "amount": str(intent.amount),
+            "from_wallet": str(intent.from_wallet),
+            "to_wallet": str(intent.to_wallet),
+            "key": intent.key,
+        }
+        result = self._write(
+            "transfer",
+            lambda: self._ex.transfer(
+                intent.asset.code,
+                str(intent.amount),
+                _ACCOUNT_NAME[intent.from_wallet],
+                _ACCOUNT_NAME[intent.to_wallet],
+                {"type": intent.venue_type},
+            ),
+            **ctx,
+        )
+        venue_id = result.get("id") or (result.get("info") or {}).get("tranId")
+        if venue_id is None:
+            raise DataError("transfer answer has no tranId", venue=self.name, **ctx)
+        # ccxt leaves timestamp/status/amount/accounts None for this endpoint: the receipt
+        # built by BaseVenue.transfer carries ours instead.
+        return str(venue_id), TransferStatus.PENDING
+
+    def _transfer_history(
+        self, intent: TransferIntent, start_ns: int, end_ns: int
+    ) -> tuple[TransferHistoryRow, ...]:
+        rows: list[Any] = []
+        page = 1
+        while True:
+            batch = self._read(
+                "fetch_transfers",
+                lambda page=page: self._ex.fetch_transfers(  # type: ignore[misc]
+                    intent.asset.code,
+                    start_ns // 1_000_000,
+                    100,
+                    {"type": intent.venue_type, "until": end_ns // 1_000_000, "current": page},
+                ),
+                key=intent.key,
+            )
+            rows.extend(t["info"] for t in batch)
+            if len(batch) < 100:
+                break
+            page += 1
+        return parse.parse_transfer_rows(rows)
+
+    # -- conversions --------------------------------------------------------------------------
+    def convert_quote(
+        self,
+        from_asset: Asset,
+        to_asset: Asset,
+        from_amount: Decimal,
+        wallet: WalletKind = WalletKind.SPOT,
+    ) -> ConvertQuote:
+        """Ask for a Binance Convert quote (POST /sapi/v1/convert/getQuote) from spot or funding."""
+        match wallet:
+            case WalletKind.SPOT:
+                wallet_type = "SPOT"
+            case WalletKind.FUNDING:
+                wallet_type = "FUNDING"
+            case _:
+                raise TransferNotAllowed(
+                    "Binance Convert works on spot or funding wallets only", wallet=str(wallet)
+                )
+        amount = self.prepare_amount(from_asset, from_amount)
+        q = self._read(
+            "convert_quote",
+            lambda: self._ex.fetch_convert_quote(
+                from_asset.code, to_asset.code, str(amount), {"walletType": wallet_type}
+            ),
+            asset=from_asset.code,
+            amount=str(amount),
+        )
+        info = q["info"]
+        return ConvertQuote(
+            venue=self.name,
+            quote_id=str(info["quoteId"]),
+            from_asset=from_asset,
+            to_asset=to_asset,
+            from_amount=Decimal(str(info["fromAmount"])),
+            to_amount=Decimal(str(info["toAmount"])),
+            ratio=Decimal(str(info["ratio"])),
+            valid_until=ns_to_datetime(int(info["validTimestamp"]) * 1_000_000),
+        )
+
+    def accept_quote(self, quote: ConvertQuote) -> ConvertResult:
+        """Accept a quote (POST /sapi/v1/convert/acceptQuote): a write, sent once."""
+        trade = self._write(
+            "accept_quote",
+            lambda: self._ex.create_convert_trade(
+                quote.quote_id, quote.from_asset.code, quote.to_asset.code, str(quote.from_amount)
+            ),
+            asset=quote.from_asset.code,
+            amount=str(quote.from_amount),
+            quote_id=quote.quote_id,
+        )
+        info = trade["info"]
+        return ConvertResult(
+            venue=self.name,
+            order_id=str(info["orderId"]),
+            quote_id=quote.quote_id,
+            status=str(info["orderStatus"]),
+            from_asset=quote.from_asset,
+            to_asset=quote.to_asset,
+            from_amount=quote.from_amount,
+            to_amount=quote.to_amount,
+        )
+
+    # -- cross-venue moves --------------------------------------------------------------------
+    def deposit_address(self, asset: Asset, network: str) -> str:
+        """This venue's deposit address for ``asset`` on ``network``."""
+        res = self._read(
+            "deposit_address",
+            lambda: self._ex.fetch_deposit_address(asset.code, {"network": network}),
+            asset=asset.code,
+        )
+        return str(res["address"])
+
+    def withdraw(
+        self, asset: Asset, amount: Decimal, address: str, network: str, idempotency_key: str
+    ) -> WithdrawalReceipt:
+        """Withdraw from spot to ``address``; Binance's ``withdrawOrderId`` carries our key."""
+        sent = self.prepare_amount(asset, amount)
+        t0 = self._clock.timestamp_ns()
+        res = self._write(
+            "withdraw",
+            lambda: self._ex.withdraw(
+                asset.code,
+                str(sent),
+                address,
+                None,
+                {"network": network, "withdrawOrderId": idempotency_key},
+            ),
+            asset=asset.code,
+            amount=str(sent),
+            key=idempotency_key,
+        )
+        return WithdrawalReceipt(
+            venue=self.name,
+            key=idempotency_key,
+            withdrawal_id=str(res["id"]),
+            asset=asset,
+            amount=sent,
+            address=address,
+            network=network,
+            sent_at=ns_to_datetime(t0),
+        )
+
+    def deposits(self, asset: Asset, since: datetime) -> tuple[DepositReport, ...]:
+        """Deposits of ``asset`` seen since ``since``; ``credited`` once Binance status is 1."""
+        since_ms = int(since.timestamp() * 1000)
+        rows = self._read(
+            "fetch_deposits",
+            lambda: self._ex.fetch_deposits(asset.code, since_ms),
+            asset=asset.code,
+        )
+        out = []
+        for r in rows:
+            info = r["info"]
+            out.append(
+                DepositReport(
+                    venue=self.name,
+                    deposit_id=str(info["id"]),
+                    asset=Asset(info["coin"]),
+                    amount=Decimal(str(info["amount"])),
+                    tx_id=str(info["txId"]),
+                    credited=int(info["status"]) == 1,
+                    at=ns_to_datetime(int(info["insertTime"]) * 1_000_000),
+                )
+            )
+        return tuple(out)

@@ -1,0 +1,317 @@
+"""Build venues from the desk config: ``kind = "sim"`` → simulated exchange + CcxtVenue,
+``kind = "ccxt"`` → live ccxt Binance with credentials from the environment or a Secret block.
+
+``core`` never imports Prefect: a Secret block is resolved by a ``SecretResolver`` callable the
+caller injects (``flows/`` passes one that loads ``prefect.blocks.system.Secret``). The block's
+value is JSON ``{"api_key": "...", "secret": "..."}``. Credentials are never logged or echoed.
+
+Simulated venues reach their exchange in one of two ways, with identical results:
+``transport="inprocess"`` (the default; ccxt's HTTP goes to an in-process transport, no
+sockets) or ``transport="http"`` (a loopback server on 127.0.0.1, every ``urls['api']``
+rewritten to it, asserting none still names binance.com).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal
+
+import ccxt
+
+from core.clock import Clock
+from core.config import DeskConfig, VenueCfg
+from core.domain import InstrumentKind, WalletKind
+from core.errors import ConfigError
+from core.venues.ccxt_venue import CcxtVenue, rewrite_api_urls
+from core.venues.sim.dialect import BinanceDialect
+from core.venues.sim.engine import (
+    DEFAULT_WEIGHT_LIMITS_PER_MIN,
+    SimConfig,
+    SimExchange,
+    SimInstrument,
+    SimNetwork,
+)
+from core.venues.sim.server import SimHttpServer
+from core.venues.sim.transport import SimTransport, sim_session
+
+__all__ = [
+    "DeskVenues",
+    "SecretResolver",
+    "build_desk_venues",
+    "live_venue",
+    "sim_exchange_from_desk",
+    "sim_venue",
+]
+
+SecretResolver = Callable[[str], str]
+Transport = Literal["inprocess", "http"]
+
+
+def _sim_limits(cfg: VenueCfg) -> dict[str, int]:
+    # One configured budget per family window (SimSettings.weight_limit_per_min), never above
+    # Binance's own per-family limit.
+    return {
+        fam: min(limit, cfg.sim.weight_limit_per_min)
+        for fam, limit in DEFAULT_WEIGHT_LIMITS_PER_MIN.items()
+    }
+
+
+def sim_exchange_from_desk(
+    desk: DeskConfig,
+    venue: str,
+    clock: Clock,
+    *,
+    network: SimNetwork | None = None,
+    api_secret: str | None = None,
+) -> tuple[SimExchange, list[str]]:
+    """Build the simulated exchange of ``venue`` with the desk's initial state.
+
+    Returns the engine and the list of config items the simulator does not hold (options
+    positions: Binance options are not simulated yet), so callers can say so.
+    """
+    cfg = desk.venue(venue)
+    if cfg.kind != "sim":
+        raise ConfigError("venue is not simulated", venue=venue, kind=cfg.kind)
+    prices = {p.symbol: p for p in desk.prices}
+    instruments = []
+    for inst in desk.instruments:
+        match inst.kind:
+            case InstrumentKind.LINEAR_PERP | InstrumentKind.LINEAR_FUTURE:
+                kind: Literal["linear", "inverse"] = "linear"
+            case InstrumentKind.INVERSE_PERP | InstrumentKind.INVERSE_FUTURE:
+                kind = "inverse"
+            case _:
+                continue
+        basis = Decimal(0)
+        p = prices.get(inst.symbol)
+        if p is not None and p.index is not None:
+            basis = p.mark / p.index - 1
+        instruments.append(
+            SimInstrument(inst.symbol, kind, inst.underlying, inst.quote, inst.contract_size, basis)
+        )
+    brackets = {
+        sym: tuple((b.floor_usd, b.cap_usd, b.mmr, b.max_leverage or 20) for b in table)
+        for sym, table in desk.brackets.items()
+    }
+    levels = {
+        (s.from_asset, s.to_asset): tuple((lv.width_usd, lv.cost_bps) for lv in s.levels)
+        for s in desk.swaps
+        if s.venue == venue
+    }
+    pm = any(
+        pool.venue == venue and pool.model.value == "unified" and WalletKind.MARGIN in pool.wallets
+        for pool in desk.pools
+    )
+    config = SimConfig(
+        seed=cfg.sim.seed,
+        price_vol_annual_frac=cfg.sim.price_vol_annual_frac,
+        transfer_latency_s=cfg.sim.transfer_latency_s,
+        withdraw_latency_s=cfg.sim.withdraw_latency_s,
+        weight_limits_per_min=_sim_limits(cfg),
+        portfolio_margin=pm,
+        api_key=f"pmr-sim-{venue}",
+        api_secret=api_secret or secrets.token_hex(16),
+    )
+    engine = SimExchange(
+        venue,
+        clock,
+        asset_decimals={a: c.decimals for a, c in desk.assets.items()},
+        prices_usd={a: prices[a].mark for a in desk.assets if a in prices},
+        instruments=instruments,
+        config=config,
+        stable_assets=frozenset(a for a, c in desk.assets.items() if c.kind == "stablecoin"),
+        brackets=brackets,
+        convert_levels=levels,
+        network=network,
+    )
+    skipped: list[str] = []
+    for b in desk.balances:
+        if b.venue == venue:
+            engine.fund(b.wallet, b.asset, b.amount, loan=b.loan, interest=b.interest)
+    for pos in desk.positions:
+        if pos.venue != venue:
+            continue
+        if pos.symbol in engine.instruments:
+            engine.open_position(pos.symbol, pos.qty, pos.entry_price)
+        else:
+            skipped.append(f"position {venue}/{pos.wallet.value}/{pos.symbol} (not simulated)")
+    return engine, skipped
+
+
+def _binance(api_key: str, secret: str) -> object:
+    return ccxt.binance({"apiKey": api_key, "secret": secret, "enableRateLimit": False})
+
+
+def sim_venue(
+    engine: SimExchange,
+    clock: Clock,
+    *,
+    transport: Transport = "inprocess",
+    server: SimHttpServer | None = None,
+    asset_decimals: Mapping[str, int] | None = None,
+) -> tuple[CcxtVenue, BinanceDialect]:
+    """A ``CcxtVenue`` over a simulated exchange, in-process or through ``server``."""
+    dialect = BinanceDialect(engine)
+    ex = _binance(engine.config.api_key, engine.config.api_secret)
+    if transport == "inprocess":
+        host = f"{engine.name}.sim.invalid"
+        rewrite_api_urls(ex, f"http://{host}")
+        session, _ = sim_session({host: dialect})
+        ex.session = session  # type: ignore[attr-defined]
+    else:
+        if server is None:
+            raise ConfigError("transport='http' needs a running SimHttpServer", venue=engine.name)
+        rewrite_api_urls(ex, server.base_url(engine.name))
+    venue = CcxtVenue(
+        engine.name,
+        ex,
+        clock,
+        asset_decimals=asset_decimals or engine.asset_decimals,
+        weight_limits_per_min=engine.config.weight_limits_per_min,
+        portfolio_margin=engine.config.portfolio_margin,
+    )
+    return venue, dialect
+
+
+def _credentials(
+    cfg: VenueCfg, resolver: SecretResolver | None, env: Mapping[str, str]
+) -> tuple[str, str]:
+    creds = cfg.credentials
+    if creds is None:
+        raise ConfigError("a ccxt venue needs credentials", venue=cfg.name)
+    if creds.secret_block is not None:
+        if resolver is None:
+            raise ConfigError(
+                "credentials name a Prefect Secret block but no resolver was given",
+                venue=cfg.name,
+                secret_block=creds.secret_block,
+            )
+        raw = resolver(creds.secret_block)
+        try:
+            data = json.loads(raw)
+            return str(data["api_key"]), str(data["secret"])
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(
+                'Secret block value must be JSON {"api_key": ..., "secret": ...}',
+                venue=cfg.name,
+                secret_block=creds.secret_block,
+            ) from None
+    key_env, secret_env = creds.api_key_env, creds.secret_env
+    if key_env is None or secret_env is None:  # CredentialsRef guarantees both; be explicit
+        raise ConfigError("credentials need api_key_env and secret_env", venue=cfg.name)
+    missing = [n for n in (key_env, secret_env) if not env.get(n)]
+    if missing:
+        raise ConfigError(
+            "credential environment variables are not set", venue=cfg.name, missing=missing
+        )
+    return env[key_env], env[secret_env]
+
+
+def live_venue(
+    cfg: VenueCfg,
+    clock: Clock,
+    asset_decimals: Mapping[str, int],
+    *,
+    resolver: SecretResolver | None = None,
+    env: Mapping[str, str] | None = None,
+    portfolio_margin: bool = False,
+) -> CcxtVenue:
+    """A ``CcxtVenue`` on the real exchange. Makes no request until first used."""
+    if cfg.kind != "ccxt":
+        raise ConfigError("venue is not a ccxt venue", venue=cfg.name, kind=cfg.kind)
+    api_key, secret = _credentials(cfg, resolver, os.environ if env is None else env)
+    ex = _binance(api_key, secret)
+    if cfg.sandbox:
+        ex.set_sandbox_mode(True)  # type: ignore[attr-defined]
+    return CcxtVenue(
+        cfg.name,
+        ex,
+        clock,
+        asset_decimals=asset_decimals,
+        weight_limits_per_min=DEFAULT_WEIGHT_LIMITS_PER_MIN,
+        portfolio_margin=portfolio_margin,
+    )
+
+
+@dataclass
+class DeskVenues:
+    """Every venue of a desk, plus the simulator parts behind the simulated ones."""
+
+    venues: dict[str, CcxtVenue]
+    engines: dict[str, SimExchange] = field(default_factory=dict)
+    dialects: dict[str, BinanceDialect] = field(default_factory=dict)
+    network: SimNetwork | None = None
+    server: SimHttpServer | None = None
+    skipped: list[str] = field(default_factory=list)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def __enter__(self) -> DeskVenues:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def build_desk_venues(
+    desk: DeskConfig,
+    clock: Clock,
+    *,
+    transport: Transport = "inprocess",
+    resolver: SecretResolver | None = None,
+    env: Mapping[str, str] | None = None,
+    port: int = 0,
+) -> DeskVenues:
+    """Build every venue of ``desk``; simulated ones share one network (withdraw/deposit).
+
+    With ``transport="http"`` a loopback server on ``127.0.0.1:port`` serves all simulated
+    venues; call ``close()`` (or use ``with``) to stop it.
+    """
+    decimals = {a: c.decimals for a, c in desk.assets.items()}
+    out = DeskVenues(venues={})
+    sims = [v for v in desk.venues if v.kind == "sim"]
+    if sims:
+        out.network = SimNetwork()
+        for v in sims:
+            engine, skipped = sim_exchange_from_desk(desk, v.name, clock, network=out.network)
+            out.engines[v.name] = engine
+            out.dialects[v.name] = BinanceDialect(engine)
+            out.skipped.extend(skipped)
+        if transport == "http":
+            out.server = SimHttpServer(out.dialects, port=port).start()
+    for v in desk.venues:
+        if v.kind == "sim":
+            engine = out.engines[v.name]
+            ex = _binance(engine.config.api_key, engine.config.api_secret)
+            if transport == "inprocess":
+                host = f"{v.name}.sim.invalid"
+                rewrite_api_urls(ex, f"http://{host}")
+                session, _ = sim_session({host: out.dialects[v.name]})
+                ex.session = session  # type: ignore[attr-defined]
+            elif out.server is not None:
+                rewrite_api_urls(ex, out.server.base_url(v.name))
+            out.venues[v.name] = CcxtVenue(
+                v.name,
+                ex,
+                clock,
+                asset_decimals=decimals,
+                weight_limits_per_min=engine.config.weight_limits_per_min,
+                portfolio_margin=engine.config.portfolio_margin,
+            )
+        else:
+            pm = any(p.venue == v.name and p.model.value == "unified" for p in desk.pools)
+            out.venues[v.name] = live_venue(
+                v, clock, decimals, resolver=resolver, env=env, portfolio_margin=pm
+            )
+    return out
+
+
+_ = SimTransport  # re-exported for callers that want the transport's request counter

@@ -1,0 +1,261 @@
+"""Binance payloads (as ccxt returns them in ``info``) → pmr domain reports.
+
+Every mapping from venue data to domain types lives here, one named function per payload
+shape (STYLE rule 3). They read the raw Binance fields rather than ccxt's unified structure
+because the unified one drops what margin needs (PM's split into cross-margin/UM/CM wallets,
+borrowed and interest). Unknown enum values raise; nothing is defaulted silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from core.clock import ns_to_datetime
+from core.domain import Asset, Balance, MarkPrice, WalletKind, to_decimal
+from core.errors import DataError
+from core.margin.params import Bracket
+from core.venues.base import PositionReport, TransferHistoryRow, TransferStatus
+from core.venues.wallets import parse_binance_transfer_type
+
+__all__ = [
+    "parse_funding_balances",
+    "parse_futures_balances",
+    "parse_leverage_brackets",
+    "parse_margin_balances",
+    "parse_options_balances",
+    "parse_pm_balances",
+    "parse_positions",
+    "parse_premium_index",
+    "parse_spot_balances",
+    "parse_transfer_rows",
+    "parse_transfer_status",
+]
+
+Raw = Mapping[str, Any]
+
+
+def _d(raw: Raw, key: str, where: str) -> Decimal:
+    if key not in raw:
+        raise DataError("venue payload lacks a field", field=key, where=where)
+    return to_decimal(raw[key], key, where=where)
+
+
+def _signed_balance(
+    venue: str, wallet: WalletKind, asset: str, net: Decimal, loan: Decimal, interest: Decimal
+) -> Balance:
+    # A futures wallet balance can dip below zero (realised losses); book it as a loan.
+    amount = net if net >= 0 else Decimal(0)
+    extra_loan = -net if net < 0 else Decimal(0)
+    return Balance(venue, wallet, Asset(asset), amount, loan + extra_loan, interest)
+
+
+def parse_spot_balances(venue: str, info: Raw) -> tuple[Balance, ...]:
+    """GET /api/v3/account → spot balances (free + locked), zero lines dropped."""
+    where = f"{venue} /api/v3/account"
+    out = []
+    for row in info.get("balances", ()):
+        amount = _d(row, "free", where) + _d(row, "locked", where)
+        if amount != 0:
+            out.append(Balance(venue, WalletKind.SPOT, Asset(row["asset"]), amount))
+    return tuple(out)
+
+
+def parse_funding_balances(venue: str, info: Sequence[Raw]) -> tuple[Balance, ...]:
+    """POST /sapi/v1/asset/get-funding-asset → funding-wallet balances."""
+    where = f"{venue} /sapi/v1/asset/get-funding-asset"
+    out = []
+    for row in info:
+        amount = _d(row, "free", where) + _d(row, "locked", where) + _d(row, "freeze", where)
+        if amount != 0:
+            out.append(Balance(venue, WalletKind.FUNDING, Asset(row["asset"]), amount))
+    return tuple(out)
+
+
+def parse_margin_balances(venue: str, info: Raw) -> tuple[Balance, ...]:
+    """GET /sapi/v1/margin/account → cross-margin balances with loans and interest."""
+    where = f"{venue} /sapi/v1/margin/account"
+    out = []
+    for row in info.get("userAssets", ()):
+        amount = _d(row, "free", where) + _d(row, "locked", where)
+        loan = _d(row, "borrowed", where)
+        interest = _d(row, "interest", where)
+        if amount or loan or interest:
+            out.append(
+                Balance(venue, WalletKind.MARGIN, Asset(row["asset"]), amount, loan, interest)
+            )
+    return tuple(out)
+
+
+def parse_futures_balances(venue: str, wallet: WalletKind, info: Raw) -> tuple[Balance, ...]:
+    """GET /fapi/v3/account or /dapi/v1/account → wallet balances (unrealised PnL excluded).
+
+    ``walletBalance`` is the booked collateral; unrealised PnL belongs to positions (DESIGN §3.1).
+    """
+    match wallet:
+        case WalletKind.UM | WalletKind.CM:
+            pass
+        case _:
+            raise DataError("futures balances are for um or cm wallets", wallet=str(wallet))
+    where = f"{venue} {wallet} account"
+    out = []
+    for row in info.get("assets", ()):
+        bal = _d(row, "walletBalance", where)
+        if bal != 0:
+            out.append(_signed_balance(venue, wallet, row["asset"], bal, Decimal(0), Decimal(0)))
+    return tuple(out)
+
+
+def parse_pm_balances(venue: str, wallet: WalletKind, info: Sequence[Raw]) -> tuple[Balance, ...]:
+    """GET /papi/v1/balance → one wallet of a Binance Portfolio Margin account.
+
+    ``margin`` is the cross-margin part (with loans and interest), ``um``/``cm`` the futures
+    wallets, and ``pm`` the account total per asset (``totalWalletBalance``) with its loans.
+    """
+    where = f"{venue} /papi/v1/balance"
+    out = []
+    for row in info:
+        asset = row["asset"]
+        match wallet:
+            case WalletKind.MARGIN:
+                amount = _d(row, "crossMarginFree", where) + _d(row, "crossMarginLocked", where)
+                loan = _d(row, "crossMarginBorrowed", where)
+                interest = _d(row, "crossMarginInterest", where)
+                if amount or loan or interest:
+                    out.append(Balance(venue, wallet, Asset(asset), amount, loan, interest))
+            case WalletKind.UM | WalletKind.CM:
+                key = "umWalletBalance" if wallet is WalletKind.UM else "cmWalletBalance"
+                bal = _d(row, key, where)
+                if bal != 0:
+                    out.append(_signed_balance(venue, wallet, asset, bal, Decimal(0), Decimal(0)))
+            case WalletKind.PM:
+                total = _d(row, "totalWalletBalance", where)
+                loan = _d(row, "crossMarginBorrowed", where)
+                interest = _d(row, "crossMarginInterest", where)
+                if total or loan or interest:
+                    out.append(_signed_balance(venue, wallet, asset, total, loan, interest))
+            case _:
+                raise DataError(
+                    "a portfolio-margin account has no such wallet", wallet=str(wallet), where=where
+                )
+    return tuple(out)
+
+
+def parse_options_balances(venue: str, info: Raw) -> tuple[Balance, ...]:
+    """GET /eapi/v1/marginAccount → options wallet balances (``marginBalance`` per asset)."""
+    where = f"{venue} /eapi/v1/marginAccount"
+    out = []
+    for row in info.get("asset", ()):
+        bal = _d(row, "marginBalance", where)
+        if bal != 0:
+            out.append(
+                _signed_balance(
+                    venue, WalletKind.OPTIONS, row["asset"], bal, Decimal(0), Decimal(0)
+                )
+            )
+    return tuple(out)
+
+
+def parse_positions(
+    venue: str, wallet: WalletKind, rows: Sequence[Raw], margin_asset_of: Mapping[str, str]
+) -> tuple[PositionReport, ...]:
+    """positionRisk rows (fapi, dapi, papi um/cm) → open positions; flat ones are dropped."""
+    where = f"{venue} {wallet} positionRisk"
+    out = []
+    for row in rows:
+        qty = _d(row, "positionAmt", where)
+        if qty == 0:
+            continue
+        symbol = row["symbol"]
+        margin_asset = row.get("marginAsset") or margin_asset_of.get(symbol)
+        if margin_asset is None:
+            raise DataError(
+                "cannot tell the margin asset of a position", symbol=symbol, where=where
+            )
+        out.append(
+            PositionReport(
+                venue=venue,
+                wallet=wallet,
+                symbol=symbol,
+                qty=qty,
+                entry_price=_d(row, "entryPrice", where),
+                mark_price=_d(row, "markPrice", where),
+                unrealized_pnl=_d(row, "unRealizedProfit", where),
+                margin_asset=Asset(margin_asset),
+            )
+        )
+    return tuple(out)
+
+
+def parse_premium_index(venue: str, rows: Sequence[Raw] | Raw) -> tuple[MarkPrice, ...]:
+    """GET /fapi/v1/premiumIndex or /dapi/v1/premiumIndex → marks with index and time."""
+    where = f"{venue} premiumIndex"
+    items = [rows] if isinstance(rows, Mapping) else list(rows)
+    out = []
+    for row in items:
+        at_ms = int(row["time"])
+        index = row.get("indexPrice")
+        out.append(
+            MarkPrice(
+                symbol=row["symbol"],
+                mark=_d(row, "markPrice", where),
+                at=ns_to_datetime(at_ms * 1_000_000),
+                index=to_decimal(index, "indexPrice", where=where)
+                if index not in (None, "")
+                else None,
+            )
+        )
+    return tuple(out)
+
+
+def parse_leverage_brackets(rows: Sequence[Raw]) -> dict[str, tuple[Bracket, ...]]:
+    """GET /fapi/v1/leverageBracket → per-symbol notional brackets (USD), ``cum`` kept."""
+    out: dict[str, tuple[Bracket, ...]] = {}
+    for row in rows:
+        table = []
+        for b in row["brackets"]:
+            cap = Decimal(str(b["notionalCap"]))
+            table.append(
+                Bracket(
+                    floor_usd=Decimal(str(b["notionalFloor"])),
+                    cap_usd=None if cap >= Decimal(2**62) else cap,
+                    mmr=Decimal(str(b["maintMarginRatio"])),
+                    cum_usd=Decimal(str(b["cum"])),
+                    max_leverage=int(b["initialLeverage"]),
+                )
+            )
+        out[row["symbol"]] = tuple(table)
+    return out
+
+
+def parse_transfer_status(raw: str) -> TransferStatus:
+    """Binance universal-transfer status → ours (no default: an unknown status raises)."""
+    match raw:
+        case "CONFIRMED":
+            return TransferStatus.CONFIRMED
+        case "PENDING":
+            return TransferStatus.PENDING
+        case "FAILED":
+            return TransferStatus.FAILED
+        case _:
+            raise DataError("unknown Binance transfer status", field="status", value=raw)
+
+
+def parse_transfer_rows(rows: Sequence[Raw]) -> tuple[TransferHistoryRow, ...]:
+    """GET /sapi/v1/asset/transfer ``rows`` → history rows for lookup-by-key matching."""
+    out = []
+    for row in rows:
+        src, dst = parse_binance_transfer_type(row["type"])
+        out.append(
+            TransferHistoryRow(
+                venue_transfer_id=str(row["tranId"]),
+                asset=Asset(row["asset"]),
+                amount=to_decimal(row["amount"], "amount", where="transfer history"),
+                from_wallet=src,
+                to_wallet=dst,
+                ts_ns=int(row["timestamp"]) * 1_000_000,
+                status=parse_transfer_status(row["status"]),
+            )
+        )
+    return tuple(out)

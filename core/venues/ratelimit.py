@@ -1,0 +1,157 @@
+"""Binance request weights and a sliding-window limiter per venue and API family.
+
+Binance counts *request weight* per IP (and per UID for some sapi endpoints) over a rolling
+minute, per API family (spot ``api``, wallet ``sapi``, USDⓈ-M ``fapi``, COIN-M ``dapi``, portfolio
+margin ``papi``, options ``eapi``), and answers 429 (then 418, an IP ban) when it is exceeded,
+with ``Retry-After`` in seconds (Binance spot REST docs, "LIMITS"; USDⓈ-M "General Info").
+The weights below are the ones Binance documents for the endpoints pmr calls; endpoints not
+listed count 1. The simulator charges the same table, so the adapter's limiter and the venue
+agree on what a burst costs.
+
+The limiter never lets the sum of weights sent in any window of ``window_s`` exceed the limit:
+``acquire`` waits (through the injected clock) until the oldest sends age out, and a 429/418
+pauses the family until ``Retry-After`` has passed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from core.clock import Clock
+
+__all__ = ["ENDPOINT_WEIGHTS", "WeightLimiter", "request_weight"]
+
+ENDPOINT_WEIGHTS: Mapping[tuple[str, str], int] = MappingProxyType(
+    {
+        ("GET", "/api/v3/exchangeInfo"): 20,
+        ("GET", "/api/v3/account"): 20,
+        ("GET", "/sapi/v1/capital/config/getall"): 10,
+        ("GET", "/sapi/v1/margin/allPairs"): 1,
+        ("GET", "/sapi/v1/margin/isolated/allPairs"): 10,
+        ("GET", "/sapi/v1/margin/account"): 10,
+        ("POST", "/sapi/v1/asset/get-funding-asset"): 1,
+        ("POST", "/sapi/v1/asset/transfer"): 900,
+        ("GET", "/sapi/v1/asset/transfer"): 1,
+        ("POST", "/sapi/v1/convert/getQuote"): 200,
+        ("POST", "/sapi/v1/convert/acceptQuote"): 500,
+        ("GET", "/sapi/v1/convert/orderStatus"): 100,
+        ("POST", "/sapi/v1/capital/withdraw/apply"): 900,
+        ("GET", "/sapi/v1/capital/withdraw/history"): 10,
+        ("GET", "/sapi/v1/capital/deposit/hisrec"): 1,
+        ("GET", "/sapi/v1/capital/deposit/address"): 10,
+        ("GET", "/fapi/v1/exchangeInfo"): 1,
+        ("GET", "/fapi/v3/account"): 5,
+        ("GET", "/fapi/v3/positionRisk"): 5,
+        ("GET", "/fapi/v1/premiumIndex"): 10,
+        ("GET", "/fapi/v1/leverageBracket"): 1,
+        ("GET", "/dapi/v1/exchangeInfo"): 1,
+        ("GET", "/dapi/v1/account"): 5,
+        ("GET", "/dapi/v1/positionRisk"): 1,
+        ("GET", "/dapi/v1/premiumIndex"): 10,
+        ("GET", "/papi/v1/balance"): 20,
+        ("GET", "/papi/v1/um/positionRisk"): 5,
+        ("GET", "/papi/v1/cm/positionRisk"): 1,
+        ("GET", "/eapi/v1/marginAccount"): 3,
+    }
+)
+
+
+def request_weight(method: str, path: str) -> int:
+    """Binance weight of one request (1 when the endpoint is not in the table)."""
+    return ENDPOINT_WEIGHTS.get((method.upper(), path), 1)
+
+
+@dataclass(slots=True)
+class _Window:
+    limit: int
+    sent: deque[tuple[int, int]] = field(default_factory=deque)
+    used: int = 0
+    paused_until_ns: int = 0
+
+
+class WeightLimiter:
+    """Sliding-window weight budget per API family for one venue.
+
+    Parameters
+    ----------
+    clock
+        Injected clock; ``acquire`` waits with ``clock.sleep``.
+    limits_per_window
+        Weight budget per family (``{"sapi": 12000, ...}``); other families are unlimited.
+    window_s
+        Window length (Binance: one minute).
+
+    Examples
+    --------
+    >>> from core.clock import ManualClock
+    >>> lim = WeightLimiter(ManualClock(), {"sapi": 1000})
+    >>> lim.acquire("sapi", 900)
+    0.0
+    >>> lim.acquire("sapi", 900)  # waits until the first send leaves the window
+    60.0
+    """
+
+    def __init__(
+        self, clock: Clock, limits_per_window: Mapping[str, int], *, window_s: float = 60.0
+    ) -> None:
+        self._clock = clock
+        self._window_ns = round(window_s * 1e9)
+        self._windows = {fam: _Window(limit) for fam, limit in limits_per_window.items()}
+        self.waited_s = 0.0
+
+    def limit(self, family: str) -> int | None:
+        w = self._windows.get(family)
+        return None if w is None else w.limit
+
+    def _expire(self, w: _Window, now: int) -> None:
+        while w.sent and w.sent[0][0] <= now - self._window_ns:
+            _, weight = w.sent.popleft()
+            w.used -= weight
+
+    def used(self, family: str) -> int:
+        w = self._windows.get(family)
+        if w is None:
+            return 0
+        self._expire(w, self._clock.timestamp_ns())
+        return w.used
+
+    def acquire(self, family: str, weight: int) -> float:
+        """Wait until ``weight`` fits in ``family``'s window, record it, return seconds waited."""
+        w = self._windows.get(family)
+        if w is None:
+            return 0.0
+        if weight > w.limit:
+            raise ValueError(f"weight {weight} exceeds the {family} limit {w.limit}")
+        start = self._clock.timestamp_ns()
+        while True:
+            now = self._clock.timestamp_ns()
+            if now < w.paused_until_ns:
+                self._clock.sleep((w.paused_until_ns - now) / 1e9)
+                continue
+            self._expire(w, now)
+            if w.used + weight <= w.limit:
+                w.sent.append((now, weight))
+                w.used += weight
+                waited = (now - start) / 1e9
+                self.waited_s += waited
+                return waited
+            # Sleep until enough of the oldest sends leave the window.
+            need = w.used + weight - w.limit
+            freed = 0
+            for ts, wt in w.sent:
+                freed += wt
+                if freed >= need:
+                    wake = ts + self._window_ns + 1
+                    break
+            self._clock.sleep(max(wake - now, 1) / 1e9)
+
+    def pause(self, family: str, retry_after_s: float) -> None:
+        """Honour a 429/418 ``Retry-After``: no request of ``family`` before it has passed."""
+        w = self._windows.get(family)
+        if w is None:
+            return
+        until = self._clock.timestamp_ns() + round(retry_after_s * 1e9)
+        w.paused_until_ns = max(w.paused_until_ns, until)

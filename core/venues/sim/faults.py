@@ -1,0 +1,127 @@
+"""Injectable faults for the simulated exchange: explicit ones for tests, seeded ones for soaks.
+
+Each fault names what the venue does wrong and where (HTTP method and path prefix). They map to
+what real Binance does (REST docs, "LIMITS" and "HTTP return codes"):
+
+- ``TIMEOUT_APPLIED``: the request is processed, the answer never arrives (unknown outcome).
+- ``TIMEOUT_NOT_APPLIED``: the request is lost before processing; no answer either.
+- ``RATE_LIMIT_429``: HTTP 429 with ``Retry-After`` and ``{"code": -1003}``.
+- ``BAN_418``: HTTP 418 (IP auto-banned after ignoring 429s) with ``Retry-After``.
+- ``INSUFFICIENT_FUNDS``: HTTP 400 ``{"code": -5013}`` whatever the balance.
+- ``SERVER_ERROR``: HTTP 503 without a Binance code (execution status unknown for writes).
+
+Transfer halts (per wallet pair or the whole venue) and stale prices are states of the engine,
+set through :class:`FaultPlan` as well.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from enum import StrEnum
+
+from core.domain import WalletKind
+
+__all__ = ["Fault", "FaultKind", "FaultPlan"]
+
+
+class FaultKind(StrEnum):
+    TIMEOUT_APPLIED = "timeout_applied"
+    TIMEOUT_NOT_APPLIED = "timeout_not_applied"
+    RATE_LIMIT_429 = "rate_limit_429"
+    BAN_418 = "ban_418"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    SERVER_ERROR = "server_error"
+
+
+@dataclass(slots=True)
+class Fault:
+    """``times`` more requests matching ``method`` and ``path_prefix`` get ``kind``."""
+
+    kind: FaultKind
+    path_prefix: str
+    method: str | None = None
+    times: int = 1
+    retry_after_s: int = 5
+
+    def matches(self, method: str, path: str) -> bool:
+        return path.startswith(self.path_prefix) and (
+            self.method is None or self.method.upper() == method.upper()
+        )
+
+
+class FaultPlan:
+    """The faults a simulated venue will inject, consumed in order.
+
+    Examples
+    --------
+    >>> plan = FaultPlan()
+    >>> plan.inject(FaultKind.TIMEOUT_APPLIED, "/sapi/v1/asset/transfer", method="POST")
+    >>> plan.take("POST", "/sapi/v1/asset/transfer").kind
+    <FaultKind.TIMEOUT_APPLIED: 'timeout_applied'>
+    >>> plan.take("POST", "/sapi/v1/asset/transfer") is None
+    True
+    """
+
+    def __init__(self) -> None:
+        self._faults: list[Fault] = []
+        self.halted_pairs: set[tuple[WalletKind, WalletKind]] = set()
+        self.venue_halted = False
+        self.withdrawals_halted = False
+        self._random: tuple[random.Random, float, tuple[FaultKind, ...], str] | None = None
+
+    def inject(
+        self,
+        kind: FaultKind,
+        path_prefix: str,
+        *,
+        method: str | None = None,
+        times: int = 1,
+        retry_after_s: int = 5,
+    ) -> None:
+        """Make the next ``times`` matching requests fail with ``kind``."""
+        if times < 1:
+            raise ValueError(f"times must be >= 1, got {times}")
+        self._faults.append(Fault(FaultKind(kind), path_prefix, method, times, retry_after_s))
+
+    def schedule_random(
+        self,
+        seed: int,
+        probability: float,
+        kinds: tuple[FaultKind, ...],
+        path_prefix: str = "/",
+    ) -> None:
+        """Inject one of ``kinds`` into each matching request with ``probability`` (seeded)."""
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f"probability must be in [0, 1], got {probability}")
+        self._random = (random.Random(seed), probability, kinds, path_prefix)
+
+    def take(self, method: str, path: str) -> Fault | None:
+        """Consume and return the fault for this request, if any."""
+        for i, f in enumerate(self._faults):
+            if f.matches(method, path):
+                f.times -= 1
+                if f.times == 0:
+                    del self._faults[i]
+                return Fault(f.kind, f.path_prefix, f.method, 1, f.retry_after_s)
+        if self._random is not None:
+            rng, p, kinds, prefix = self._random
+            if path.startswith(prefix) and kinds and rng.random() < p:
+                return Fault(rng.choice(kinds), prefix)
+        return None
+
+    def halt_pair(self, from_wallet: WalletKind, to_wallet: WalletKind) -> None:
+        """Refuse transfers from ``from_wallet`` to ``to_wallet`` until resumed."""
+        self.halted_pairs.add((WalletKind(from_wallet), WalletKind(to_wallet)))
+
+    def halt_venue(self) -> None:
+        """Refuse every transfer, conversion and withdrawal on this venue until resumed."""
+        self.venue_halted = True
+
+    def resume(self) -> None:
+        self.halted_pairs.clear()
+        self.venue_halted = False
+        self.withdrawals_halted = False
+
+    def pending(self) -> int:
+        return sum(f.times for f in self._faults)
