@@ -20,6 +20,7 @@ __all__ = [
     "CollateralTier",
     "CrashScenario",
     "FrozenModel",
+    "MarginParams",
     "OffsetCredit",
     "OptionStandardParams",
     "ScenarioParams",
@@ -194,6 +195,15 @@ class ScenarioParams(FrozenModel):
     roll_move_annual_frac: float = Field(0.0, ge=0, le=1)
     delta_unhedged_frac: float = Field(0.0, ge=0, le=1)
     delta_hedged_frac: float = Field(0.0, ge=0, le=1)
+    # Vol-shock term structure (DESIGN §3.2): shock × (30 / max(DTE, 1))^p with p = short below
+    # the cut-off and long above it. The legacy Deribit rule is p = 0.5 (sqrt) for every DTE.
+    vol_power_short: float = Field(0.30, ge=0, le=2)
+    vol_power_long: float = Field(0.13, ge=0, le=2)
+    vol_power_cutoff_days: float = Field(30.0, gt=0)
+    min_vol_frac: float = Field(0.01, gt=0, le=1, description="floor of a shocked IV (annualised)")
+    balances_in_scenarios: bool = Field(
+        True, description="wallet holdings of this asset are re-priced in its scenarios"
+    )
 
     @field_validator("extended_moves")
     @classmethod
@@ -218,6 +228,8 @@ class CrashScenario(FrozenModel):
     move_frac: float = Field(-0.3, gt=-1, lt=0)
     vol_up_frac: float = Field(0.5, ge=0)
     weight: float = Field(1.0, gt=0, le=1)
+    mm_factor: float = Field(0.8, gt=0, le=1, description="MM = mm_factor × weighted crash loss")
+    enabled: bool = True
 
 
 class SizeScaledFutureParams(FrozenModel):
@@ -248,3 +260,64 @@ class StandardParams(FrozenModel):
     futures_mode: Literal["brackets", "size_scaled"] = "brackets"
     size_scaled: dict[str, SizeScaledFutureParams] = Field(default_factory=dict)
     options: OptionStandardParams = OptionStandardParams()
+    # Binance sets each bracket's max leverage so that IM ≈ 2 × MMR at the first tier
+    # (BTCUSDT: 125x ↔ 0.4 %); used for IM when a bracket has no ``max_leverage``.
+    im_to_mm_multiple: float = Field(2.0, ge=1)
+
+
+class MarginParams(FrozenModel):
+    """Everything a margin model needs besides the portfolio itself, for one pool.
+
+    Built from a desk (``core.margin.api.params_for_pool``) or read from the ``params`` block of
+    a self-contained portfolio file (``pmr margin --portfolio``). An asset without a collateral
+    rate is not collateral (rate 0; negative nets still count at 100 %); an asset without its
+    own scenario entry gets the Deribit-like defaults of ``ScenarioParams``.
+    """
+
+    max_price_age_s: float = Field(120.0, gt=0, description="older prices are refused as stale")
+    thresholds: Thresholds = Thresholds()
+    loan_leverage: Literal[3, 5, 10] = 3
+    loan_mmr_by_leverage: dict[int, float] = Field(
+        default_factory=lambda: dict(DEFAULT_LOAN_MMR_BY_LEVERAGE)
+    )
+    collateral_rates: dict[str, CollateralRate] = Field(default_factory=dict)
+    brackets: dict[str, tuple[Bracket, ...]] = Field(default_factory=dict)
+    scenario: dict[str, ScenarioParams] = Field(default_factory=dict)
+    offsets: tuple[OffsetCredit, ...] = ()
+    crash: CrashScenario = CrashScenario()
+    standard: StandardParams = StandardParams()
+
+    @field_validator("brackets")
+    @classmethod
+    def _brackets(cls, v: dict[str, tuple[Bracket, ...]]) -> dict[str, tuple[Bracket, ...]]:
+        out = {}
+        for symbol, table in v.items():
+            try:
+                out[symbol] = validate_brackets(table)
+            except ValueError as exc:
+                raise ValueError(f"brackets.{symbol}: {exc}") from None
+        return out
+
+    @model_validator(mode="after")
+    def _leverage_known(self) -> MarginParams:
+        if self.loan_leverage not in self.loan_mmr_by_leverage:
+            raise ValueError(
+                f"loan_leverage {self.loan_leverage} has no entry in loan_mmr_by_leverage "
+                f"{sorted(self.loan_mmr_by_leverage)}"
+            )
+        return self
+
+    def collateral_rate(self, asset: str) -> CollateralRate:
+        """The asset's collateral rate, or 0 (not collateral) when none is configured."""
+        rate = self.collateral_rates.get(asset)
+        return rate if rate is not None else CollateralRate.flat(0)
+
+    def scenario_for(self, asset: str) -> ScenarioParams:
+        """The asset's scenario parameters, or the Deribit-like defaults."""
+        found = self.scenario.get(asset)
+        return found if found is not None else ScenarioParams()
+
+    @property
+    def loan_mmr(self) -> float:
+        """Binance PM margin-loan MMR at the pool's leverage (3x → 10 %, 5x → 8 %, 10x → 5 %)."""
+        return self.loan_mmr_by_leverage[self.loan_leverage]

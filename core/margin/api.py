@@ -1,0 +1,172 @@
+"""Entry points: margin of a desk's pool, or of a self-contained portfolio without a desk.
+
+``evaluate_pool(desk, pool_id, portfolio)`` selects the pool's wallets from a venue- or desk-wide
+``Portfolio``, takes the model and parameters from the desk, and returns a ``MarginReport``.
+``evaluate_portfolio(portfolio, pool, params)`` is the same without a desk (``pmr margin
+--portfolio``). Either returns a whole report or raises: no partial report ever exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from core.domain import MarginModelKind, Pool, Portfolio
+from core.errors import ConfigError, DataError
+from core.margin.book import PoolBook, build_book
+from core.margin.models import StandardModel, model_for
+from core.margin.params import MarginParams
+from core.margin.report import (
+    AssetReport,
+    MarginReport,
+    ModelOutput,
+    band_for,
+)
+
+if TYPE_CHECKING:  # core.config imports core.margin.params; keep the import one-way at runtime
+    from core.config import DeskConfig
+
+__all__ = ["evaluate_book", "evaluate_pool", "evaluate_portfolio", "params_for_pool"]
+
+_ZERO = Decimal(0)
+_MONEY_Q = Decimal("1e-8")
+_RATIO_Q = Decimal("1e-9")
+
+
+def params_for_pool(desk: DeskConfig, pool_id: str) -> MarginParams:
+    """Collect a pool's margin parameters from the desk (pool collateral rates override the desk's)."""
+    pool = desk.pool(pool_id)
+    rates = dict(desk.collateral_rates)
+    rates.update(pool.collateral_rates)
+    return MarginParams(
+        max_price_age_s=desk.desk.max_price_age_s,
+        thresholds=pool.thresholds,
+        loan_leverage=pool.loan_leverage,
+        collateral_rates=rates,
+        brackets=desk.brackets,
+        scenario=desk.scenario,
+        offsets=desk.offsets,
+        crash=desk.crash,
+        standard=desk.standard,
+    )
+
+
+def evaluate_pool(desk: DeskConfig, pool_id: str, portfolio: Portfolio) -> MarginReport:
+    """Margin of pool ``pool_id`` of ``desk`` on ``portfolio`` (any wider set of wallets).
+
+    Raises
+    ------
+    ConfigError
+        Unknown pool, or parameters the model needs are missing.
+    DataError
+        Missing, stale or unusable prices, expired options, inconsistent units (the error names
+        the position or asset).
+
+    Examples
+    --------
+    >>> desk = load_desk("examples/desk.toml")  # doctest: +SKIP
+    >>> at = datetime(2026, 11, 27, tzinfo=UTC)  # doctest: +SKIP
+    >>> pf = Portfolio.of(desk.initial_balances(), desk.initial_positions(),
+    ...                   desk.initial_prices(at), at)  # doctest: +SKIP
+    >>> evaluate_pool(desk, "sim-a.pm", pf).band  # doctest: +SKIP
+    <Band.NORMAL: 'normal'>
+    """
+    pool = desk.pool(pool_id).to_domain()
+    return evaluate_portfolio(portfolio, pool, params_for_pool(desk, pool_id))
+
+
+def evaluate_portfolio(
+    portfolio: Portfolio,
+    pool: Pool,
+    params: MarginParams,
+    *,
+    model: MarginModelKind | str | None = None,
+) -> MarginReport:
+    """Margin of ``pool``'s wallets in ``portfolio`` under ``model`` (default: the pool's)."""
+    kind = model_for(model).kind if model is not None else pool.model  # unknown → ConfigError
+    book = build_book(portfolio, pool, params)
+    return evaluate_book(book, params, kind)
+
+
+def evaluate_book(book: PoolBook, params: MarginParams, kind: MarginModelKind) -> MarginReport:
+    """Run ``kind`` on an already validated book and assemble the report (stress tests re-use it)."""
+    out = model_for(kind).evaluate(book, params)
+    standard_mm: Decimal | None
+    if kind is MarginModelKind.STANDARD:
+        standard_mm = out.mm_usd
+    else:
+        try:  # the comparison needs standard parameters the pool's own model may not
+            standard_mm = StandardModel().evaluate(book, params).mm_usd
+        except (ConfigError, DataError):
+            standard_mm = None
+    return _assemble(book, params, kind, out, standard_mm)
+
+
+def _q(x: Decimal) -> Decimal:
+    return x.quantize(_MONEY_Q)
+
+
+def _assemble(
+    book: PoolBook,
+    params: MarginParams,
+    kind: MarginModelKind,
+    out: ModelOutput,
+    standard_mm_usd: Decimal | None,
+) -> MarginReport:
+    adjusted = book.adjusted_equity_usd
+    mm = out.mm_usd
+    ratio: Decimal | None
+    if out.silos:
+        ratios = [s.adjusted_equity_usd / s.mm_usd for s in out.silos if s.mm_usd > 0]
+        ratio = min(ratios).quantize(_RATIO_Q) if ratios else None
+        if ratio is None and any(s.adjusted_equity_usd < 0 for s in out.silos):
+            adjusted_for_band = min(s.adjusted_equity_usd for s in out.silos)
+        else:
+            adjusted_for_band = adjusted
+    else:
+        ratio = (adjusted / mm).quantize(_RATIO_Q) if mm > 0 else None
+        adjusted_for_band = adjusted
+    band = band_for(ratio, adjusted_for_band, params.thresholds)
+    withdraw_ratio = Decimal(str(params.thresholds.call))
+    max_withdraw = max(_ZERO, adjusted - withdraw_ratio * mm)
+    efficiency = None
+    if standard_mm_usd is not None and mm > 0:
+        efficiency = (standard_mm_usd / mm).quantize(_RATIO_Q)
+    assets = tuple(
+        AssetReport(a.asset, a.net, a.price_usd, _q(a.value_usd), _q(a.collateral_usd))
+        for a in book.assets
+    )
+    return MarginReport(
+        pool_id=book.pool.id,
+        model=kind,
+        as_of=book.as_of,
+        margin_currency=book.pool.margin_currency.code,
+        margin_currency_usd=book.mc_price_usd,
+        equity_usd=_q(book.equity_usd),
+        adjusted_equity_usd=_q(adjusted),
+        im_usd=_q(out.im_usd),
+        mm_usd=_q(mm),
+        ratio=ratio,
+        band=band,
+        max_withdraw_usd=_q(max_withdraw),
+        standard_mm_usd=None if standard_mm_usd is None else _q(standard_mm_usd),
+        capital_efficiency=efficiency,
+        thresholds=params.thresholds,
+        assets=assets,
+        worst_scenarios=out.worst_scenarios,
+        crash_loss_usd=out.crash_loss_usd,
+        contributions=tuple(
+            replace(
+                c,
+                value_usd=_q(c.value_usd),
+                worst_loss_usd=None if c.worst_loss_usd is None else _q(c.worst_loss_usd),
+                mm_usd=None if c.mm_usd is None else _q(c.mm_usd),
+            )
+            for c in out.contributions
+        ),
+        silos=tuple(
+            type(s)(s.wallet, _q(s.adjusted_equity_usd), _q(s.im_usd), _q(s.mm_usd))
+            for s in out.silos
+        ),
+    )

@@ -1,0 +1,188 @@
+"""The ``scenario`` model's arithmetic: scan risk per unit, contingencies, offsets, crash.
+
+Deribit portfolio margin (support article "Portfolio Margin", S:PM/X:PM) and Paradex's
+portfolio-margin docs, in the shape DESIGN §3.2 fixes:
+
+- scan risk of a unit = the largest weighted loss over its grid (price × vol, extended table,
+  optional SPAN extremes), every position fully re-priced (``core.margin.engine``);
+- minimum delta charge = (unhedged·|net Δ| + hedged·(gross Δ − |net Δ|)/2) × spot;
+- roll shock = annualised basis move × Σ |Δ| × spot × max(time to expiry, 1 day) over dated
+  futures (Deribit's contingency for offsetting futures of different expiries);
+- IM_u = max(scan, delta charge) + roll; an ``OffsetCredit`` gives back ``credit_frac`` of the
+  smaller scan risk of two units whose worst scenarios move in opposite directions (a long/short
+  pair of correlated coins, OCC/SPAN inter-commodity credit), half to each unit;
+- MM_u = mm_factor_u × IM_u; the joint crash (all units move together, vol up) floors the total:
+  IM = max(Σ IM_u, crash loss), MM = max(Σ MM_u, crash.mm_factor × crash loss).
+
+Everything is computed in the pool's margin currency and reported in USD.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+
+from core.margin.book import PoolBook
+from core.margin.engine import RiskBook, scenario_pnl, worst_losses
+from core.margin.params import MarginParams
+from core.margin.report import ModelOutput, PositionContribution, UnitRisk, to_dec
+from core.margin.riskbook import RowLabels, build_risk_book
+from core.margin.scenarios import ScenarioMatrix, crash_matrix, stack_grids, unit_grid
+
+__all__ = ["evaluate_scenario", "unit_deltas"]
+
+_ZERO = Decimal(0)
+_FRAC_Q = Decimal("1e-6")
+
+
+def unit_deltas(
+    risk: RiskBook, labels: RowLabels, book: PoolBook
+) -> tuple[dict[int, list[float]], dict[int, list[tuple[float, float]]]]:
+    """Coin deltas (in margin-currency terms) per unit row, and (|Δ|, T) of dated futures.
+
+    A row's delta is d(PnL in margin currency)/d(move) at m = 0, divided by the unit's coin
+    price: (ΔV′ − V0·[margin currency moves with this unit]) / S.
+    """
+    deltas: dict[int, list[float]] = {}
+    dated: dict[int, list[tuple[float, float]]] = {}
+    d, o = risk.delta, risk.option
+    mc_unit = risk.pool_mc_unit
+    for i in range(d.size):
+        u = int(d.unit[i])
+        s_usd = float(book.price_usd(labels.units[u]))
+        shocked = mc_unit[d.pool[i]] == u
+        delta = (d.delta_usd[i] - (d.value0_usd[i] if shocked else 0.0)) / s_usd
+        deltas.setdefault(u, []).append(delta)
+        t = labels.delta_t_years[i]
+        if t is not None:
+            dated.setdefault(u, []).append((abs(delta), t))
+    if o.size:
+        fwd_delta = o.delta()
+        value0 = o.size_usd * o.base_value()
+        for i in range(o.size):
+            u = int(o.unit[i])
+            s_usd = float(book.price_usd(labels.units[u]))
+            shocked = mc_unit[o.pool[i]] == u
+            dv = o.size_usd[i] * fwd_delta[i] * o.forward[i]
+            delta = (dv - (value0[i] if shocked else 0.0)) / s_usd
+            deltas.setdefault(u, []).append(float(delta))
+    return deltas, dated
+
+
+def _unit_matrix(labels: RowLabels, params: MarginParams) -> ScenarioMatrix:
+    return stack_grids([unit_grid(u, params.scenario_for(u)) for u in labels.units])
+
+
+def evaluate_scenario(book: PoolBook, params: MarginParams) -> ModelOutput:
+    """Risk-based margin of one pool (see the module docstring for every step)."""
+    risk, labels = build_risk_book([(book, params)])
+    if not labels.units:
+        return ModelOutput(_ZERO, _ZERO)
+    matrix = _unit_matrix(labels, params)
+    res = scenario_pnl(risk, matrix, keep_rows=True)
+    scan_g, worst_g = worst_losses(res, risk, matrix)
+    n = len(labels.units)
+    scan = np.zeros(n)
+    worst = np.zeros(n, dtype=np.int64)
+    scan[risk.group_unit] = scan_g  # one pool: one group per unit
+    worst[risk.group_unit] = worst_g
+    p0 = float(book.mc_price_usd)
+    deltas, dated = unit_deltas(risk, labels, book)
+
+    im = np.zeros(n)
+    delta_charge = np.zeros(n)
+    roll = np.zeros(n)
+    for u in range(n):
+        sp = params.scenario_for(labels.units[u])
+        s_mc = float(book.price_usd(labels.units[u])) / p0
+        ds = deltas.get(u, [])
+        net, gross = abs(sum(ds)), sum(abs(x) for x in ds)
+        delta_charge[u] = (
+            sp.delta_unhedged_frac * net + sp.delta_hedged_frac * (gross - net) / 2.0
+        ) * s_mc
+        roll[u] = (
+            sp.roll_move_annual_frac
+            * sum(a * max(t, 1.0 / 365.0) for a, t in dated.get(u, []))
+            * s_mc
+        )
+        im[u] = max(scan[u], delta_charge[u]) + roll[u]
+
+    credit = np.zeros(n)
+    move_sign = np.sign(matrix.price_move[np.arange(n), worst])
+    unit_ix = {u: i for i, u in enumerate(labels.units)}
+    for off in params.offsets:
+        a, b = (unit_ix.get(x) for x in off.units)
+        if a is None or b is None or move_sign[a] * move_sign[b] >= 0:
+            continue
+        c = off.credit_frac * min(scan[a], scan[b])
+        credit[a] += c / 2.0
+        credit[b] += c / 2.0
+    im_after = np.maximum(im - credit, 0.0)
+    mm_u = np.array(
+        [params.scenario_for(u).mm_factor * im_after[i] for i, u in enumerate(labels.units)]
+    )
+    im_total, mm_total = float(im_after.sum()), float(mm_u.sum())
+
+    crash_loss: float | None = None
+    if params.crash.enabled:
+        cm = crash_matrix(labels.units, params.crash)
+        cres = scenario_pnl(risk, cm, keep_rows=False)
+        crash_loss = max(0.0, -float(cres.group_pnl[:, 0].sum()) * params.crash.weight)
+        im_total = max(im_total, crash_loss)
+        mm_total = max(mm_total, params.crash.mm_factor * crash_loss)
+
+    units_out = []
+    for u in range(n):
+        w = int(worst[u])
+        units_out.append(
+            UnitRisk(
+                unit=labels.units[u],
+                scenario_id=matrix.ids[u][w],
+                price_move_frac=to_dec(float(matrix.price_move[u, w]), quantum=_FRAC_Q),
+                vol_shock_frac=to_dec(float(matrix.vol_shock[u, w]), quantum=_FRAC_Q),
+                weight=to_dec(float(matrix.weight[u, w]), quantum=_FRAC_Q),
+                loss_usd=to_dec(scan[u] * p0),
+                delta_charge_usd=to_dec(delta_charge[u] * p0),
+                roll_usd=to_dec(roll[u] * p0),
+                credit_usd=to_dec(credit[u] * p0),
+                im_usd=to_dec(im_after[u] * p0),
+                mm_usd=to_dec(mm_u[u] * p0),
+            )
+        )
+
+    contributions = []
+    if res.delta_pnl is None or res.option_pnl is None:
+        raise RuntimeError("engine did not keep per-row PnL")
+    for rows_pnl, keys, block in (
+        (res.delta_pnl, labels.delta_keys, risk.delta),
+        (res.option_pnl, labels.option_keys, risk.option),
+    ):
+        for i, key in enumerate(keys):
+            g = int(block.group[i])
+            u = int(risk.group_unit[g])
+            w = int(worst[u])
+            loss = -float(rows_pnl[i, w]) * float(matrix.weight[u, w]) * p0
+            contributions.append((key, labels.units[u], i, block is risk.delta, loss))
+    option_value0 = risk.option.size_usd * risk.option.base_value() if risk.option.size else None
+    contrib_out = tuple(
+        PositionContribution(
+            key=key,
+            unit=unit,
+            value_usd=to_dec(
+                float(risk.delta.value0_usd[i])
+                if is_delta
+                else float(option_value0[i] if option_value0 is not None else 0.0)
+            ),
+            worst_loss_usd=to_dec(loss),
+            mm_usd=None,
+        )
+        for key, unit, i, is_delta, loss in contributions
+    )
+    return ModelOutput(
+        im_usd=to_dec(im_total * p0),
+        mm_usd=to_dec(mm_total * p0),
+        worst_scenarios=tuple(units_out),
+        crash_loss_usd=None if crash_loss is None else to_dec(crash_loss * p0),
+        contributions=contrib_out,
+    )
