@@ -1,0 +1,213 @@
+"""The post-mortem views in ``sql/views.sql``, on PostgreSQL, with a realistic margin call.
+
+Story: pool ``sim-a.pm`` breaches its call level at 09:30 UTC with a 250,000 USD deficit. Plan 1
+(strict policy) takes 40k of unrealised PnL, 10k already in the pool, 150k from spot and 50k
+from the other venue; the cross-venue withdrawal fails (transfers halted on ``sim-b``), so
+plan 2 replaces it with 50k from the funding wallet. Around it, a day of ordinary spot → pm
+transfers gives the latency view something to measure.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pytest
+from ledger_helpers import T0
+from sqlalchemy import Engine, text
+from sqlmodel import Session
+
+from core.domain import Asset, WalletKind
+from core.ledger.store import ensure_venue, init_db, record_margin_call, record_plan
+from core.ledger.tables import MarginCallRow, PlanRow, PlanStepRow
+from core.ledger.transfers import (
+    TransferIntent,
+    record_transfer_intent,
+    record_transfer_result,
+    transfer_key,
+)
+from core.ledger.vocab import CallStatus, PlanStatus, TransferMode, TransferStatus, VenueMode
+
+pytestmark = pytest.mark.postgres
+
+CALL = "mc-sim-a.pm-20260312T093000Z"
+# Confirmed latencies (ms) of ordinary spot -> pm USDT transfers on sim-a during the day.
+HISTORY_MS = [120.0, 95.0, 180.0, 240.0, 101.0, 133.0, 160.0, 410.0, 99.0, 150.0]
+CURE_MS = 212.0  # the 150k spot -> pm transfer of the margin call
+
+# (source, mode, from venue, from wallet, to venue, asset, usd, final status, latency_ms)
+PLAN_1 = [
+    ("sim-a:um:pnl", TransferMode.PNL_OFFSET, "sim-a", WalletKind.UM, "sim-a", "USDT", "40000",
+     TransferStatus.CONFIRMED, 35.0),
+    ("sim-a:pm:BTC", TransferMode.IN_PLACE, "sim-a", WalletKind.PM, "sim-a", "BTC", "10000",
+     TransferStatus.CONFIRMED, 20.0),
+    ("sim-a:spot:USDT", TransferMode.TRANSFER, "sim-a", WalletKind.SPOT, "sim-a", "USDT",
+     "150000", TransferStatus.CONFIRMED, CURE_MS),
+    ("sim-b:spot:USDT", TransferMode.WITHDRAWAL, "sim-b", WalletKind.SPOT, "sim-a", "USDT",
+     "50000", TransferStatus.FAILED, 640.0),
+]  # fmt: skip
+PLAN_2 = [
+    ("sim-a:funding:USDT", TransferMode.TRANSFER, "sim-a", WalletKind.FUNDING, "sim-a", "USDT",
+     "50000", TransferStatus.CONFIRMED, 260.0),
+]  # fmt: skip
+
+
+def _plan(session: Session, plan_id: str, steps: list[Any], at_s: float) -> None:
+    at = T0 + timedelta(seconds=at_s)
+    total = sum((Decimal(s[6]) for s in steps), Decimal(0))
+    record_plan(
+        session,
+        PlanRow(
+            id=plan_id, margin_call_id=CALL, created_at=at, policy="strict", solver="highs",
+            status=PlanStatus.OPTIMAL.value, deadline_s=60.0, deficit_usd=total,
+            credit_usd=total, cost_usd=Decimal("18.75"), uncovered_usd=Decimal(0),
+            solve_ms=2.7, config_repr="StrictPolicy(stages=3)",
+        ),
+        [
+            PlanStepRow(
+                plan_id=plan_id, step_no=i, source_id=src, tier=1 if i == 0 else 3,
+                mode=mode.value, venue_id=venue, from_wallet=wallet.value, to_venue_id=to_venue,
+                to_wallet="pm", asset=asset, amount=Decimal(usd), amount_usd=Decimal(usd),
+                credit_usd=Decimal(usd), cost_usd=Decimal(0), eta_s=latency / 1000,
+            )
+            for i, (src, mode, venue, wallet, to_venue, asset, usd, _s, latency) in enumerate(steps)
+        ],
+    )  # fmt: skip
+    for i, (src, mode, venue, wallet, to_venue, asset, usd, status, latency) in enumerate(steps):
+        key = transfer_key(plan_id, i)
+        intent = TransferIntent(
+            key=key, mode=mode, venue_id=venue, from_wallet=wallet, to_wallet=WalletKind.PM,
+            asset=Asset(asset), amount=Decimal(usd), to_venue_id=to_venue,
+            amount_usd=Decimal(usd), margin_call_id=CALL, plan_id=plan_id, step_no=i,
+            source_id=src,
+        )  # fmt: skip
+        record_transfer_intent(session, intent, at=at)
+        record_transfer_result(session, key, status, at=at, sent_at=at, latency_ms=latency)
+
+
+def _history(session: Session) -> None:
+    """Ordinary transfers: 10 confirmed, one failed (slow), one unknown, one still pending."""
+    outcomes: list[tuple[TransferStatus, float | None]] = [
+        (TransferStatus.CONFIRMED, ms) for ms in HISTORY_MS
+    ]
+    outcomes += [(TransferStatus.FAILED, 5000.0), (TransferStatus.UNKNOWN, None)]
+    for i, (status, ms) in enumerate(outcomes):
+        at = T0 - timedelta(hours=10) + timedelta(minutes=20 * i)  # from 23:30 the day before
+        key = transfer_key("manual-2026-03-12", i)
+        intent = TransferIntent(
+            key=key, mode=TransferMode.TRANSFER, venue_id="sim-a", from_wallet=WalletKind.SPOT,
+            to_wallet=WalletKind.PM, asset=Asset("USDT"), amount=Decimal("2500.5"),
+            amount_usd=Decimal("2500.5"),
+        )  # fmt: skip
+        record_transfer_intent(session, intent, at=at)
+        record_transfer_result(session, key, status, at=at, sent_at=at, latency_ms=ms)
+    pending = TransferIntent(
+        key=transfer_key("manual-2026-03-12", 99), mode=TransferMode.TRANSFER, venue_id="sim-a",
+        from_wallet=WalletKind.SPOT, to_wallet=WalletKind.PM, asset=Asset("USDT"),
+        amount=Decimal(1),
+    )  # fmt: skip
+    record_transfer_intent(session, pending, at=T0 + timedelta(hours=1))
+
+
+@pytest.fixture(scope="module")
+def story(pg_engine: Engine) -> Engine:
+    report = init_db(pg_engine)  # tables exist already; this adds the views
+    assert set(report.views) == {
+        "transfer_latency_by_route",
+        "source_mix_per_call",
+        "transfer_failure_rates",
+    }
+    with Session(pg_engine) as s:
+        for venue in ("sim-a", "sim-b"):
+            ensure_venue(s, venue, exchange="sim", mode=VenueMode.SIM, at=T0)
+        record_margin_call(
+            s,
+            MarginCallRow(
+                id=CALL, pool_id="sim-a.pm", venue_id="sim-a", status=CallStatus.CURED.value,
+                raised_at=T0, ratio_at_raise=Decimal("1.18"), target_ratio=Decimal("1.5"),
+                deficit_usd=Decimal("250000"),
+            ),
+        )  # fmt: skip
+        _history(s)
+        _plan(s, "plan-1", PLAN_1, at_s=0.05)
+        _plan(s, "plan-2", PLAN_2, at_s=1.2)
+        s.commit()
+    return pg_engine
+
+
+def _rows(engine: Engine, sql: str) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(text(sql)).mappings()]
+
+
+def test_latency_view_with_day_of_transfers_gives_numpy_percentiles_over_confirmed(
+    story: Engine,
+) -> None:
+    (row,) = _rows(
+        story,
+        "SELECT * FROM transfer_latency_by_route WHERE venue_id = 'sim-a' "
+        "AND from_wallet = 'spot' AND to_wallet = 'pm' AND asset = 'USDT' AND mode = 'transfer'",
+    )
+    confirmed = [*HISTORY_MS, CURE_MS]
+    assert (row["n_transfers"], row["n_confirmed"], row["n_failed"], row["n_unknown"]) == (
+        14, 11, 1, 1,
+    )  # fmt: skip
+    assert row["n_in_flight"] == 1  # the pending one
+    for q, column in ((50, "latency_p50_ms"), (95, "latency_p95_ms"), (99, "latency_p99_ms")):
+        assert row[column] == pytest.approx(float(np.percentile(confirmed, q)), rel=1e-12)
+    assert row["latency_p50_ms"] == 150.0  # the failed 5000 ms transfer is not in the sample
+    assert row["latency_max_ms"] == 410.0
+    assert row["confirmed_usd"] == Decimal("2500.5") * 10 + Decimal("150000")
+
+
+def test_latency_view_with_failed_only_route_has_no_percentiles(story: Engine) -> None:
+    (row,) = _rows(story, "SELECT * FROM transfer_latency_by_route WHERE mode = 'withdrawal'")
+    assert (row["venue_id"], row["to_venue_id"], row["n_failed"]) == ("sim-b", "sim-a", 1)
+    assert row["latency_p50_ms"] is None
+    assert row["confirmed_usd"] == 0
+
+
+def test_source_mix_view_with_replanned_call_shows_planned_delivered_and_shares(
+    story: Engine,
+) -> None:
+    rows = _rows(
+        story,
+        f"SELECT * FROM source_mix_per_call WHERE margin_call_id = '{CALL}' ORDER BY source_id",
+    )
+    got = {
+        r["source_id"]: (r["mode"], r["planned_usd"], r["delivered_usd"],
+                         r["delivered_share_frac"], r["n_failed_or_unknown"])
+        for r in rows
+    }  # fmt: skip
+    assert got == {
+        "sim-a:funding:USDT": ("transfer", Decimal(50000), Decimal(50000), Decimal("0.2"), 0),
+        "sim-a:pm:BTC": ("in_place", Decimal(10000), Decimal(10000), Decimal("0.04"), 0),
+        "sim-a:spot:USDT": ("transfer", Decimal(150000), Decimal(150000), Decimal("0.6"), 0),
+        "sim-a:um:pnl": ("pnl_offset", Decimal(40000), Decimal(40000), Decimal("0.16"), 0),
+        "sim-b:spot:USDT": ("withdrawal", Decimal(50000), Decimal(0), Decimal(0), 1),
+    }
+    assert sum(r["delivered_usd"] for r in rows) == Decimal(250000)
+    assert sum(r["delivered_share_frac"] for r in rows) == 1
+    assert {r["n_plans"] for r in rows} == {1}
+    assert {r["source_id"]: r["tier"] for r in rows}["sim-a:um:pnl"] == 1
+
+
+def test_failure_rate_view_with_two_days_splits_by_utc_day(story: Engine) -> None:
+    rows = _rows(
+        story,
+        "SELECT day_utc::date AS day, venue_id, mode, n_transfers, n_failed, n_unknown, "
+        "failed_frac, unknown_frac FROM transfer_failure_rates WHERE venue_id = 'sim-a' "
+        "AND mode = 'transfer' ORDER BY day",
+    )
+    by_day = {str(r["day"]): r for r in rows}
+    # History starts 23:30 on the 11th, every 20 minutes: two land on the 11th; the other ten,
+    # the two sim-a transfers of the cure (09:30) and the pending one (10:30) on the 12th.
+    assert list(by_day) == ["2026-03-11", "2026-03-12"]
+    first, second = by_day["2026-03-11"], by_day["2026-03-12"]
+    assert (first["n_transfers"], first["n_failed"], first["n_unknown"]) == (2, 0, 0)
+    assert (second["n_transfers"], second["n_failed"], second["n_unknown"]) == (13, 1, 1)
+    assert float(second["failed_frac"]) == pytest.approx(1 / 13, rel=1e-12)
+    assert float(second["unknown_frac"]) == pytest.approx(1 / 13, rel=1e-12)
+    assert first["failed_frac"] == 0
