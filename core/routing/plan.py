@@ -55,7 +55,7 @@ def _floor_step(amount: float, step: float, *, forgiving: bool = True) -> Decima
     leaves amounts such as 299.9999987 for 300; they count as 300. Caps are re-applied after.
     """
     step_d = _dec(step)
-    slack = 1e-5 + 1e-8 * abs(amount) if forgiving else 0.0
+    slack = 1e-5 + 2e-9 * abs(amount) if forgiving else 0.0
     n = (_dec(amount + slack) / step_d).to_integral_value(rounding=ROUND_FLOOR)
     return max(_ZERO, n * step_d)
 

@@ -1,0 +1,492 @@
+"""Candidate sources for deficit pools, built from the desk configuration and current state.
+
+DESIGN §5.1 tiers, from what the desk declares and holds:
+
+* tier 1 ``pnl_offset``: unrealised PnL the pool's margin model does not yet count but the
+  venue lets offset, given per pool by the caller (``upnl_offsets_usd``); the margin report
+  does not expose such a figure yet, so without it tier 1 is empty (see docs/routing.md);
+* tier 2 ``in_place``: a configured swap inside one of the pool's own wallets, converting a
+  low-rate asset into a higher-rate one; credit per USD = (1 − cost)·rate(to) − rate(from);
+* tier 3 ``transfer``/``swap``/``withdrawal``: a configured route into a pool wallet (direct, or
+  two legs through an intermediate wallet, e.g. on-chain to the venue's spot wallet then an
+  internal transfer), optionally after a swap in the origin wallet.
+
+Every source carries what the optimiser needs: balance-limited segments (the destination's
+collateral rate, marginal across tiered rates, is the credit per USD; fees in bps the cost),
+latency, fixed fee, minimum ticket, per-request cap (route cap and pre-authorised per-transfer
+cap), request rate and API weight, and shared limits for the origin balance, each route's
+remaining rolling-24h pre-authorisation and pre-authorisation groups. Collateral leaving a pool
+counts against that pool's headroom above its ``call`` level (E − call·MM). A route or swap
+without an allow-list entry is left out (execution would deny it) and noted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from core.config import DeskConfig, PoolCfg, PreauthCfg, RouteCfg, SwapCfg
+from core.domain import Portfolio, WalletKind
+from core.errors import DataError
+from core.margin.params import CollateralRate
+from core.routing.sources import (
+    CollateralSource,
+    Deficit,
+    Policy,
+    RoutingInput,
+    Segment,
+    SourceMode,
+    Tier,
+)
+
+__all__ = [
+    "AssetValue",
+    "PoolMarginView",
+    "StateSources",
+    "marginal_rate_segments",
+    "routing_input_from_state",
+]
+
+_ZERO = Decimal(0)
+_BPS = Decimal(10_000)
+
+
+class AssetValue(Protocol):
+    """What the router needs of one asset row of a margin report."""
+
+    @property
+    def asset(self) -> str: ...
+
+    @property
+    def value_usd(self) -> Decimal: ...
+
+
+class PoolMarginView(Protocol):
+    """What the router needs of a pool's margin report (``core.margin.report.MarginReport``)."""
+
+    @property
+    def pool_id(self) -> str: ...
+
+    @property
+    def adjusted_equity_usd(self) -> Decimal: ...
+
+    @property
+    def mm_usd(self) -> Decimal: ...
+
+    @property
+    def assets(self) -> Sequence[AssetValue]: ...
+
+    def deficit(self, target_ratio: float | Decimal) -> Decimal: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StateSources:
+    """The routing input for the pools, and why candidates were left out."""
+
+    input: RoutingInput
+    notes: tuple[str, ...]
+
+
+def marginal_rate_segments(
+    rate: CollateralRate, held_usd: Decimal, width_usd: Decimal
+) -> list[tuple[Decimal, Decimal]]:
+    """(width, rate) pieces for adding ``width_usd`` to ``held_usd`` of an asset.
+
+    Tiered collateral rates apply marginally like tax brackets (Binance PM collateral ratio;
+    DESIGN §3.1), so more of the same asset is credited at non-increasing rates: concave
+    credit. A negative holding (a loan) is repaid first at 100 % (negatives count in full).
+    """
+    out: list[tuple[Decimal, Decimal]] = []
+    left = width_usd
+    pos = held_usd
+    if pos < 0 and left > 0:
+        repay = min(-pos, left)
+        out.append((repay, Decimal(1)))
+        left -= repay
+        pos += repay
+    if left <= 0:
+        return out
+    if rate.tiers is None:
+        out.append((left, rate.rate if rate.rate is not None else _ZERO))
+        return out
+    for tier in rate.tiers:
+        hi = tier.to_usd
+        if hi is not None and pos >= hi:
+            continue
+        room = left if hi is None else min(left, hi - pos)
+        if room > 0:
+            out.append((room, tier.rate))
+            left -= room
+            pos += room
+        if left <= 0:
+            break
+    if left > 0:  # past the last bounded tier: the last tier's rate continues
+        out.append((left, rate.tiers[-1].rate))
+    return out
+
+
+def _rate_at(rate: CollateralRate, held_usd: Decimal) -> Decimal:
+    """The marginal collateral rate of one more USD at ``held_usd``."""
+    segs = marginal_rate_segments(rate, held_usd, Decimal("1e-6"))
+    return segs[0][1] if segs else _ZERO
+
+
+class _Builder:
+    def __init__(
+        self,
+        desk: DeskConfig,
+        state: Portfolio,
+        reports: Mapping[str, PoolMarginView],
+        used_24h_usd: Mapping[str, Decimal],
+    ) -> None:
+        self.desk = desk
+        self.state = state
+        self.reports = reports
+        self.used = used_24h_usd
+        self.notes: list[str] = []
+        self.limits: dict[str, float] = {}
+        self.headroom: dict[str, float] = {}
+        self.preauth: dict[str, PreauthCfg] = {p.route: p for p in desk.preauth}
+
+    # ---------------------------------------------------------------- state look-ups
+
+    def price(self, asset: str) -> Decimal:
+        return self.state.price(asset, where="routing sources").mark
+
+    def balance_usd(self, venue: str, wallet: WalletKind, asset: str) -> Decimal:
+        net = sum(
+            (
+                b.net
+                for b in self.state.balances
+                if b.venue == venue and b.wallet == wallet and b.asset.code == asset
+            ),
+            _ZERO,
+        )
+        return max(_ZERO, net) * self.price(asset) if net > 0 else _ZERO
+
+    def held_usd(self, pool_id: str, asset: str) -> Decimal:
+        report = self.reports.get(pool_id)
+        if report is None:
+            return _ZERO
+        return sum((a.value_usd for a in report.assets if a.asset == asset), _ZERO)
+
+    def step_usd(self, asset: str) -> float:
+        cfg = self.desk.assets.get(asset)
+        decimals = cfg.decimals if cfg is not None else 8
+        return max(0.01, float(self.price(asset)) * 10.0**-decimals)
+
+    def report(self, pool_id: str) -> PoolMarginView:
+        rep = self.reports.get(pool_id)
+        if rep is None:
+            raise DataError("no margin report for pool", pool=pool_id, needed_by="routing")
+        return rep
+
+    # ---------------------------------------------------------------- shared limits
+
+    def balance_group(self, venue: str, wallet: WalletKind, asset: str, usd: Decimal) -> str:
+        name = f"balance:{venue}/{wallet.value}/{asset}"
+        self.limits[name] = float(usd)
+        return name
+
+    def preauth_groups(self, leg_id: str) -> tuple[list[str], float] | None:
+        """Groups for a leg's remaining rolling-24h cap (and its group); None if not allowed."""
+        entry = self.preauth.get(leg_id)
+        if entry is None:
+            return None
+        name = f"preauth:{leg_id}"
+        self.limits[name] = max(0.0, float(entry.rolling_24h_usd - self.used.get(leg_id, _ZERO)))
+        groups = [name]
+        if entry.group is not None and entry.group in self.desk.preauth_groups:
+            gname = f"preauth-group:{entry.group}"
+            cap = self.desk.preauth_groups[entry.group] - self.used.get(entry.group, _ZERO)
+            self.limits[gname] = max(0.0, float(cap))
+            groups.append(gname)
+        return groups, float(entry.per_transfer_usd)
+
+    def origin(self, venue: str, wallet: WalletKind, asset: str) -> tuple[str | None, float]:
+        pool = self.desk.pool_of(venue, wallet)
+        if pool is None:
+            return None, 1.0
+        rep = self.report(pool.id)
+        headroom = rep.adjusted_equity_usd - Decimal(str(pool.thresholds.call)) * rep.mm_usd
+        self.headroom[pool.id] = max(0.0, float(headroom))
+        debit = _rate_at(self.desk.collateral_rate(pool.id, asset), self.held_usd(pool.id, asset))
+        return pool.id, float(min(Decimal(1), max(_ZERO, debit)))
+
+    # ---------------------------------------------------------------- sources
+
+    def in_place_swaps(self, pool: PoolCfg) -> list[CollateralSource]:
+        out: list[CollateralSource] = []
+        for s in self.desk.swaps:
+            if s.venue != pool.venue or s.wallet not in pool.wallets:
+                continue
+            bal = self.balance_usd(s.venue, s.wallet, s.from_asset)
+            if bal <= 0:
+                continue
+            pre = self.preauth_groups(s.id)
+            if pre is None:
+                self.notes.append(f"swap {s.id}: no pre-authorisation entry; left out")
+                continue
+            groups, per_transfer = pre
+            r_from = _rate_at(
+                self.desk.collateral_rate(pool.id, s.from_asset),
+                self.held_usd(pool.id, s.from_asset),
+            )
+            r_to = _rate_at(
+                self.desk.collateral_rate(pool.id, s.to_asset), self.held_usd(pool.id, s.to_asset)
+            )
+            segments = self._swap_segments(s, bal, r_to, r_from)
+            if not segments:
+                self.notes.append(f"swap {s.id}: converting does not raise adjusted equity")
+                continue
+            groups.append(self.balance_group(s.venue, s.wallet, s.from_asset, bal))
+            out.append(
+                CollateralSource(
+                    id=f"{pool.id}:{s.id}",
+                    tier=Tier.IN_PRODUCT,
+                    latency_s=s.latency_s,
+                    segments=tuple(segments),
+                    per_request_usd=per_transfer,
+                    rate_per_s=s.rate_per_s,
+                    fixed_fee_usd=float(s.fee_usd),
+                    api_weight=float(s.api_weight),
+                    venue=s.venue,
+                    step_usd=self.step_usd(s.from_asset),
+                    calls=frozenset({pool.id}),
+                    groups=tuple(groups),
+                    mode=SourceMode.SWAP,
+                )
+            )
+        return out
+
+    @staticmethod
+    def _swap_segments(
+        s: SwapCfg,
+        bal: Decimal,
+        to_rate: Decimal,
+        from_rate: Decimal = _ZERO,
+        extra_cost_bps: Decimal = _ZERO,
+    ) -> list[Segment]:
+        segs: list[Segment] = []
+        left = bal
+        for lvl in s.levels:
+            if left <= 0:
+                break
+            width = min(left, lvl.width_usd)
+            # adjusted equity per USD converted: what arrives (after cost) at the target's rate,
+            # less what leaves at the source asset's rate (zero when it leaves another wallet)
+            credit = (1 - lvl.cost_bps / _BPS) * to_rate - from_rate
+            left -= width
+            if credit <= 0:
+                break  # cost only rises from here: no later level helps either
+            segs.append(
+                Segment(
+                    float(width),
+                    float(min(Decimal(1), credit)),
+                    float((lvl.cost_bps + extra_cost_bps) / _BPS),
+                )
+            )
+        return segs
+
+    def _route_chains(self, pool: PoolCfg) -> list[tuple[RouteCfg, ...]]:
+        into = [
+            r
+            for r in self.desk.routes
+            if r.destination_venue == pool.venue
+            and r.to_wallet in pool.wallets
+            and not (r.venue == pool.venue and r.from_wallet in pool.wallets)
+        ]
+        chains: list[tuple[RouteCfg, ...]] = [(r,) for r in into]
+        for last in into:
+            if last.kind == "onchain":
+                continue
+            for first in self.desk.routes:
+                if (
+                    first.destination_venue == last.venue
+                    and first.to_wallet == last.from_wallet
+                    and first.asset == last.asset
+                    and first.id != last.id
+                    and not (first.venue == pool.venue and first.from_wallet in pool.wallets)
+                ):
+                    chains.append((first, last))
+        return chains
+
+    def transfers(self, pool: PoolCfg) -> list[CollateralSource]:
+        out: list[CollateralSource] = []
+        for chain in self._route_chains(pool):
+            head = chain[0]
+            source = self._transfer_source(pool, chain, head.asset, swap=None)
+            if source is not None:
+                out.append(source)
+        # swap in the origin wallet, then a direct route of the swapped asset into the pool
+        for chain in self._route_chains(pool):
+            if len(chain) != 1:
+                continue
+            r = chain[0]
+            for s in self.desk.swaps:
+                if s.venue == r.venue and s.wallet == r.from_wallet and s.to_asset == r.asset:
+                    source = self._transfer_source(pool, chain, s.from_asset, swap=s)
+                    if source is not None:
+                        out.append(source)
+        return out
+
+    def _transfer_source(
+        self, pool: PoolCfg, chain: tuple[RouteCfg, ...], asset: str, swap: SwapCfg | None
+    ) -> CollateralSource | None:
+        head = chain[0]
+        legs: list[str] = ([swap.id] if swap is not None else []) + [r.id for r in chain]
+        sid = f"{pool.id}:{'+'.join(legs)}"
+        bal = self.balance_usd(head.venue, head.from_wallet, asset)
+        if bal <= 0:
+            return None
+        groups: list[str] = []
+        per_request: list[float] = []
+        for leg in legs:
+            pre = self.preauth_groups(leg)
+            if pre is None:
+                self.notes.append(f"{sid}: leg {leg} has no pre-authorisation entry; left out")
+                return None
+            groups += pre[0]
+            per_request.append(pre[1])
+        per_request += [float(r.per_request_max_usd) for r in chain if r.per_request_max_usd]
+        groups.append(self.balance_group(head.venue, head.from_wallet, asset, bal))
+        fee_bps = sum((r.fee_bps for r in chain), _ZERO)
+        dest_asset = chain[-1].asset
+        rate = self.desk.collateral_rate(pool.id, dest_asset)
+        held = self.held_usd(pool.id, dest_asset)
+        if swap is None:
+            segments = [
+                Segment(float(w), float(c), float(fee_bps / _BPS))
+                for w, c in marginal_rate_segments(rate, held, bal)
+                if c > 0
+            ]
+        else:
+            r_to = _rate_at(rate, held)
+            segments = self._swap_segments(swap, bal, r_to, extra_cost_bps=fee_bps)
+        if not segments:
+            self.notes.append(f"{sid}: {dest_asset} is not collateral in {pool.id}")
+            return None
+        rates: list[float] = []
+        for leg_rate in [r.rate_per_s for r in chain] + [swap.rate_per_s if swap else None]:
+            if leg_rate is not None:
+                rates.append(leg_rate)
+        origin_pool, debit = self.origin(head.venue, head.from_wallet, asset)
+        onchain = any(r.kind == "onchain" for r in chain)
+        mode = SourceMode.WITHDRAWAL if onchain else SourceMode.TRANSFER
+        if swap is not None:
+            mode = SourceMode.SWAP
+        return CollateralSource(
+            id=sid,
+            tier=Tier.TRANSFER,
+            latency_s=sum(r.latency_s for r in chain) + (swap.latency_s if swap else 0.0),
+            segments=tuple(segments),
+            per_request_usd=min(per_request) if per_request else None,
+            rate_per_s=min(rates) if rates else None,
+            fixed_fee_usd=float(
+                sum((r.fee_usd for r in chain), _ZERO) + (swap.fee_usd if swap else _ZERO)
+            ),
+            min_ticket_usd=float(max(r.min_ticket_usd for r in chain)),
+            # Requests are counted once on the origin venue (the first leg's weight).
+            api_weight=float(head.api_weight if swap is None else swap.api_weight),
+            venue=head.venue,
+            origin_pool=origin_pool,
+            origin_debit_per_usd=debit,
+            step_usd=self.step_usd(asset),
+            calls=frozenset({pool.id}),
+            groups=tuple(groups),
+            mode=mode,
+        )
+
+
+def routing_input_from_state(
+    desk: DeskConfig,
+    state: Portfolio,
+    reports: Mapping[str, PoolMarginView],
+    pool_ids: Sequence[str],
+    *,
+    deadline_s: float,
+    policy: Policy = Policy.STRICT,
+    deficit_override_usd: Mapping[str, float] | None = None,
+    used_24h_usd: Mapping[str, Decimal] | None = None,
+    upnl_offsets_usd: Mapping[str, Decimal] | None = None,
+) -> StateSources:
+    """Build the routing input that covers ``pool_ids`` jointly in the current state.
+
+    Parameters
+    ----------
+    desk, state
+        The desk configuration and the balances, positions and prices now.
+    reports
+        A margin report per pool (every deficit pool and every pool collateral may leave).
+    pool_ids
+        Pools to cover; each becomes one call whose deficit restores target·(1 + buffer).
+    deadline_s
+        Seconds the cure may take.
+    deficit_override_usd
+        Per pool, a deficit to plan for instead of the report's (drills, what-ifs).
+    used_24h_usd
+        Pre-authorisation already used in the rolling 24 h, per route/swap id or group name.
+    upnl_offsets_usd
+        Tier-1 unrealised-PnL offsets per pool (USD of equity creditable at no cost).
+    """
+    if not pool_ids:
+        raise DataError("no pool to cover", field="pool")
+    b = _Builder(desk, state, reports, used_24h_usd or {})
+    calls: list[Deficit] = []
+    sources: list[CollateralSource] = []
+    overrides = deficit_override_usd or {}
+    offsets = upnl_offsets_usd or {}
+    for pid in pool_ids:
+        pool = desk.pool(pid)
+        rep = b.report(pid)
+        th = pool.thresholds
+        target = th.target * (1 + th.buffer_frac)
+        deficit = overrides.get(pid, float(rep.deficit(Decimal(repr(target)))))
+        mm = float(rep.mm_usd)
+        calls.append(
+            Deficit(
+                pid,
+                deficit,
+                deadline_s,
+                pool=pid,
+                target_ratio=target,
+                mm_usd=mm if mm > 0 else None,
+            )
+        )
+        upnl = offsets.get(pid, _ZERO)
+        if upnl > 0:
+            sources.append(
+                CollateralSource(
+                    id=f"{pid}:upnl-offset",
+                    tier=Tier.PNL_OFFSET,
+                    latency_s=0.0,
+                    segments=(Segment(float(upnl), 1.0, 0.0),),
+                    calls=frozenset({pid}),
+                    mode=SourceMode.PNL_OFFSET,
+                )
+            )
+        sources += b.in_place_swaps(pool)
+        sources += b.transfers(pool)
+    if not sources:
+        raise DataError(
+            "no candidate source holds collateral that can reach the pool(s)",
+            field="sources",
+            pools=",".join(pool_ids),
+        )
+    budgets: dict[str, float] = {}
+    for venue in {s.venue for s in sources if s.venue}:
+        per_min = desk.venue(venue).sim.weight_limit_per_min
+        budgets[venue] = float(per_min * max(1, math.ceil(deadline_s / 60.0)))
+    used_groups = {g for s in sources for g in s.groups}
+    inp = RoutingInput(
+        calls=tuple(calls),
+        sources=tuple(sources),
+        policy=policy,
+        shared_limits_usd={k: v for k, v in b.limits.items() if k in used_groups},
+        origin_headroom_usd=b.headroom,
+        api_weight_budget=budgets,
+    )
+    return StateSources(inp, tuple(b.notes))

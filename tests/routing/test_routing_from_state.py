@@ -1,0 +1,171 @@
+"""Sources from the desk state (examples/desk.toml) and the CLI on top of them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from core.config import DeskConfig, load_desk
+from core.domain import Portfolio
+from core.errors import DataError
+from core.margin.api import evaluate_pool
+from core.margin.params import CollateralRate, CollateralTier
+from core.margin.report import MarginReport
+from core.routing import Router, SourceMode, Tier
+from core.routing.from_state import marginal_rate_segments, routing_input_from_state
+from flows.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+DESK = ROOT / "examples" / "desk.toml"
+AT = datetime(2026, 11, 27, tzinfo=UTC)
+DeskState = tuple[DeskConfig, Portfolio, dict[str, MarginReport]]
+
+
+@pytest.fixture(scope="module")
+def desk_state() -> DeskState:
+    desk = load_desk(DESK)
+    state = Portfolio.of(
+        desk.initial_balances(), desk.initial_positions(), desk.initial_prices(AT), AT
+    )
+    reports = {p.id: evaluate_pool(desk, p.id, state) for p in desk.pools}
+    return desk, state, reports
+
+
+def test_marginal_rate_segments_with_tiers_apply_like_brackets() -> None:
+    # BTC: 95 % to 20 M, 92.5 % to 50 M; holding 19 M, adding 3 M → 1 M at 95 %, 2 M at 92.5 %
+    rate = CollateralRate(
+        tiers=(
+            CollateralTier(from_usd=Decimal(0), to_usd=Decimal(20_000_000), rate=Decimal("0.95")),
+            CollateralTier(
+                from_usd=Decimal(20_000_000), to_usd=Decimal(50_000_000), rate=Decimal("0.925")
+            ),
+        )
+    )
+    segs = marginal_rate_segments(rate, Decimal(19_000_000), Decimal(3_000_000))
+    assert segs == [(Decimal(1_000_000), Decimal("0.95")), (Decimal(2_000_000), Decimal("0.925"))]
+
+
+def test_marginal_rate_segments_with_loan_repay_at_full_rate_first() -> None:
+    segs = marginal_rate_segments(CollateralRate.flat("0.9"), Decimal(-100), Decimal(300))
+    assert segs == [(Decimal(100), Decimal(1)), (Decimal(200), Decimal("0.9"))]
+
+
+def test_sources_with_pm_pool_include_in_place_doge_swap_at_net_credit(
+    desk_state: DeskState,
+) -> None:
+    desk, state, reports = desk_state
+    built = routing_input_from_state(desk, state, reports, ["sim-a.pm"], deadline_s=60.0)
+    by_id = {s.id: s for s in built.input.sources}
+    swap = by_id["sim-a.pm:a.margin.doge-usdt"]
+    assert swap.tier is Tier.IN_PRODUCT
+    assert swap.mode is SourceMode.SWAP
+    # DOGE at 50 % → USDT at 100 %: credit = (1 − bps/10⁴)·1 − 0.5 per USD converted
+    assert [round(g.credit_per_usd, 6) for g in swap.segments] == [0.4992, 0.498, 0.494]
+    assert [g.cost_per_usd for g in swap.segments] == [0.0008, 0.002, 0.006]
+    direct = by_id["sim-a.pm:a.spot-margin.usdt"]
+    assert direct.tier is Tier.TRANSFER
+    assert direct.per_request_usd == 1_000_000.0
+    assert "preauth:a.spot-margin.usdt" in direct.groups
+    assert "preauth-group:sim-a-hot" in direct.groups
+    assert built.input.shared_limits_usd["preauth-group:sim-a-hot"] == 6_000_000.0
+    # the return on-chain leg has no allow-list entry: left out, and said so
+    assert any("ba.onchain.usdt" in n for n in built.notes)
+
+
+def test_sources_with_route_out_of_a_pool_carry_origin_headroom(desk_state: DeskState) -> None:
+    desk, state, reports = desk_state
+    built = routing_input_from_state(desk, state, reports, ["sim-b.opt"], deadline_s=60.0)
+    src = {s.id: s for s in built.input.sources}["sim-b.opt:b.um-options.usdt"]
+    assert src.origin_pool == "sim-b.um"
+    um = reports["sim-b.um"]
+    expected = float(um.adjusted_equity_usd - Decimal("1.2") * um.mm_usd)
+    assert built.input.origin_headroom_usd["sim-b.um"] == pytest.approx(max(0.0, expected))
+
+
+def test_route_with_two_pools_jointly_never_overdraws_a_balance(desk_state: DeskState) -> None:
+    desk, state, reports = desk_state
+    built = routing_input_from_state(
+        desk,
+        state,
+        reports,
+        ["sim-b.um", "sim-b.opt"],
+        deadline_s=60.0,
+        deficit_override_usd={"sim-b.um": 1_200_000.0, "sim-b.opt": 1_200_000.0},
+    )
+    plan = Router().route(built.input)
+    spot_total = sum(
+        (
+            a.amount_usd
+            for a in plan.allocations
+            if a.source.endswith("b.spot-um.usdt") or a.source.endswith("b.spot-options.usdt")
+        ),
+        Decimal(0),
+    )
+    assert spot_total <= Decimal(1_600_000)  # sim-b spot holds 1.6 M USDT
+    for call in plan.calls:
+        assert call.credit_usd >= call.deficit_usd or call.uncovered_usd > 0
+
+
+def test_sources_with_unknown_pool_is_refused(desk_state: DeskState) -> None:
+    desk, state, reports = desk_state
+    with pytest.raises(Exception, match="unknown pool"):
+        routing_input_from_state(desk, state, reports, ["nope"], deadline_s=60.0)
+    with pytest.raises(DataError):
+        routing_input_from_state(desk, state, reports, [], deadline_s=60.0)
+
+
+RUNNER = CliRunner()
+
+
+def test_cli_route_with_problem_file_prints_plan_json() -> None:
+    res = RUNNER.invoke(app, ["route", "--problem", str(ROOT / "examples" / "route-problem.json")])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["status"] == "optimal"
+    assert out["cost_usd"] == pytest.approx(0.25)
+
+
+def test_cli_route_with_policy_override_reports_other_policy() -> None:
+    res = RUNNER.invoke(
+        app,
+        ["route", "--problem", str(ROOT / "examples" / "route-problem.json"), "--policy", "cost"],
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["policy"] == "cost"
+    assert out["alternative"]["policy"] == "strict"
+
+
+def test_cli_route_with_bad_problem_exits_2_naming_the_field(tmp_path: Path) -> None:
+    bad = json.loads((ROOT / "examples" / "route-problem.json").read_text())
+    bad["deadline_s"] = 0
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    res = RUNNER.invoke(app, ["route", "--problem", str(path)])
+    assert res.exit_code == 2
+    assert "deadline_s" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_cli_route_with_desk_and_deficit_plans_from_state() -> None:
+    res = RUNNER.invoke(
+        app, ["route", "--desk", str(DESK), "--pool", "sim-b.um", "--deficit", "250000"]
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["status"] == "optimal"
+    assert out["credit_usd"] >= 250000
+    assert out["allocations"][0]["source"].startswith("sim-b.um:")
+
+
+def test_cli_route_with_both_inputs_is_refused() -> None:
+    res = RUNNER.invoke(
+        app, ["route", "--problem", "x.json", "--desk", str(DESK), "--pool", "sim-b.um"]
+    )
+    assert res.exit_code == 2
+    assert "exactly one" in res.output
