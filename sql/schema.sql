@@ -1,6 +1,6 @@
 -- pmr store: PostgreSQL DDL (DESIGN §8).
 --
--- This file and core/ledger/tables.py describe the same schema; tests/ledger/test_schema_sql.py
+-- This file and core/ledger/tables.py describe the same schema; tests/ledger/test_ledger_schema_sql.py
 -- builds one database from each on a real PostgreSQL and compares their catalogs (columns, types,
 -- nullability, defaults, constraints, indexes). Change both together.
 --

@@ -2,7 +2,7 @@
 --
 -- Each block is a named statement read by core.ledger.queries (`-- name:` + `-- why:`);
 -- `pmr db init` creates them on PostgreSQL with CREATE OR REPLACE, so re-running is safe.
--- Tested with rows in tests/ledger/test_views.py.
+-- Tested with rows in tests/ledger/test_ledger_views.py.
 
 -- name: transfer_latency_by_route
 -- why: which routes are fast and reliable enough to count on inside a margin-call deadline;

@@ -1,5 +1,5 @@
 -- pmr named queries over the store, read by core.ledger.queries.load_queries().
--- Portable: each runs on SQLite and PostgreSQL (tested on both in tests/ledger/test_queries.py).
+-- Portable: each runs on SQLite and PostgreSQL (tested on both in tests/ledger/test_ledger_queries.py).
 -- Money columns come back as Decimal on PostgreSQL and as exact text on SQLite.
 
 -- name: unsettled_transfers
