@@ -35,6 +35,7 @@ pytestmark = pytest.mark.postgres
 CALL = "mc-sim-a.pm-20260312T093000Z"
 # Confirmed latencies (ms) of ordinary spot -> pm USDT transfers on sim-a during the day.
 HISTORY_MS = [120.0, 95.0, 180.0, 240.0, 101.0, 133.0, 160.0, 410.0, 99.0, 150.0]
+TIERS = {TransferMode.PNL_OFFSET: 1, TransferMode.IN_PLACE: 2}  # DESIGN §5.1; others tier 3
 CURE_MS = 212.0  # the 150k spot -> pm transfer of the margin call
 
 # (source, mode, from venue, from wallet, to venue, asset, usd, final status, latency_ms)
@@ -67,7 +68,7 @@ def _plan(session: Session, plan_id: str, steps: list[Any], at_s: float) -> None
         ),
         [
             PlanStepRow(
-                plan_id=plan_id, step_no=i, source_id=src, tier=1 if i == 0 else 3,
+                plan_id=plan_id, step_no=i, source_id=src, tier=TIERS.get(mode, 3),
                 mode=mode.value, venue_id=venue, from_wallet=wallet.value, to_venue_id=to_venue,
                 to_wallet="pm", asset=asset, amount=Decimal(usd), amount_usd=Decimal(usd),
                 credit_usd=Decimal(usd), cost_usd=Decimal(0), eta_s=latency / 1000,
@@ -191,7 +192,8 @@ def test_source_mix_view_with_replanned_call_shows_planned_delivered_and_shares(
     assert sum(r["delivered_usd"] for r in rows) == Decimal(250000)
     assert sum(r["delivered_share_frac"] for r in rows) == 1
     assert {r["n_plans"] for r in rows} == {1}
-    assert {r["source_id"]: r["tier"] for r in rows}["sim-a:um:pnl"] == 1
+    tiers = {r["source_id"]: r["tier"] for r in rows}
+    assert (tiers["sim-a:um:pnl"], tiers["sim-a:pm:BTC"], tiers["sim-a:funding:USDT"]) == (1, 2, 3)
 
 
 def test_failure_rate_view_with_two_days_splits_by_utc_day(story: Engine) -> None:
