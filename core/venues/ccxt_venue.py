@@ -249,10 +249,9 @@ class CcxtVenue(BaseVenue):
             except VenueError as exc:
                 if attempt >= self._max_read_attempts or not is_retryable(exc, is_write=False):
                     raise
-                if isinstance(exc, RateLimited) and exc.retry_after_s is not None:
-                    self._clock.sleep(exc.retry_after_s)
-                else:
+                if not isinstance(exc, RateLimited):
                     self._clock.sleep(0.5 * 2 ** (attempt - 1))
+                # RateLimited: the limiter already paused this API family for Retry-After.
 
     def _write(self, op: str, call: Callable[[], T], **ctx: object) -> T:
         """Run a write exactly once; errors are translated, never retried here."""
@@ -510,7 +509,6 @@ class CcxtVenue(BaseVenue):
                 asset.code,
                 str(sent),
                 address,
-                None,
                 {"network": network, "withdrawOrderId": idempotency_key},
             ),
             asset=asset.code,

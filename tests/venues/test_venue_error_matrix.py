@@ -1,0 +1,184 @@
+"""Error matrix (STYLE rule 23): every venue method × every injected fault → typed error and the
+number of venue calls. Writes are sent exactly once whatever happens; reads retry transient
+errors with backoff (3 attempts)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from core.clock import ManualClock
+from core.domain import Asset, WalletKind
+from core.errors import (
+    InsufficientFunds,
+    OutcomeUnknown,
+    RateLimited,
+    StalePriceError,
+    TransferNotAllowed,
+    VenueError,
+    VenueUnavailable,
+)
+from core.venues.ccxt_venue import CcxtVenue
+from core.venues.factory import DeskVenues
+from core.venues.sim.faults import FaultKind
+
+W = WalletKind
+USDT = Asset("USDT")
+
+# name → (call, path, method, is_write)
+Op = tuple[Callable[[CcxtVenue], Any], str, str, bool]
+WRITES: dict[str, Op] = {
+    "transfer": (
+        lambda v: v.transfer(USDT, Decimal(1000), W.SPOT, W.MARGIN, "k-matrix"),
+        "/sapi/v1/asset/transfer",
+        "POST",
+        True,
+    ),
+    "accept_quote": (
+        lambda v: v.accept_quote(v.convert_quote(Asset("USDC"), USDT, Decimal(1000))),
+        "/sapi/v1/convert/acceptQuote",
+        "POST",
+        True,
+    ),
+    "withdraw": (
+        lambda v: v.withdraw(USDT, Decimal(20000), "0x" + "ab" * 20, "TRX", "k-wd"),
+        "/sapi/v1/capital/withdraw/apply",
+        "POST",
+        True,
+    ),
+}
+READS: dict[str, Op] = {
+    "balances_spot": (lambda v: v.balances(W.SPOT), "/api/v3/account", "GET", False),
+    "balances_pm": (lambda v: v.balances(W.MARGIN), "/papi/v1/balance", "GET", False),
+    "positions_cm": (lambda v: v.positions(W.CM), "/papi/v1/cm/positionRisk", "GET", False),
+    "marks_um": (lambda v: v.mark_prices(W.UM), "/fapi/v1/premiumIndex", "GET", False),
+    "convert_quote": (
+        lambda v: v.convert_quote(Asset("USDC"), USDT, Decimal(1000)),
+        "/sapi/v1/convert/getQuote",
+        "POST",
+        False,
+    ),
+}
+
+
+def _calls(sims: DeskVenues, method: str, path: str) -> int:
+    return sims.dialects["sim-a"].request_log.count((method, path))
+
+
+def _warm(venue: CcxtVenue) -> None:
+    venue.load_markets()
+    venue.leverage_brackets(W.UM)  # ccxt loads brackets once for positions
+
+
+@pytest.mark.parametrize("op", list(WRITES))
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (FaultKind.TIMEOUT_APPLIED, OutcomeUnknown),
+        (FaultKind.TIMEOUT_NOT_APPLIED, OutcomeUnknown),
+        (FaultKind.SERVER_ERROR, OutcomeUnknown),
+        (FaultKind.RATE_LIMIT_429, RateLimited),
+        (FaultKind.BAN_418, RateLimited),
+        (FaultKind.INSUFFICIENT_FUNDS, InsufficientFunds),
+    ],
+)
+def test_write_with_fault_raises_typed_error_after_exactly_one_send(
+    sims: DeskVenues, op: str, fault: FaultKind, expected: type[VenueError]
+) -> None:
+    venue = sims.venues["sim-a"]
+    _warm(venue)
+    call, path, method, _ = WRITES[op]
+    sims.engines["sim-a"].faults.inject(fault, path, method=method)
+    with pytest.raises(expected) as info:
+        call(venue)
+    assert type(info.value) is expected
+    assert _calls(sims, method, path) == 1
+    assert info.value.context["venue"] == "sim-a"
+
+
+@pytest.mark.parametrize("op", list(READS))
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (FaultKind.TIMEOUT_NOT_APPLIED, VenueUnavailable),
+        (FaultKind.SERVER_ERROR, VenueUnavailable),
+        (FaultKind.RATE_LIMIT_429, RateLimited),
+        (FaultKind.BAN_418, RateLimited),
+    ],
+)
+def test_read_with_persistent_transient_fault_retries_then_raises(
+    sims: DeskVenues, op: str, fault: FaultKind, expected: type[VenueError]
+) -> None:
+    venue = sims.venues["sim-a"]
+    _warm(venue)
+    call, path, method, _ = READS[op]
+    sims.engines["sim-a"].faults.inject(fault, path, method=method, times=3)
+    with pytest.raises(expected):
+        call(venue)
+    assert _calls(sims, method, path) == 3
+
+
+@pytest.mark.parametrize("op", list(READS))
+def test_read_with_one_transient_fault_recovers_on_second_call(
+    sims: DeskVenues, clock: ManualClock, op: str
+) -> None:
+    venue = sims.venues["sim-a"]
+    _warm(venue)
+    call, path, method, _ = READS[op]
+    sims.engines["sim-a"].faults.inject(
+        FaultKind.RATE_LIMIT_429, path, method=method, retry_after_s=7
+    )
+    t0 = clock.timestamp_ns()
+    call(venue)
+    assert _calls(sims, method, path) == 2
+    assert clock.timestamp_ns() - t0 >= 7_000_000_000  # waited out Retry-After
+
+
+def test_transfer_with_halted_pair_raises_not_allowed_once(sims: DeskVenues) -> None:
+    venue = sims.venues["sim-a"]
+    sims.engines["sim-a"].faults.halt_pair(W.SPOT, W.MARGIN)
+    with pytest.raises(TransferNotAllowed):
+        venue.transfer(USDT, Decimal(1000), W.SPOT, W.MARGIN, "k-halt")
+    assert _calls(sims, "POST", "/sapi/v1/asset/transfer") == 1
+    venue.transfer(USDT, Decimal(1000), W.SPOT, W.UM, "k-open")  # other pairs still open
+
+
+def test_every_write_with_venue_halt_raises_not_allowed(sims: DeskVenues) -> None:
+    venue = sims.venues["sim-a"]
+    _warm(venue)
+    sims.engines["sim-a"].faults.halt_venue()
+    for op in ("transfer", "withdraw"):
+        call, path, method, _ = WRITES[op]
+        with pytest.raises(TransferNotAllowed):
+            call(venue)
+        assert _calls(sims, method, path) == 1
+    with pytest.raises(TransferNotAllowed):
+        venue.convert_quote(Asset("USDC"), USDT, Decimal(1000))
+
+
+def test_marks_with_frozen_prices_raise_stale_price(sims: DeskVenues, clock: ManualClock) -> None:
+    venue = sims.venues["sim-a"]
+    engine = sims.engines["sim-a"]
+    engine.prices.freeze("BTC", clock.timestamp_ns())
+    clock.advance(300)
+    marks = {m.symbol: m for m in venue.mark_prices(W.UM)}
+    assert clock.now() - marks["BTCUSDT"].at == timedelta(seconds=300)
+    assert marks["ETHUSDT"].at == clock.now()
+    with pytest.raises(StalePriceError, match="price is stale"):
+        venue.mark_prices(W.UM, max_age_s=120)
+
+
+def test_timeout_never_becomes_a_second_send(sims: DeskVenues, clock: ManualClock) -> None:
+    venue = sims.venues["sim-a"]
+    engine = sims.engines["sim-a"]
+    engine.faults.inject(FaultKind.TIMEOUT_APPLIED, "/sapi/v1/asset/transfer", method="POST")
+    with pytest.raises(OutcomeUnknown):
+        venue.transfer(USDT, Decimal(1000), W.SPOT, W.MARGIN, "k-once")
+    with pytest.raises(VenueError):  # same key again: refused locally, nothing sent
+        venue.transfer(USDT, Decimal(1000), W.SPOT, W.MARGIN, "k-once")
+    assert len(engine.transfers) == 1
+    assert _calls(sims, "POST", "/sapi/v1/asset/transfer") == 1
