@@ -17,7 +17,11 @@ This is how a short inverse perp in a BTC-margined pool loses q·(1 − 1/(1+m))
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +37,18 @@ BoolArray = npt.NDArray[np.bool_]
 
 # Rows per option chunk: keeps each temporary (rows × scenarios) inside the L2 cache.
 _OPTION_CHUNK_ELEMS = 1 << 14
+# Books at least this large (rows × scenarios) are re-priced on all cores.
+_PARALLEL_MIN_ELEMS = 1 << 18
+_WORKERS = max(1, min(8, os.cpu_count() or 1))
+_EXECUTOR: ThreadPoolExecutor | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    """One process-wide pool of worker threads, created on first use."""
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        _EXECUTOR = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="pmr-margin")
+    return _EXECUTOR
 
 
 def _segments(group: IntArray) -> tuple[IntArray, IntArray]:
@@ -166,7 +182,7 @@ def _to_margin_currency(
     book: RiskBook,
     matrix: ScenarioMatrix,
 ) -> None:
-    """Convert USD value changes of rows ``row0 …`` (in place) into margin-currency PnL."""
+    """Convert USD value changes of rows (in place) into margin-currency PnL."""
     p0 = book.pool_mc_price_usd[pool]
     rows, mc_row = _mc_rows(book, unit, pool, matrix.joint)
     if rows.size:
@@ -179,10 +195,27 @@ def _to_margin_currency(
         dv /= p0[:, None]
 
 
-def _reduce(pnl: FloatArray, group: IntArray, out: FloatArray) -> None:
-    starts, seg_group = _segments(group)
-    if starts.size:
-        out[seg_group] += np.add.reduceat(pnl, starts, axis=0)
+def _chunk_bounds(group: IntArray, target_rows: int) -> list[tuple[int, int]]:
+    """Split sorted rows into chunks of about ``target_rows`` that never cut a group."""
+    n = int(group.size)
+    if n == 0:
+        return []
+    starts, _ = _segments(group)
+    wanted = np.arange(target_rows, n, target_rows)
+    ix = np.searchsorted(starts, wanted)
+    cuts = np.unique(starts[ix[ix < starts.size]])
+    edges = [0, *(int(c) for c in cuts if 0 < c < n), n]
+    return list(pairwise(edges))
+
+
+def _run_chunks(
+    n_elems: int, bounds: list[tuple[int, int]], work: Callable[[tuple[int, int]], None]
+) -> None:
+    if n_elems >= _PARALLEL_MIN_ELEMS and _WORKERS > 1 and len(bounds) > 1:
+        list(_executor().map(work, bounds))
+    else:
+        for b in bounds:
+            work(b)
 
 
 def delta_pnl(block: DeltaBlock, matrix: ScenarioMatrix) -> FloatArray:
@@ -191,26 +224,80 @@ def delta_pnl(block: DeltaBlock, matrix: ScenarioMatrix) -> FloatArray:
     return out
 
 
+def _option_pre(block: OptionBlock, matrix: ScenarioMatrix) -> tuple[FloatArray, ...]:
+    """Per-row and per-(unit, scenario) terms computed once per call, not per element."""
+    sqrt_t = np.sqrt(block.t_years)
+    put = (~block.is_call).astype(np.float64)
+    growth = 1.0 + matrix.price_move
+    return (
+        growth,
+        np.log(growth),
+        sqrt_t,
+        np.log(block.forward / block.strike),
+        block.iv * block.vol_scale,
+        put,
+        _black76(block.forward, block.strike, sqrt_t, block.iv, put),
+    )
+
+
+def _option_chunk(
+    block: OptionBlock,
+    matrix: ScenarioMatrix,
+    pre: tuple[FloatArray, ...],
+    lo: int,
+    hi: int,
+) -> FloatArray:
+    """Re-price option rows ``lo:hi`` in every column (one cache-sized chunk), USD change."""
+    growth, log_growth, sqrt_t, ln_fk, iv_k, put, base = pre
+    u = block.unit[lo:hi]
+    sigma = matrix.vol_shock[u]
+    sigma *= iv_k[lo:hi, None]
+    sigma += block.iv[lo:hi, None]
+    np.maximum(sigma, block.vol_floor[lo:hi, None], out=sigma)
+    sd = sigma
+    sd *= sqrt_t[lo:hi, None]
+    # d1 = (ln(F0/K) + ln(1+m)) / sd + sd/2: the log is per (unit, scenario), not per element
+    d1 = log_growth[u]
+    d1 += ln_fk[lo:hi, None]
+    d1 /= sd
+    sd *= 0.5
+    d1 += sd
+    sd *= 2.0
+    fwd = growth[u]
+    fwd *= block.forward[lo:hi, None]
+    strike = block.strike[lo:hi, None]
+    val: FloatArray = ndtr(d1)
+    val *= fwd
+    d1 -= sd
+    n2 = ndtr(d1)
+    n2 *= strike
+    val -= n2
+    fwd -= strike  # put = call − (F − K)
+    fwd *= put[lo:hi, None]
+    val -= fwd
+    val -= base[lo:hi, None]
+    val *= block.size_usd[lo:hi, None]
+    return val
+
+
 def option_pnl(block: OptionBlock, matrix: ScenarioMatrix) -> FloatArray:
-    """USD value change of every option row in every scenario column (rows × S), full re-pricing."""
+    """USD value change of every option row in every scenario column (rows × S), full re-pricing.
+
+    Rows are processed in cache-sized chunks, spread over the machine's cores when the book is
+    large (numpy and scipy ufuncs release the GIL).
+    """
     n, s = block.size, matrix.n_scenarios
     out = np.empty((n, s))
     if n == 0:
         return out
-    sqrt_t = np.sqrt(block.t_years)
-    put = (~block.is_call).astype(np.float64)
-    base = _black76(block.forward, block.strike, sqrt_t, block.iv, put)
+    pre = _option_pre(block, matrix)
     chunk = max(1, _OPTION_CHUNK_ELEMS // max(s, 1))
-    for lo in range(0, n, chunk):
-        hi = min(n, lo + chunk)
-        u = block.unit[lo:hi]
-        fwd = block.forward[lo:hi, None] * (1.0 + matrix.price_move[u])
-        sigma = block.iv[lo:hi, None] * (1.0 + matrix.vol_shock[u] * block.vol_scale[lo:hi, None])
-        np.maximum(sigma, block.vol_floor[lo:hi, None], out=sigma)
-        val = _black76(fwd, block.strike[lo:hi, None], sqrt_t[lo:hi, None], sigma, put[lo:hi, None])
-        val -= base[lo:hi, None]
-        val *= block.size_usd[lo:hi, None]
-        out[lo:hi] = val
+    bounds = [(lo, min(n, lo + chunk)) for lo in range(0, n, chunk)]
+
+    def work(b: tuple[int, int]) -> None:
+        out[b[0] : b[1]] = _option_chunk(block, matrix, pre, *b)
+
+    _run_chunks(n * s, bounds, work)
     return out
 
 
@@ -228,7 +315,9 @@ def scenario_pnl(book: RiskBook, matrix: ScenarioMatrix, *, keep_rows: bool = Tr
     """Re-price every row of ``book`` in every column of ``matrix``; sum rows into groups.
 
     Returns margin-currency PnL (unweighted; apply ``matrix.weight`` for losses). With
-    ``keep_rows`` the per-row matrices are returned for per-position contributions.
+    ``keep_rows`` the per-row matrices are returned for per-position contributions. Each
+    cache-sized chunk of rows is valued, converted and reduced into its groups while it is still
+    in cache; chunks never split a group, so worker threads write disjoint group rows.
 
     Examples
     --------
@@ -236,16 +325,39 @@ def scenario_pnl(book: RiskBook, matrix: ScenarioMatrix, *, keep_rows: bool = Tr
     >>> res.group_pnl.shape  # (groups, scenarios)  # doctest: +SKIP
     (1, 35)
     """
-    g = np.zeros((book.n_groups, matrix.n_scenarios))
+    s = matrix.n_scenarios
+    g = np.zeros((book.n_groups, s))
     d, o = book.delta, book.option
-    dpnl = delta_pnl(d, matrix)
-    _to_margin_currency(dpnl, d.value0_usd, d.unit, d.pool, book, matrix)
-    _reduce(dpnl, d.group, g)
-    opnl = option_pnl(o, matrix)
+    d_rows = np.empty((d.size, s)) if keep_rows else None
+    o_rows = np.empty((o.size, s)) if keep_rows else None
+    target = max(1, _OPTION_CHUNK_ELEMS // max(s, 1))
+
+    def delta_work(b: tuple[int, int]) -> None:
+        lo, hi = b
+        vals = d.delta_usd[lo:hi, None] * matrix.price_move[d.unit[lo:hi]]
+        _to_margin_currency(vals, d.value0_usd[lo:hi], d.unit[lo:hi], d.pool[lo:hi], book, matrix)
+        _reduce_into(vals, d.group[lo:hi], g, d_rows, lo)
+
+    _run_chunks(d.size * s, _chunk_bounds(d.group, target), delta_work)
     if o.size:
-        value0 = o.size_usd * o.base_value()
-        _to_margin_currency(opnl, value0, o.unit, o.pool, book, matrix)
-        _reduce(opnl, o.group, g)
-    if keep_rows:
-        return EngineResult(g, dpnl, opnl)
-    return EngineResult(g, None, None)
+        pre = _option_pre(o, matrix)
+        value0 = o.size_usd * pre[-1]
+
+        def option_work(b: tuple[int, int]) -> None:
+            lo, hi = b
+            vals = _option_chunk(o, matrix, pre, lo, hi)
+            _to_margin_currency(vals, value0[lo:hi], o.unit[lo:hi], o.pool[lo:hi], book, matrix)
+            _reduce_into(vals, o.group[lo:hi], g, o_rows, lo)
+
+        _run_chunks(o.size * s, _chunk_bounds(o.group, target), option_work)
+    return EngineResult(g, d_rows, o_rows)
+
+
+def _reduce_into(
+    vals: FloatArray, group: IntArray, g: FloatArray, rows_out: FloatArray | None, lo: int
+) -> None:
+    if rows_out is not None:
+        rows_out[lo : lo + vals.shape[0]] = vals
+    starts, seg_group = _segments(group)
+    if starts.size:
+        g[seg_group] += np.add.reduceat(vals, starts, axis=0)

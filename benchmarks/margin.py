@@ -1,0 +1,252 @@
+"""Benchmark the vectorised scenario-margin engine (DESIGN §10). Prints figures, never pass/fail.
+
+Synthetic books: P pools × 200 positions (80 % delta rows: linear/inverse futures and holdings;
+20 % options), 3 risk units per pool (BTC, ETH, SOL) on Deribit-like grids of 35 scenarios
+(9 price moves × 3 vol + 8 extended). Arrays are generated directly (building 200 k domain
+objects would time Python object construction, not valuation).
+
+Measured: position-scenario valuations per second for delta rows and option rows (each block
+re-priced in full, converted to margin currency and reduced into groups), the total seconds of a
+whole-book pass including the per-group worst-loss scan, at two sizes to show the cost is linear
+in positions × scenarios, and the speed-up over the plain per-position loop oracle on a subsample
+of real pools (built from domain objects) whose results must agree to 1e-9.
+
+Run: ``uv run python benchmarks/margin.py [--pools 1000] [--small 250]``; the last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import numpy as np
+
+from core.domain import (
+    Asset,
+    Balance,
+    Instrument,
+    InstrumentKind,
+    MarginModelKind,
+    MarkPrice,
+    OptionRight,
+    Pool,
+    Portfolio,
+    Position,
+    Settlement,
+    WalletKind,
+)
+from core.margin.book import build_book
+from core.margin.engine import (
+    DeltaBlock,
+    OptionBlock,
+    RiskBook,
+    delta_pnl,
+    option_pnl,
+    scenario_pnl,
+    worst_losses,
+)
+from core.margin.oracle import oracle_scenario
+from core.margin.params import CollateralRate, CrashScenario, MarginParams, ScenarioParams
+from core.margin.riskbook import build_risk_book
+from core.margin.scenarios import stack_grids, unit_grid
+
+UNITS = ("BTC", "ETH", "SOL")
+SPOT = {"BTC": 95_000.0, "ETH": 3_200.0, "SOL": 180.0}
+RANGE = {"BTC": 0.16, "ETH": 0.18, "SOL": 0.25}
+PER_POOL = 200
+OPTION_SHARE = 0.2
+
+
+def _params() -> MarginParams:
+    return MarginParams(
+        collateral_rates={"USDT": CollateralRate.flat(1)},
+        scenario={u: ScenarioParams(price_range_frac=RANGE[u]) for u in UNITS},
+        crash=CrashScenario(enabled=False),
+    )
+
+
+def synthetic_book(n_pools: int, rng: np.random.Generator) -> RiskBook:
+    """P pools × 200 rows as engine arrays, rows sorted by (pool, unit) group."""
+    n = n_pools * PER_POOL
+    pool = np.repeat(np.arange(n_pools), PER_POOL)
+    unit = rng.integers(0, len(UNITS), n)
+    order = np.lexsort((unit, pool))
+    pool, unit = pool[order], unit[order]
+    group = pool * len(UNITS) + unit
+    is_opt = rng.random(n) < OPTION_SHARE
+    spot = np.array([SPOT[u] for u in UNITS])[unit]
+    d_idx, o_idx = np.flatnonzero(~is_opt), np.flatnonzero(is_opt)
+    qty = rng.normal(0.0, 20.0, n)
+    delta = DeltaBlock(
+        group[d_idx],
+        unit[d_idx],
+        pool[d_idx],
+        qty[d_idx] * spot[d_idx],
+        qty[d_idx] * spot[d_idx] * rng.normal(0.0, 0.05, d_idx.size),
+    )
+    m = o_idx.size
+    t = rng.uniform(1.0, 400.0, m) / 365.0
+    option = OptionBlock(
+        group[o_idx],
+        unit[o_idx],
+        pool[o_idx],
+        qty[o_idx],
+        spot[o_idx],
+        spot[o_idx] * rng.uniform(0.6, 1.6, m),
+        t,
+        rng.uniform(0.3, 1.2, m),
+        rng.random(m) < 0.5,
+        (30.0 / np.maximum(t * 365.0, 1.0)) ** np.where(t * 365.0 < 30.0, 0.30, 0.13),
+        np.full(m, 0.01),
+    )
+    groups = np.arange(n_pools * len(UNITS))
+    return RiskBook(
+        delta,
+        option,
+        groups % len(UNITS),
+        groups // len(UNITS),
+        np.ones(n_pools),
+        np.full(n_pools, -1),
+    )
+
+
+def _best_of(fn: object, repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()  # type: ignore[operator]
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def measure(n_pools: int, rng: np.random.Generator) -> dict[str, float]:
+    params = _params()
+    matrix = stack_grids([unit_grid(u, params.scenario_for(u)) for u in UNITS])
+    book = synthetic_book(n_pools, rng)
+    s = matrix.n_scenarios
+    t_delta = _best_of(lambda: delta_pnl(book.delta, matrix))
+    t_opt = _best_of(lambda: option_pnl(book.option, matrix))
+
+    def whole() -> None:
+        res = scenario_pnl(book, matrix, keep_rows=False)
+        worst_losses(res, book, matrix)
+
+    t_total = _best_of(whole)
+    rows = book.delta.size + book.option.size
+    return {
+        "pools": n_pools,
+        "positions": rows,
+        "scenarios": s,
+        "position_scenarios": rows * s,
+        "linear_valuations_per_s": book.delta.size * s / t_delta,
+        "option_valuations_per_s": book.option.size * s / t_opt,
+        "total_s": t_total,
+        "ns_per_position_scenario": 1e9 * t_total / (rows * s),
+    }
+
+
+def _domain_pool(i: int, rng: np.random.Generator, at: datetime) -> Portfolio:
+    """A real pool of 200 positions built from domain objects, for the oracle comparison."""
+    venue = f"v{i}"
+    positions, prices = [], [MarkPrice("USDT", Decimal(1), at)]
+    for u in UNITS:
+        prices.append(MarkPrice(u, Decimal(str(SPOT[u])), at))
+    for j in range(PER_POOL):
+        u = UNITS[int(rng.integers(0, 3))]
+        s = SPOT[u]
+        qty = Decimal(str(round(float(rng.normal(0.0, 20.0)), 3)))
+        if rng.random() < OPTION_SHARE:
+            strike = Decimal(str(round(s * float(rng.uniform(0.6, 1.6)), 2)))
+            days = float(rng.uniform(1.0, 400.0))
+            inst = Instrument(
+                f"{u}-O{j}",
+                InstrumentKind.OPTION,
+                Asset(u),
+                Asset("USDT"),
+                Decimal(1),
+                at + timedelta(days=days),
+                strike,
+                OptionRight.CALL if rng.random() < 0.5 else OptionRight.PUT,
+                Settlement.LINEAR,
+            )
+            iv = Decimal(str(round(float(rng.uniform(0.3, 1.2)), 4)))
+            prices.append(MarkPrice(inst.symbol, Decimal(100), at, Decimal(str(s)), iv))
+        else:
+            inst = Instrument(f"{u}-L{j}", InstrumentKind.LINEAR_PERP, Asset(u), Asset("USDT"))
+            prices.append(MarkPrice(inst.symbol, Decimal(str(s)), at))
+        positions.append(Position(venue, WalletKind.OPTIONS, inst, qty, Decimal(str(s))))
+    balances = [Balance(venue, WalletKind.OPTIONS, Asset("USDT"), Decimal(10_000_000))]
+    return Portfolio.of(balances, positions, prices, at)
+
+
+def oracle_speedup(n_sample: int, engine_ns: float, rng: np.random.Generator) -> dict[str, float]:
+    """Loop-oracle time per position-scenario on real pools vs the engine's, and agreement."""
+    params = _params()
+    at = datetime(2026, 11, 27, 12, tzinfo=UTC)
+    books = []
+    for i in range(n_sample):
+        pool = Pool(
+            f"p{i}",
+            f"v{i}",
+            frozenset({WalletKind.OPTIONS}),
+            MarginModelKind.SCENARIO,
+            Asset("USDT"),
+        )
+        books.append(build_book(_domain_pool(i, rng, at), pool, params))
+    t0 = time.perf_counter()
+    oracles = [oracle_scenario(b, params) for b in books]
+    t_loop = time.perf_counter() - t0
+    risk, labels = build_risk_book([(b, params) for b in books])
+    matrix = stack_grids([unit_grid(u, params.scenario_for(u)) for u in labels.units])
+    res = scenario_pnl(risk, matrix, keep_rows=False)
+    scan, _ = worst_losses(res, risk, matrix)
+    worst_rel = 0.0
+    for g, (pool_id, unit) in enumerate(labels.group_keys):
+        expect = oracles[int(pool_id[1:])].scan[unit]
+        worst_rel = max(worst_rel, abs(scan[g] - expect) / max(abs(expect), 1.0))
+    evaluated = sum(len(b.positions) for b in books) * matrix.n_scenarios
+    loop_ns = 1e9 * t_loop / evaluated
+    return {
+        "oracle_pools": n_sample,
+        "oracle_ns_per_position_scenario": loop_ns,
+        "speedup_vs_loop": loop_ns / engine_ns,
+        "oracle_max_rel_diff": worst_rel,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pools", type=int, default=1000)
+    ap.add_argument("--small", type=int, default=250)
+    ap.add_argument("--oracle-pools", type=int, default=3)
+    args = ap.parse_args()
+    rng = np.random.default_rng(7)
+    small = measure(args.small, rng)
+    print(json.dumps({"size": "small", **small}))
+    large = measure(args.pools, rng)
+    print(json.dumps({"size": "large", **large}))
+    speed = oracle_speedup(args.oracle_pools, large["ns_per_position_scenario"], rng)
+    print(json.dumps(speed))
+    summary = {
+        "linear_valuations_per_s": round(large["linear_valuations_per_s"]),
+        "option_valuations_per_s": round(large["option_valuations_per_s"]),
+        "total_s": round(large["total_s"], 4),
+        "speedup_vs_loop": round(speed["speedup_vs_loop"], 1),
+        "oracle_max_rel_diff": speed["oracle_max_rel_diff"],
+        "sizes": [
+            {k: small[k] for k in ("pools", "position_scenarios", "total_s")},
+            {k: large[k] for k in ("pools", "position_scenarios", "total_s")},
+        ],
+        "cost_ratio_large_over_small": round(large["total_s"] / small["total_s"], 2),
+        "work_ratio_large_over_small": round(
+            large["position_scenarios"] / small["position_scenarios"], 2
+        ),
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
