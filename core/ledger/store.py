@@ -75,6 +75,7 @@ __all__ = [
     "record_snapshot",
     "redact_url",
     "session_scope",
+    "view_statements",
 ]
 
 DEFAULT_HOME = "~/.pmr"

@@ -139,6 +139,10 @@ def test_transfer_table_with_duplicate_key_insert_is_rejected_by_database(
     values = {c: getattr(row, c) for c in TransferRow.model_fields if c not in {"id", "result"}}
     with pytest.raises(IntegrityError), session.begin_nested():
         session.execute(insert(TransferRow).values(**values))
+    # Only the savepoint was rolled back: the first intent is still there and still commits.
+    session.commit()
+    session.expire_all()
+    assert get_transfer(session, transfer_key(PLAN, 0)) is not None
 
 
 def test_transfer_result_with_confirmation_records_latency_venue_id_and_finish(
