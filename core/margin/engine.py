@@ -35,8 +35,8 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
-# Rows per option chunk: keeps each temporary (rows × scenarios) inside the L2 cache.
-_OPTION_CHUNK_ELEMS = 1 << 14
+# Elements (rows × scenarios) per chunk: keeps each temporary (256 KiB) inside the L2 cache.
+_OPTION_CHUNK_ELEMS = 1 << 15
 # Books at least this large (rows × scenarios) are re-priced on all cores.
 _PARALLEL_MIN_ELEMS = 1 << 18
 _WORKERS = max(1, min(8, os.cpu_count() or 1))
