@@ -1,0 +1,117 @@
+"""Loopback HTTP: an unmodified ccxt client against ``SimHttpServer``, and the example desk giving
+identical results in-process and over HTTP. Every socket must go to 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+from decimal import Decimal
+from typing import Any, Literal
+
+import ccxt
+import pytest
+
+from core.clock import ManualClock
+from core.config import DeskConfig
+from core.domain import WalletKind
+from core.errors import VenueFatal
+from core.venues.ccxt_venue import rewrite_api_urls
+from core.venues.exercise import exercise_desk
+from core.venues.factory import build_desk_venues, sim_exchange_from_desk
+from core.venues.sim.dialect import BinanceDialect
+from core.venues.sim.engine import SimNetwork
+from core.venues.sim.server import SimHttpServer
+
+
+@pytest.fixture
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Fail the test if anything connects anywhere but 127.0.0.1."""
+    seen: list[Any] = []
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: Any) -> Any:
+        seen.append(address)
+        host = address[0] if isinstance(address, tuple) else address
+        if host not in ("127.0.0.1", "localhost"):
+            raise AssertionError(f"connection to {address!r} attempted; only loopback allowed")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    return seen
+
+
+def test_unmodified_ccxt_client_with_loopback_urls_loads_markets_balances_and_transfers(
+    desk: DeskConfig, clock: ManualClock, loopback_only: list[Any]
+) -> None:
+    engine, _ = sim_exchange_from_desk(
+        desk, "sim-a", clock, network=SimNetwork(), api_secret="s3cret"
+    )
+    with SimHttpServer({"sim-a": BinanceDialect(engine)}) as server:
+        ex = ccxt.binance({"apiKey": engine.config.api_key, "secret": "s3cret"})
+        ex.enableRateLimit = False
+        for key, url in ex.urls["api"].items():  # configuration only: point at the server
+            ex.urls["api"][key] = server.base_url("sim-a") + url.split(".com", 1)[1]
+        assert not any("binance.com" in u for u in ex.urls["api"].values())
+        markets = ex.load_markets()
+        assert {"BTC/USDT", "BTC/USDT:USDT", "BTC/USD:BTC", "ETH/USD:ETH"} <= set(markets)
+        assert ex.currencies["USDT"]["precision"] == 1e-8
+        spot = ex.fetch_balance()
+        assert spot["USDT"]["free"] == 2_500_000
+        # ccxt's futures "total" is the margin balance: wallet + unrealised PnL.
+        upnl_um = sum(engine.unrealized_pnl(p) for p in engine.positions_in(WalletKind.UM))
+        assert upnl_um == Decimal(
+            -533_000
+        )  # −95·(95040−93500) + 1800·(3201.5−3310) − 22000·(180.1−171.4)
+        assert ex.fetch_balance({"type": "swap"})["USDT"]["total"] == 2_400_000 - 533_000
+        upnl_cm = sum(engine.unrealized_pnl(p) for p in engine.positions_in(WalletKind.CM))
+        inverse = ex.fetch_balance({"type": "swap", "subType": "inverse"})
+        assert inverse["BTC"]["total"] == pytest.approx(float(Decimal("6.2") + upnl_cm), abs=1e-8)
+        pm = ex.fetch_balance({"portfolioMargin": True})
+        assert pm["USDT"]["total"] == 3_800_000 + 2_400_000 - 533_000  # margin + UM + uPnL
+        t = ex.transfer("USDT", 1000, "spot", "linear")
+        assert t["id"] == str(engine.transfers[-1].tran_id)
+        assert engine.transfers[-1].type == "MAIN_UMFUTURE"
+    assert loopback_only
+    assert all(a[0] == "127.0.0.1" for a in loopback_only)
+
+
+def test_unmodified_ccxt_client_with_wrong_secret_is_refused(
+    desk: DeskConfig, clock: ManualClock, loopback_only: list[Any]
+) -> None:
+    engine, _ = sim_exchange_from_desk(desk, "sim-a", clock, api_secret="right")
+    with SimHttpServer({"sim-a": BinanceDialect(engine)}) as server:
+        ex = ccxt.binance({"apiKey": engine.config.api_key, "secret": "wrong"})
+        ex.enableRateLimit = False
+        rewrite_api_urls(ex, server.base_url("sim-a"))
+        with pytest.raises(ccxt.AuthenticationError):
+            ex.fetch_balance({"type": "swap"})
+
+
+def test_rewrite_api_urls_with_leftover_binance_url_raises() -> None:
+    ex = ccxt.binance()
+    ex.urls["api"]["weird"] = {"nested": "https://api.binance.com"}
+    with pytest.raises(VenueFatal, match=r"binance\.com"):
+        rewrite_api_urls(ex, "http://127.0.0.1:1")
+
+
+def test_example_desk_with_inprocess_and_http_transports_gives_same_results(
+    desk: DeskConfig, loopback_only: list[Any]
+) -> None:
+    records = {}
+    transport: Literal["inprocess", "http"]
+    for transport in ("inprocess", "http"):
+        clock = ManualClock()
+        with build_desk_venues(desk, clock, transport=transport) as dv:
+            records[transport] = exercise_desk(desk, dv.venues, clock)
+    assert records["inprocess"] == records["http"]
+    rec = records["http"]
+    kinds = [s[0] for s in rec["steps"]]
+    assert kinds.count("transfer") == 7
+    assert "convert" in kinds
+    withdraw = next(s for s in rec["steps"] if s[0] == "withdraw")
+    assert withdraw[3] == [["49999", True]]  # 50,000 USDT less the 1 USDT fee, credited
+    assert all(s[2] == "confirmed" for s in rec["steps"] if s[0] == "lookup")
+    before = Decimal(rec["before"]["sim-b"]["balances"]["spot"]["USDT"][0])
+    after = Decimal(rec["after"]["sim-b"]["balances"]["spot"]["USDT"][0])
+    # sim-b spot: +49,999 on-chain, −2 × 1000.12345678 sent to um and options.
+    assert after - before == Decimal(49_999) - 2 * Decimal("1000.12345678")
+    assert loopback_only  # the HTTP run really used sockets, all of them loopback
