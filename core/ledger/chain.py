@@ -46,12 +46,20 @@ __all__ = [
 
 GENESIS_HASH = "0" * 64
 
-_SECRET_WORDS = ("apikey", "api_key", "secret", "password", "passphrase", "private_key", "token")
+# Key names (lower-case, "-" folded to "_") that carry credentials. Exact names and suffixes,
+# not substrings, so "rate_limit_tokens" or "secretary" stay allowed.
+_SECRET_KEYS = frozenset(
+    {"apikey", "api_key", "key_secret", "secret", "secret_key", "api_secret", "password",
+     "passphrase", "private_key", "token", "access_token", "auth_token", "refresh_token",
+     "signature", "credentials"}
+)  # fmt: skip
+_SECRET_SUFFIXES = ("_secret", "_password", "_passphrase", "_api_key", "_apikey", "_private_key",
+                    "_token")  # fmt: skip
 
 
 def _looks_secret(key: str) -> bool:
     folded = key.lower().replace("-", "_")
-    return any(word in folded for word in _SECRET_WORDS)
+    return folded in _SECRET_KEYS or folded.endswith(_SECRET_SUFFIXES)
 
 
 def canonical_payload(value: Any, *, path: str = "payload") -> Any:

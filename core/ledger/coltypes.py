@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Context, Decimal
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Numeric, String
@@ -31,6 +32,7 @@ __all__ = [
     "Money",
     "UtcDateTime",
     "fit_decimal",
+    "plain_json",
     "tidy_decimal",
 ]
 
@@ -137,13 +139,56 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-class JsonPayload(TypeDecorator[Any]):
-    """``JSONB`` on PostgreSQL (indexable, queryable in views), ``JSON`` text elsewhere."""
+def plain_json(value: Any, *, path: str = "$") -> Any:
+    """Return ``value`` with ``Decimal`` → str, aware datetime → ISO-8601, enum → value.
 
-    impl = JSON
+    Raises
+    ------
+    DataError
+        A NaN/infinite float (PostgreSQL JSON has no such number), a naive datetime, a
+        non-string key, or an object JSON cannot hold; the error names the path.
+    """
+    if value is None or isinstance(value, bool | str | int):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise DataError("JSON cannot hold NaN or infinity", path=path)
+        return value
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise DataError("JSON cannot hold NaN or infinity", path=path)
+        return str(value)
+    if isinstance(value, Enum):
+        return plain_json(value.value, path=path)
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise DataError("timestamp must be timezone-aware", path=path)
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise DataError("JSON keys must be strings", path=path, key=repr(key))
+            out[key] = plain_json(item, path=f"{path}.{key}")
+        return out
+    if isinstance(value, list | tuple):
+        return [plain_json(item, path=f"{path}[{i}]") for i, item in enumerate(value)]
+    raise DataError(f"cannot store {type(value).__name__} as JSON", path=path)
+
+
+class JsonPayload(TypeDecorator[Any]):
+    """``JSONB`` on PostgreSQL (indexable, queryable in views), ``JSON`` text elsewhere.
+
+    Decimals are stored as strings (exact), datetimes as ISO-8601 UTC (see ``plain_json``).
+    """
+
+    impl = JSON(none_as_null=True)
     cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else plain_json(value)
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(JSONB())
-        return dialect.type_descriptor(JSON())
+            return dialect.type_descriptor(JSONB(none_as_null=True))
+        return dialect.type_descriptor(JSON(none_as_null=True))

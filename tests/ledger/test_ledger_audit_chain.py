@@ -140,6 +140,8 @@ def test_append_with_same_event_id_is_idempotent_and_conflict_raises(session: Se
         ({"latency_ms": 182.5}, "floats are not allowed"),
         ({"at": T0.replace(tzinfo=None)}, "timezone-aware"),
         ({1: "x"}, "keys must be strings"),
+        ({"okx-passphrase": "p"}, "credential-like"),
+        ({"venue": [{"binance_api_key": "k"}]}, "credential-like"),
     ],
 )
 def test_append_with_unsafe_payload_is_refused_and_writes_nothing(
@@ -158,3 +160,12 @@ def test_canonical_json_with_reordered_keys_is_identical() -> None:
     b = canonical_payload({"a": [T0, "x"], "b": Decimal("1.50")})
     assert canonical_json(a) == canonical_json(b)
     assert canonical_json(a) == b'{"a":["2026-03-12T09:30:00+00:00","x"],"b":"1.50"}'
+
+
+def test_append_with_lookalike_but_harmless_keys_is_accepted(session: Session) -> None:
+    row = append_audit_event(
+        session, event_id="ev-tokens", kind="RateLimitTaken", ts_event=T0_NS, ts_init=T0_NS,
+        payload={"rate_limit_tokens": 5, "secretary": "n/a", "keyboard": "en"},
+    )  # fmt: skip
+    assert row.payload["rate_limit_tokens"] == 5
+    assert verify_audit_chain(session).ok

@@ -11,6 +11,8 @@ from ledger_helpers import T0
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from core.errors import DataError
+from core.ledger.coltypes import plain_json
 from core.ledger.store import record_snapshot
 from core.ledger.tables import (
     MarginReportRow,
@@ -107,3 +109,32 @@ def test_row_with_value_outside_vocabulary_is_refused_by_check_constraint(
         session.add(make_row())
         with pytest.raises(IntegrityError, match=r"(?i)check"):
             session.flush()
+
+
+def test_json_detail_with_decimal_and_datetime_is_stored_exactly_as_text(
+    session: Session, venues: object
+) -> None:
+    session.add(
+        StressResultRow(
+            run_id="r1", scenario="de-peg USDC 0.65", scenario_kind="depeg", pool_id="sim-a.pm",
+            venue_id="sim-a", computed_at=T0, band_after="margin_call",
+            deficit_usd=Decimal(1), covered_10s_usd=Decimal(0), covered_60s_usd=Decimal(0),
+            covered_600s_usd=Decimal(1), uncovered_usd=Decimal(0),
+            detail={"shock": Decimal("0.65"), "at": T0, "weights": (0.5, 0.25)},
+        )
+    )  # fmt: skip
+    session.commit()
+    session.expire_all()
+    row = session.exec(select(StressResultRow)).one()
+    assert row.detail == {
+        "shock": "0.65",
+        "at": "2026-03-12T09:30:00+00:00",
+        "weights": [0.5, 0.25],
+    }
+    assert session.exec(select(MarginReportRow)).all() == []
+
+
+def test_json_detail_with_nan_is_refused_naming_the_path() -> None:
+    with pytest.raises(DataError, match="NaN") as info:
+        plain_json({"losses": [1.0, float("nan")]})
+    assert info.value.context["path"] == "$.losses[1]"
