@@ -14,7 +14,7 @@ import typer
 
 from core.config import load_desk
 from core.errors import PmrError
-from flows import cli_db, cli_margin, cli_route
+from flows import cli_db, cli_margin, cli_route, cli_sim
 from flows.cli_common import EXAMPLE_DESK, fail, handles_pmr_errors, out
 from flows.desk_summary import print_desk_summary
 
@@ -31,6 +31,9 @@ config_app = typer.Typer(
 )
 app.add_typer(config_app, name="config")
 cli_db.register(app)
+cli_sim.register(app)
+cli_margin.register(app)
+cli_route.register(app)
 cli_margin.register(app)
 cli_route.register(app)
 
