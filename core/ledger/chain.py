@@ -213,42 +213,37 @@ def verify_chain(
     seen_anchor = False
     for link in links:
         checked += 1
-        if link.seq != prev_seq + 1:
-            return ChainVerdict(
-                False, checked, prev_seq, prev_hash, link.seq,
-                f"seq jumps from {prev_seq} to {link.seq}: events were deleted",
-            )  # fmt: skip
-        if link.prev_hash != prev_hash:
-            return ChainVerdict(
-                False, checked, prev_seq, prev_hash, link.seq,
-                "prev_hash does not match the previous event's hash: an event was altered",
-            )  # fmt: skip
-        recomputed = event_hash(
-            link.seq,
-            link.event_id,
-            link.kind,
-            link.ts_event,
-            link.ts_init,
-            link_refs(link),
-            link.payload,
-            link.prev_hash,
-        )
-        if recomputed != link.hash:
-            return ChainVerdict(
-                False, checked, prev_seq, prev_hash, link.seq,
-                "stored hash does not match the event's content: the event was altered",
-            )  # fmt: skip
-        if expected_head is not None and link.seq == expected_head[0]:
-            if link.hash != expected_head[1]:
-                return ChainVerdict(
-                    False, checked, prev_seq, prev_hash, link.seq,
-                    "hash differs from the anchored head: the chain was rewritten",
-                )  # fmt: skip
-            seen_anchor = True
+        fault = _link_fault(link, prev_seq, prev_hash, expected_head)
+        if fault:
+            return ChainVerdict(False, checked, prev_seq, prev_hash, link.seq, fault)
+        seen_anchor = seen_anchor or (expected_head is not None and link.seq == expected_head[0])
         prev_seq, prev_hash = link.seq, link.hash
     if expected_head is not None and not seen_anchor:
-        return ChainVerdict(
-            False, checked, prev_seq, prev_hash, expected_head[0],
-            f"anchored head seq={expected_head[0]} is missing: the chain was truncated",
-        )  # fmt: skip
+        fault = f"anchored head seq={expected_head[0]} is missing: the chain was truncated"
+        return ChainVerdict(False, checked, prev_seq, prev_hash, expected_head[0], fault)
     return ChainVerdict(True, checked, prev_seq, prev_hash)
+
+
+def _link_fault(
+    link: ChainLink, prev_seq: int, prev_hash: str, expected_head: tuple[int, str] | None
+) -> str:
+    """Say what is wrong with ``link`` given its predecessor, or return "" if nothing is."""
+    if link.seq != prev_seq + 1:
+        return f"seq jumps from {prev_seq} to {link.seq}: events were deleted"
+    if link.prev_hash != prev_hash:
+        return "prev_hash does not match the previous event's hash: an event was altered"
+    recomputed = event_hash(
+        link.seq,
+        link.event_id,
+        link.kind,
+        link.ts_event,
+        link.ts_init,
+        link_refs(link),
+        link.payload,
+        link.prev_hash,
+    )
+    if recomputed != link.hash:
+        return "stored hash does not match the event's content: the event was altered"
+    if expected_head is not None and link.seq == expected_head[0] and link.hash != expected_head[1]:
+        return "hash differs from the anchored head: the chain was rewritten"
+    return ""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from ledger_helpers import T0
@@ -16,6 +18,11 @@ from core.ledger.transfers import transfer_key
 
 T0_NS = 1_773_307_800_000_000_000  # 2026-03-12T09:30:00Z
 CALL = "mc-sim-a.pm-20260312T093000Z"
+
+
+def _stored_payload(raw: Any) -> dict[str, Any]:
+    """Raw SQL reads JSONB as a dict on PostgreSQL and JSON as text on SQLite."""
+    return raw if isinstance(raw, dict) else dict(json.loads(raw))
 
 
 def _append_story(session: Session) -> list[str]:
@@ -79,11 +86,7 @@ def test_audit_chain_with_edited_and_rehashed_event_breaks_the_next_link(
     assert verdict.broken_at_seq == 2
     # A forger who also recomputes seq 2's hash correctly still breaks seq 3's prev_hash.
     row = session.execute(text("SELECT * FROM audit_event WHERE seq = 2")).mappings().one()
-    payload = (
-        row["payload"]
-        if isinstance(row["payload"], dict)
-        else __import__("json").loads(row["payload"])
-    )
+    payload = _stored_payload(row["payload"])
     forged = event_hash(
         2, row["event_id"], "TransferDenied", row["ts_event"], row["ts_init"],
         {"margin_call_id": row["margin_call_id"], "plan_id": row["plan_id"],
@@ -169,3 +172,29 @@ def test_append_with_lookalike_but_harmless_keys_is_accepted(session: Session) -
     )  # fmt: skip
     assert row.payload["rate_limit_tokens"] == 5
     assert verify_audit_chain(session).ok
+
+
+def test_audit_chain_fully_rewritten_by_forger_fails_only_against_anchor(
+    session: Session,
+) -> None:
+    """Re-hash every event after an edit: self-consistent, so only the anchored head shows it."""
+    hashes = _append_story(session)
+    rows = session.execute(text("SELECT * FROM audit_event ORDER BY seq")).mappings().all()
+    prev = GENESIS_HASH
+    for row in rows:
+        payload = _stored_payload(row["payload"])
+        if row["seq"] == 3:
+            payload = {**payload, "amount": "12500"}  # the forger's edit
+        refs = {k: row[k] for k in ("margin_call_id", "plan_id", "transfer_key")}
+        new_hash = event_hash(row["seq"], row["event_id"], row["kind"], row["ts_event"],
+                              row["ts_init"], refs, payload, prev)  # fmt: skip
+        session.execute(
+            text("UPDATE audit_event SET payload = :p, prev_hash = :ph, hash = :h WHERE seq = :s"),
+            {"p": json.dumps(payload), "ph": prev, "h": new_hash, "s": row["seq"]},
+        )
+        prev = new_hash
+    assert verify_audit_chain(session).ok
+    verdict = verify_audit_chain(session, expected_head=(5, hashes[-1]))
+    assert not verdict.ok
+    assert verdict.broken_at_seq == 5
+    assert "anchored head" in verdict.reason
