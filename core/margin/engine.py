@@ -22,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -165,52 +166,94 @@ class EngineResult:
     option_pnl: FloatArray | None
 
 
-def _mc_rows(
-    book: RiskBook, unit: IntArray, pool: IntArray, joint: bool
-) -> tuple[IntArray, IntArray]:
-    """Rows whose margin currency moves in the scenarios, and the unit row giving its move."""
-    mc_unit = book.pool_mc_unit[pool]
-    rows = np.flatnonzero(mc_unit >= 0) if joint else np.flatnonzero(mc_unit == unit)
-    return rows, mc_unit[rows]
+_Chunk = TypeVar("_Chunk")
 
 
-def _to_margin_currency(
-    dv: FloatArray,
-    value0: FloatArray,
-    unit: IntArray,
-    pool: IntArray,
-    book: RiskBook,
-    matrix: ScenarioMatrix,
-) -> None:
-    """Convert USD value changes of rows (in place) into margin-currency PnL."""
-    p0 = book.pool_mc_price_usd[pool]
-    rows, mc_row = _mc_rows(book, unit, pool, matrix.joint)
-    if rows.size:
-        mc_factor = 1.0 + matrix.price_move[mc_row]
-        v0 = value0[rows, None]
-        shocked = (v0 + dv[rows]) / (p0[rows, None] * mc_factor) - v0 / p0[rows, None]
-        dv /= p0[:, None]
-        dv[rows] = shocked
-    elif not np.all(p0 == 1.0):
-        dv /= p0[:, None]
+@dataclass(frozen=True, slots=True)
+class _BlockPlan:
+    """Per-call bookkeeping of one block, computed once (not per chunk).
+
+    ``chunks`` are (row lo, row hi, segment lo, segment hi) and never cut a group, so chunks
+    write disjoint rows of the group matrix; ``mc_rows`` are the rows whose margin currency moves
+    (with ``mc_unit`` the unit row giving its move); ``inv_p0`` is 1 / margin-currency price.
+    """
+
+    chunks: list[tuple[int, int, int, int]]
+    starts: IntArray
+    seg_group: IntArray
+    inv_p0: FloatArray
+    scale: bool
+    mc_rows: IntArray
+    mc_unit: IntArray
 
 
-def _chunk_bounds(group: IntArray, target_rows: int) -> list[tuple[int, int]]:
-    """Split sorted rows into chunks of about ``target_rows`` that never cut a group."""
+def _plan(
+    book: RiskBook, group: IntArray, unit: IntArray, pool: IntArray, joint: bool, n_cols: int
+) -> _BlockPlan:
     n = int(group.size)
-    if n == 0:
-        return []
-    starts, _ = _segments(group)
-    wanted = np.arange(target_rows, n, target_rows)
-    ix = np.searchsorted(starts, wanted)
-    cuts = np.unique(starts[ix[ix < starts.size]])
-    edges = [0, *(int(c) for c in cuts if 0 < c < n), n]
-    return list(pairwise(edges))
+    starts, seg_group = _segments(group)
+    target = max(1, _OPTION_CHUNK_ELEMS // max(n_cols, 1))
+    chunks: list[tuple[int, int, int, int]] = []
+    if n:
+        wanted = np.arange(target, n, target)
+        ix = np.searchsorted(starts, wanted)
+        cut_segs = np.unique(ix[ix < starts.size])
+        seg_edges = [0, *(int(c) for c in cut_segs if c > 0), int(starts.size)]
+        for s_lo, s_hi in pairwise(seg_edges):
+            row_hi = int(starts[s_hi]) if s_hi < starts.size else n
+            chunks.append((int(starts[s_lo]), row_hi, s_lo, s_hi))
+    p0 = book.pool_mc_price_usd[pool]
+    mc_unit_of_row = book.pool_mc_unit[pool]
+    if joint:
+        mc_rows = np.flatnonzero(mc_unit_of_row >= 0)
+    else:
+        mc_rows = np.flatnonzero(mc_unit_of_row == unit)
+    return _BlockPlan(
+        chunks,
+        starts,
+        seg_group,
+        1.0 / p0,
+        bool(np.any(p0 != 1.0)),
+        mc_rows,
+        mc_unit_of_row[mc_rows],
+    )
 
 
-def _run_chunks(
-    n_elems: int, bounds: list[tuple[int, int]], work: Callable[[tuple[int, int]], None]
+def _convert_and_reduce(
+    vals: FloatArray,
+    value0: FloatArray,
+    plan: _BlockPlan,
+    chunk: tuple[int, int, int, int],
+    matrix: ScenarioMatrix,
+    g: FloatArray,
+    rows_out: FloatArray | None,
 ) -> None:
+    """Turn USD value changes of one chunk into margin-currency PnL and add them to the groups.
+
+    pnl = ΔV / P0 for most rows; where the margin currency moves with the scenario (a
+    coin-margined pool), pnl = (V0 + ΔV) / (P0·(1 + m_mc)) − V0 / P0.
+    """
+    lo, hi, s_lo, s_hi = chunk
+    r_lo, r_hi = np.searchsorted(plan.mc_rows, (lo, hi))
+    if plan.scale or r_hi > r_lo:
+        inv_p0 = plan.inv_p0[lo:hi, None]
+        shocked_rows = plan.mc_rows[r_lo:r_hi] - lo
+        if shocked_rows.size:
+            v0 = value0[lo:hi][shocked_rows, None]
+            growth = 1.0 + matrix.price_move[plan.mc_unit[r_lo:r_hi]]
+            shocked = (v0 + vals[shocked_rows]) * inv_p0[shocked_rows] / growth
+            shocked -= v0 * inv_p0[shocked_rows]
+            vals *= inv_p0
+            vals[shocked_rows] = shocked
+        else:
+            vals *= inv_p0
+    if rows_out is not None:
+        rows_out[lo:hi] = vals
+    if s_hi > s_lo:
+        g[plan.seg_group[s_lo:s_hi]] += np.add.reduceat(vals, plan.starts[s_lo:s_hi] - lo, axis=0)
+
+
+def _run_chunks(n_elems: int, bounds: list[_Chunk], work: Callable[[_Chunk], None]) -> None:
     if n_elems >= _PARALLEL_MIN_ELEMS and _WORKERS > 1 and len(bounds) > 1:
         list(_executor().map(work, bounds))
     else:
@@ -330,34 +373,23 @@ def scenario_pnl(book: RiskBook, matrix: ScenarioMatrix, *, keep_rows: bool = Tr
     d, o = book.delta, book.option
     d_rows = np.empty((d.size, s)) if keep_rows else None
     o_rows = np.empty((o.size, s)) if keep_rows else None
-    target = max(1, _OPTION_CHUNK_ELEMS // max(s, 1))
+    d_plan = _plan(book, d.group, d.unit, d.pool, matrix.joint, s)
 
-    def delta_work(b: tuple[int, int]) -> None:
-        lo, hi = b
-        vals = d.delta_usd[lo:hi, None] * matrix.price_move[d.unit[lo:hi]]
-        _to_margin_currency(vals, d.value0_usd[lo:hi], d.unit[lo:hi], d.pool[lo:hi], book, matrix)
-        _reduce_into(vals, d.group[lo:hi], g, d_rows, lo)
+    def delta_work(c: tuple[int, int, int, int]) -> None:
+        lo, hi = c[0], c[1]
+        vals = matrix.price_move[d.unit[lo:hi]]
+        vals *= d.delta_usd[lo:hi, None]
+        _convert_and_reduce(vals, d.value0_usd, d_plan, c, matrix, g, d_rows)
 
-    _run_chunks(d.size * s, _chunk_bounds(d.group, target), delta_work)
+    _run_chunks(d.size * s, d_plan.chunks, delta_work)
     if o.size:
         pre = _option_pre(o, matrix)
         value0 = o.size_usd * pre[-1]
+        o_plan = _plan(book, o.group, o.unit, o.pool, matrix.joint, s)
 
-        def option_work(b: tuple[int, int]) -> None:
-            lo, hi = b
-            vals = _option_chunk(o, matrix, pre, lo, hi)
-            _to_margin_currency(vals, value0[lo:hi], o.unit[lo:hi], o.pool[lo:hi], book, matrix)
-            _reduce_into(vals, o.group[lo:hi], g, o_rows, lo)
+        def option_work(c: tuple[int, int, int, int]) -> None:
+            vals = _option_chunk(o, matrix, pre, c[0], c[1])
+            _convert_and_reduce(vals, value0, o_plan, c, matrix, g, o_rows)
 
-        _run_chunks(o.size * s, _chunk_bounds(o.group, target), option_work)
+        _run_chunks(o.size * s, o_plan.chunks, option_work)
     return EngineResult(g, d_rows, o_rows)
-
-
-def _reduce_into(
-    vals: FloatArray, group: IntArray, g: FloatArray, rows_out: FloatArray | None, lo: int
-) -> None:
-    if rows_out is not None:
-        rows_out[lo : lo + vals.shape[0]] = vals
-    starts, seg_group = _segments(group)
-    if starts.size:
-        g[seg_group] += np.add.reduceat(vals, starts, axis=0)

@@ -193,14 +193,12 @@ def oracle_scenario(book: PoolBook, params: MarginParams) -> OracleResult:
         sp = params.scenario_for(u)
         best = (-math.inf, "", 0.0)
         pnls = []
+        mine = [(it, it.value(0.0, 0.0)) for it in items if it.unit == u]
         for sid, m, v, w in oracle_scenarios_for(u, sp):
             total = 0.0
             mc_move = m if mc == u else 0.0
-            for it in items:
-                if it.unit != u:
-                    continue
-                v0, v1 = it.value(0.0, 0.0), it.value(m, v)
-                pnl = v1 / (p0 * (1 + mc_move)) - v0 / p0
+            for it, v0 in mine:
+                pnl = it.value(m, v) / (p0 * (1 + mc_move)) - v0 / p0
                 res.row_pnl.setdefault(it.key, []).append(pnl)
                 total += pnl
             pnls.append(total)
