@@ -221,7 +221,10 @@ class InitReport:
 def view_statements() -> dict[str, str]:
     """Return the ``CREATE OR REPLACE VIEW`` statements of ``sql/views.sql`` by view name."""
     path = SQL_DIR / "views.sql"
-    return {q.name: q.sql for q in parse_named_queries(path.read_text(), str(path)).values()}
+    if not path.is_file():
+        raise ConfigError("view definitions not found (is sql/ installed?)", path=str(path))
+    text_ = path.read_text(encoding="utf-8")
+    return {q.name: q.sql for q in parse_named_queries(text_, str(path)).values()}
 
 
 def init_db(engine: Engine) -> InitReport:

@@ -101,6 +101,10 @@ def test_db_init_on_postgres_creates_tables_and_views_twice_safely(postgres_url:
                 in result.output
             )
         assert redact_url(url) in result.output
+        info = runner.invoke(_app(), ["db", "info", "--url", url])
+        assert info.exit_code == 0, info.output
+        assert "(postgresql)" in info.output
+        assert "audit chain intact: 0 events" in info.output
         with engine.connect() as conn:
             insp = inspect(conn)
             assert set(insp.get_table_names()) == set(LedgerTable.metadata.tables)
