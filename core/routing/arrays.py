@@ -104,6 +104,7 @@ class Arrays:
     tie_break: FloatArray  # (P,) ε · (tier_j − 1)
     cap: FloatArray  # (C, J) Cap_j(T_d), 0 where the source cannot serve the call
     cap_all: FloatArray  # (J,) Cap_j(max_d T_d)
+    cap_bin: FloatArray  # (C, B) capacity of binary sources, tightened to what can be useful
     fee: FloatArray  # (B,)
     min_ticket: FloatArray  # (C, B)
     group_limit: FloatArray  # (G,)
@@ -114,6 +115,32 @@ class Arrays:
     tier: IntArray  # (J,)
     credit_tier1: FloatArray  # (C, P)
     credit_tier12: FloatArray  # (C, P)
+
+
+def capacities_usd(inp: RoutingInput, deadlines_s: FloatArray) -> FloatArray:
+    """Cap_j(T) for every deadline and source, vectorised (``CollateralSource.capacity_usd``).
+
+    Cap = min(Σ widths, available, P, q·N(T)) with N(T) = 0 if L > T, ⌊(T − L)·ρ⌋ + 1 if
+    rate-limited, unbounded otherwise (DESIGN §5.2). Returns (len(deadlines), J).
+    """
+    srcs = inp.sources
+    nan = np.nan
+
+    def opt(values: list[float | None]) -> FloatArray:
+        return np.array([nan if v is None else v for v in values], dtype=np.float64)
+
+    total = np.array([s.total_width_usd for s in srcs])
+    latency = np.array([s.latency_s for s in srcs])
+    available = opt([s.available_usd for s in srcs])
+    preauth = opt([s.preauth_usd for s in srcs])
+    rate = opt([s.rate_per_s for s in srcs])
+    per_request = opt([s.per_request_usd for s in srcs])
+    static = np.fmin(np.fmin(total, available), preauth)  # fmin ignores the NaN "no limit"
+    T = deadlines_s[:, None]
+    n_req = np.floor((T - latency[None, :]) * rate[None, :] + 1e-9) + 1.0
+    by_rate = np.where(np.isnan(rate) | np.isnan(per_request), np.inf, per_request * n_req)
+    cap = np.minimum(static[None, :], by_rate)
+    return np.where(latency[None, :] > T, 0.0, cap)
 
 
 def compile_arrays(inp: RoutingInput, st: Structure) -> Arrays:
@@ -129,15 +156,20 @@ def compile_arrays(inp: RoutingInput, st: Structure) -> Arrays:
     serves_p = serves[:, j_of]
     credit = np.where(serves_p, piece_credit[None, :], 0.0)
     width = np.where(serves_p, piece_width[None, :], 0.0)
-    cap = np.array(
-        [
-            [s.capacity_usd(c.deadline_s) if s.serves(c.id) else 0.0 for s in inp.sources]
-            for c in inp.calls
-        ]
-    ).reshape(C, J)
-    t_max = max(c.deadline_s for c in inp.calls)
-    cap_all = np.array([s.capacity_usd(t_max) for s in inp.sources])
+    deadlines = np.array([c.deadline_s for c in inp.calls])
+    cap = np.where(serves, capacities_usd(inp, deadlines), 0.0).reshape(C, J)
+    cap_all = capacities_usd(inp, np.array([deadlines.max()]))[0]
     b_idx = list(st.binary_sources)
+    # Big-M of the binaries: a source never needs to move more than what alone covers the
+    # call at its lowest credit rate (or its minimum ticket), so capping Cap·y there is exact
+    # and gives HiGHS a much tighter LP relaxation than the raw capacity.
+    deficit = np.array([c.deficit_usd for c in inp.calls])
+    cap_bin = np.zeros((C, len(b_idx)))
+    for b, j in enumerate(b_idx):
+        s = inp.sources[j]
+        lowest = min(g.credit_per_usd for g in s.segments)
+        need = np.maximum(deficit / lowest * (1 + 1e-9) + 1e-6, s.min_ticket_usd)
+        cap_bin[:, b] = np.minimum(cap[:, j], need)
     fee = np.array([inp.sources[j].fixed_fee_usd for j in b_idx])
     min_ticket = np.where(
         serves[:, b_idx], np.array([inp.sources[j].min_ticket_usd for j in b_idx])[None, :], 0.0
@@ -158,7 +190,7 @@ def compile_arrays(inp: RoutingInput, st: Structure) -> Arrays:
             weight_per_usd[r, j] = s.api_weight / per_request if per_request > 0 else 0.0
     tier_p = tier[j_of]
     return Arrays(
-        deficit=np.array([c.deficit_usd for c in inp.calls]),
+        deficit=deficit,
         credit=credit,
         width=width,
         piece_width=piece_width,
@@ -168,6 +200,7 @@ def compile_arrays(inp: RoutingInput, st: Structure) -> Arrays:
         tie_break=inp.tie_break_usd_per_usd * (tier_p - 1).astype(np.float64),
         cap=cap,
         cap_all=cap_all,
+        cap_bin=cap_bin,
         fee=fee.reshape(len(b_idx)),
         min_ticket=min_ticket,
         group_limit=group_limit.reshape(len(st.groups)),

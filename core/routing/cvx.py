@@ -12,8 +12,9 @@ from typing import Any, cast
 
 import cvxpy
 import highspy
+import numpy as np
 
-__all__ = ["csum", "is_dpp", "multiply", "new_highs", "solve_highs"]
+__all__ = ["csum", "is_dpp", "multiply", "new_highs", "set_value", "solve_highs"]
 
 _cvx: Any = cvxpy
 _highspy: Any = highspy
@@ -48,3 +49,21 @@ def solve_highs(problem: cvxpy.Problem, **options: Any) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         cast(Any, problem).solve(solver=cvxpy.HIGHS, **options)
+
+
+def set_value(param: cvxpy.Parameter, value: Any) -> None:
+    """Write ``param``'s value after one vectorised check (shape, finite, sign).
+
+    cvxpy's ``.value`` setter re-validates by projecting onto the Parameter's attributes and
+    comparing with ``allclose`` (~100 µs per Parameter, ~3 ms per update at 24 Parameters);
+    the same properties are checked here in a few microseconds, then the value is stored
+    with cvxpy's own ``save_value``. Only ``nonneg`` Parameters are used by the router.
+    """
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.shape != param.shape:
+        raise ValueError(f"Parameter {param.name()} expects shape {param.shape}, got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"Parameter {param.name()} got a NaN or infinite value")
+    if cast(Any, param).attributes.get("nonneg") and arr.size and float(arr.min()) < 0:
+        raise ValueError(f"Parameter {param.name()} is nonneg but got {float(arr.min())}")
+    cast(Any, param).save_value(arr)

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.errors import RoutingError
+from core.routing.cvx import set_value
 from core.routing.problem import Failed, Infeasible, Outcome, RoutingProblem, Solved
 from core.routing.sources import Policy, RoutingInput, Tier
 
@@ -112,7 +113,7 @@ def _min_shortfall(rp: RoutingProblem, inp: RoutingInput, stages: list[str]) -> 
         )
     shortfall = np.maximum(sol.values["u"], 0.0)
     cap = shortfall + _tolerance(arrays.deficit)
-    rp.cover.max_shortfall.value = np.minimum(cap, arrays.deficit)
+    set_value(rp.cover.max_shortfall, np.minimum(cap, arrays.deficit))
     return shortfall
 
 
@@ -123,17 +124,17 @@ def solve_policy(rp: RoutingProblem, policy: Policy) -> RawSolution:
         raise RoutingError("solve_policy before update()", policy=policy.value)
     zeros = np.zeros_like(arrays.deficit)
     tol = _tolerance(arrays.deficit)
-    rp.cover.max_shortfall.value = zeros
+    set_value(rp.cover.max_shortfall, zeros)
     stages: list[str] = []
     if policy is Policy.COST:
         rp.floors.set_floors(zeros, zeros)
         stages.append("main")
-        sol = _expect(rp.run("main"), "main", inp)
+        sol = _expect(rp.run_main(), "main", inp)
         if sol is not None:
             return _raw(sol, 1, stages)
         _min_shortfall(rp, inp, stages)
         stages.append("main")
-        sol = _expect(rp.run("main"), "main-partial", inp)
+        sol = _expect(rp.run_main(), "main-partial", inp)
         if sol is None:
             raise RoutingError(
                 "infeasible with the minimum shortfall", call_id=inp.calls[0].id, policy="cost"
@@ -144,7 +145,7 @@ def solve_policy(rp: RoutingProblem, policy: Policy) -> RawSolution:
     f1, f2 = optimistic_floors(inp, rp)
     rp.floors.set_floors(f1 - tol, f2 - tol)
     stages.append("main-optimistic")
-    sol = _expect(rp.run("main"), "main-optimistic", inp)
+    sol = _expect(rp.run_main(), "main-optimistic", inp)
     if sol is not None:
         return _raw(sol, 1, stages)
     _min_shortfall(rp, inp, stages)
@@ -169,7 +170,7 @@ def solve_policy(rp: RoutingProblem, policy: Policy) -> RawSolution:
         s2 = np.maximum(out.values["s"], 0.0)
     rp.floors.set_floors(s1 - tol, s2 - tol)
     stages.append("main")
-    sol = _expect(rp.run("main"), "main-staged", inp)
+    sol = _expect(rp.run_main(), "main-staged", inp)
     if sol is None:
         raise RoutingError(
             "cost stage infeasible after tier stages", call_id=inp.calls[0].id, policy="strict"

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from core.errors import RoutingError
 from core.routing.arrays import Arrays, Structure
-from core.routing.cvx import csum, is_dpp, multiply
+from core.routing.cvx import csum, is_dpp, multiply, set_value
 
 __all__ = [
     "ApiWeightBudget",
@@ -123,7 +123,7 @@ class LinearCost:
         return expr
 
     def update(self, a: Arrays) -> None:
-        self.c.value = a.cost
+        set_value(self.c, a.cost)
 
 
 class FixedFees:
@@ -142,7 +142,7 @@ class FixedFees:
         return expr
 
     def update(self, a: Arrays) -> None:
-        self.f.value = a.fee
+        set_value(self.f, a.fee)
 
 
 class LatencyPenalty:
@@ -159,7 +159,7 @@ class LatencyPenalty:
         return expr
 
     def update(self, a: Arrays) -> None:
-        self.w.value = a.latency_credit
+        set_value(self.w, a.latency_credit)
 
 
 class TierTieBreak:
@@ -176,7 +176,7 @@ class TierTieBreak:
         return expr
 
     def update(self, a: Arrays) -> None:
-        self.w.value = a.tie_break
+        set_value(self.w, a.tie_break)
 
 
 class TierStageCredit:
@@ -198,8 +198,8 @@ class TierStageCredit:
         return csum(v.s)
 
     def set_stage(self, credit: np.ndarray, cap: np.ndarray) -> None:
-        self.a_stage.value = credit
-        self.cap.value = cap
+        set_value(self.a_stage, credit)
+        set_value(self.cap, cap)
 
     def update(self, a: Arrays) -> None:
         self.set_stage(a.credit_tier1, a.deficit)
@@ -226,8 +226,8 @@ class SegmentWidths:
         return cons
 
     def update(self, a: Arrays) -> None:
-        self.u.value = a.width
-        self.u_all.value = a.piece_width
+        set_value(self.u, a.width)
+        set_value(self.u_all, a.piece_width)
 
 
 class Capacity:
@@ -260,9 +260,9 @@ class Capacity:
         return cons
 
     def update(self, a: Arrays) -> None:
-        self.cap_free.value = a.cap[:, list(self.free)]
-        self.cap_bin.value = a.cap[:, list(self.bins)]
-        self.cap_all.value = a.cap_all
+        set_value(self.cap_free, a.cap[:, list(self.free)])
+        set_value(self.cap_bin, a.cap_bin)
+        set_value(self.cap_all, a.cap_all)
 
 
 class MinTicket:
@@ -283,7 +283,7 @@ class MinTicket:
         return cons
 
     def update(self, a: Arrays) -> None:
-        self.m.value = a.min_ticket
+        set_value(self.m, a.min_ticket)
 
 
 class SharedLimits:
@@ -303,7 +303,7 @@ class SharedLimits:
         return cons
 
     def update(self, a: Arrays) -> None:
-        self.limit.value = a.group_limit
+        set_value(self.limit, a.group_limit)
 
 
 class OriginHeadroom:
@@ -324,8 +324,8 @@ class OriginHeadroom:
         return cons
 
     def update(self, a: Arrays) -> None:
-        self.debit.value = a.debit
-        self.headroom.value = a.headroom
+        set_value(self.debit, a.debit)
+        set_value(self.headroom, a.headroom)
 
 
 class ApiWeightBudget:
@@ -346,8 +346,8 @@ class ApiWeightBudget:
         return cons
 
     def update(self, a: Arrays) -> None:
-        self.w.value = a.weight_per_usd
-        self.budget.value = a.budget
+        set_value(self.w, a.weight_per_usd)
+        set_value(self.budget, a.budget)
 
 
 class Cover:
@@ -385,9 +385,9 @@ class Cover:
         return csum(v.u)
 
     def update(self, a: Arrays) -> None:
-        self.credit.value = a.credit
-        self.deficit.value = a.deficit
-        self.max_shortfall.value = np.zeros_like(a.deficit)
+        set_value(self.credit, a.credit)
+        set_value(self.deficit, a.deficit)
+        set_value(self.max_shortfall, np.zeros_like(a.deficit))
 
 
 class TierFloors:
@@ -408,10 +408,10 @@ class TierFloors:
         return cons
 
     def set_floors(self, f1: np.ndarray, f2: np.ndarray) -> None:
-        self.f1.value = np.maximum(f1, 0.0)
-        self.f2.value = np.maximum(f2, 0.0)
+        set_value(self.f1, np.maximum(f1, 0.0))
+        set_value(self.f2, np.maximum(f2, 0.0))
 
     def update(self, a: Arrays) -> None:
-        self.a1.value = a.credit_tier1
-        self.a12.value = a.credit_tier12
+        set_value(self.a1, a.credit_tier1)
+        set_value(self.a12, a.credit_tier12)
         self.set_floors(np.zeros_like(a.deficit), np.zeros_like(a.deficit))

@@ -150,3 +150,49 @@ def test_shadow_price_with_pure_lp_equals_cover_dual() -> None:
         assert price == pytest.approx(dual, rel=1e-6, abs=1e-9)
         checked += 1
     assert checked >= 5
+
+
+def test_capacities_with_vectorised_twin_match_per_source_loop() -> None:
+    from core.routing.arrays import capacities_usd
+
+    rng = np.random.default_rng(11)
+    for _ in range(10):
+        inp = random_input(rng, 12)
+        deadlines = np.array([0.5, 5.0, 60.0, 600.0])
+        fast = capacities_usd(inp, deadlines)
+        slow = np.array([[s.capacity_usd(t) for s in inp.sources] for t in deadlines])
+        np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-9)
+
+
+def test_set_value_with_bad_values_refuses_like_cvxpy() -> None:
+    from core.routing.cvx import set_value
+
+    p = cvxpy.Parameter(3, nonneg=True)
+    set_value(p, np.array([0.0, 1.5, 2.0]))
+    np.testing.assert_array_equal(p.value, [0.0, 1.5, 2.0])
+    for bad in (np.array([1.0, -0.5, 2.0]), np.array([1.0, np.nan, 2.0]), np.zeros(4)):
+        with pytest.raises(ValueError, match=r"nonneg|NaN|shape"):
+            set_value(p, bad)
+
+
+def test_fast_problem_data_with_random_values_equals_cvxpy_problem_data() -> None:
+    from core.routing.fastdata import FastProblemData, lp_from_problem_data
+
+    rng = np.random.default_rng(31)
+    inp = random_input(rng, 7)
+    rp = RoutingProblem(structure_of(inp))
+    rp.update(inp)
+    fast = FastProblemData(rp.problems["main"])
+    for _ in range(5):
+        nxt = random_input(np.random.default_rng(int(rng.integers(1 << 30))), 7)
+        if structure_of(nxt) != rp.st:
+            continue
+        rp.update(nxt)
+        mine = fast.lp()
+        ref = lp_from_problem_data(rp.problems["main"].get_problem_data(cvxpy.HIGHS)[0])
+        np.testing.assert_array_equal(mine.a_start, ref.a_start)
+        np.testing.assert_array_equal(mine.a_index, ref.a_index)
+        np.testing.assert_allclose(mine.a_value, ref.a_value, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(mine.row_upper, ref.row_upper, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(mine.c, ref.c, rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(mine.col_lower, ref.col_lower)
