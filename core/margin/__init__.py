@@ -1,0 +1,46 @@
+"""Portfolio margin for every pool: valuation, collateral, the three models, reports (DESIGN §3).
+
+Public entry points (re-exported here, logic lives in the submodules):
+
+- ``evaluate_pool(desk, pool_id, portfolio)`` and ``evaluate_portfolio(portfolio, pool, params)``
+  → ``MarginReport`` (``core.margin.api``);
+- ``build_risk_book`` + ``scenario_pnl`` with a ``ScenarioMatrix``: the vectorised core that
+  stress tests call with their own joint scenarios (``core.margin.riskbook``, ``engine``).
+
+``core.margin.portfolio_file`` (the ``pmr margin --portfolio`` reader) imports ``core.config``
+and is therefore not imported here: ``core.config`` itself imports ``core.margin.params``.
+"""
+
+from core.margin.api import evaluate_book, evaluate_pool, evaluate_portfolio, params_for_pool
+from core.margin.book import PoolBook, build_book
+from core.margin.engine import EngineResult, RiskBook, scenario_pnl, worst_losses
+from core.margin.params import MarginParams
+from core.margin.report import Band, MarginReport, PositionContribution, SiloReport, UnitRisk
+from core.margin.riskbook import RowLabels, build_risk_book
+from core.margin.scenarios import ScenarioMatrix, crash_matrix, joint_matrix, stack_grids, unit_grid
+
+__all__ = [
+    "Band",
+    "EngineResult",
+    "MarginParams",
+    "MarginReport",
+    "PoolBook",
+    "PositionContribution",
+    "RiskBook",
+    "RowLabels",
+    "ScenarioMatrix",
+    "SiloReport",
+    "UnitRisk",
+    "build_book",
+    "build_risk_book",
+    "crash_matrix",
+    "evaluate_book",
+    "evaluate_pool",
+    "evaluate_portfolio",
+    "joint_matrix",
+    "params_for_pool",
+    "scenario_pnl",
+    "stack_grids",
+    "unit_grid",
+    "worst_losses",
+]

@@ -10,7 +10,7 @@ benchmark measures the speed-up against it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from core.domain import InstrumentKind, Settlement
@@ -18,7 +18,7 @@ from core.margin.book import PoolBook
 from core.margin.params import MarginParams, ScenarioParams
 from core.margin.riskbook import pool_units
 
-__all__ = ["OracleResult", "oracle_scenario", "oracle_scenarios_for"]
+__all__ = ["OracleResult", "oracle_joint_pnl", "oracle_scenario", "oracle_scenarios_for"]
 
 Valuer = Callable[[float, float], float]  # (price move, signed vol shock) → value in USD
 
@@ -180,6 +180,26 @@ def _items(book: PoolBook, params: MarginParams, units: tuple[str, ...]) -> list
     return items
 
 
+def oracle_joint_pnl(
+    book: PoolBook,
+    params: MarginParams,
+    moves: Mapping[str, float],
+    vol_shocks: Mapping[str, float],
+) -> float:
+    """Margin-currency PnL of the whole pool when every unit moves at once (crash, stress)."""
+    units = pool_units(book, params)
+    items = _items(book, params, units)
+    mc = book.pool.margin_currency.code
+    p0 = float(book.mc_price_usd)
+    mc_move = moves.get(mc, 0.0) if mc in units else 0.0
+    total = 0.0
+    for it in items:
+        v0 = it.value(0.0, 0.0)
+        v1 = it.value(moves.get(it.unit, 0.0), vol_shocks.get(it.unit, 0.0))
+        total += v1 / (p0 * (1 + mc_move)) - v0 / p0
+    return total
+
+
 def oracle_scenario(book: PoolBook, params: MarginParams) -> OracleResult:
     """Run the ``scenario`` model on ``book`` position by position, scenario by scenario."""
     res = OracleResult()
@@ -237,11 +257,8 @@ def oracle_scenario(book: PoolBook, params: MarginParams) -> OracleResult:
     res.mm = sum(res.mm_unit.values())
     if params.crash.enabled and units:
         cr = params.crash
-        total = 0.0
-        mc_move = cr.move_frac if mc in units else 0.0
-        for it in items:
-            v0, v1 = it.value(0.0, 0.0), it.value(cr.move_frac, cr.vol_up_frac)
-            total += v1 / (p0 * (1 + mc_move)) - v0 / p0
+        moves = dict.fromkeys(units, cr.move_frac)
+        total = oracle_joint_pnl(book, params, moves, dict.fromkeys(units, cr.vol_up_frac))
         res.crash_loss = max(0.0, -total * cr.weight)
         res.im = max(res.im, res.crash_loss)
         res.mm = max(res.mm, cr.mm_factor * res.crash_loss)

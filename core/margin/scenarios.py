@@ -60,7 +60,7 @@ def unit_grid(unit: str, p: ScenarioParams) -> UnitGrid:
     --------
     >>> g = unit_grid("BTC", ScenarioParams())
     >>> len(g), float(g.price_move.min()), float(g.price_move.max())
-    (35, -5.0, 5.0)
+    (35, -0.66, 5.0)
     """
     r, n = p.price_range_frac, p.buckets
     ids: list[str] = []

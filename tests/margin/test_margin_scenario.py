@@ -14,7 +14,7 @@ from core.domain import Portfolio, Position
 from core.margin.api import evaluate_portfolio
 from core.margin.book import build_book
 from core.margin.engine import FloatArray, scenario_pnl
-from core.margin.oracle import oracle_scenario
+from core.margin.oracle import oracle_joint_pnl, oracle_scenario
 from core.margin.params import (
     Bracket,
     CollateralRate,
@@ -25,7 +25,7 @@ from core.margin.params import (
 )
 from core.margin.report import MarginReport
 from core.margin.riskbook import build_risk_book
-from core.margin.scenarios import extended_weight, stack_grids, unit_grid
+from core.margin.scenarios import extended_weight, joint_matrix, stack_grids, unit_grid
 
 D = Decimal
 S = {"BTC": 95_000.0, "ETH": 3_200.0}
@@ -329,3 +329,30 @@ def test_scenario_report_with_contributions_sums_to_unit_loss() -> None:
     assert float(total) == pytest.approx(float(r.worst_scenarios[0].loss_usd), rel=1e-9)
     assert MarginReport.from_json(r.to_json()) == r
     assert r.capital_efficiency is not None  # standard comparison: Bybit options + brackets
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    case=books(),
+    btc=st.floats(-0.7, 3.0),
+    eth=st.floats(-0.7, 3.0),
+    vol=st.floats(-0.5, 1.0),
+)
+def test_joint_stress_matrix_with_random_moves_agrees_with_loop_oracle(
+    case: tuple[Portfolio, str], btc: float, eth: float, vol: float
+) -> None:
+    # What stress tests call: one RiskBook, joint columns moving every unit at once.
+    pf, mc = case
+    params = _params()
+    book = build_book(pf, pool(("options",), "scenario", mc), params)
+    risk, labels = build_risk_book([(book, params)])
+    moves = {"BTC": btc, "ETH": eth}
+    vols = dict.fromkeys(moves, vol)
+    pm = np.array([[moves[u], 0.0] for u in labels.units])
+    vs = np.array([[vols[u], 0.0] for u in labels.units])
+    matrix = joint_matrix(labels.units, pm, vs, ["shock", "nothing"])
+    got = scenario_pnl(risk, matrix, keep_rows=False).group_pnl.sum(axis=0)
+    expect = oracle_joint_pnl(book, params, moves, vols)
+    gross = sum(abs(float(p.units)) * S[p.unit] for p in book.positions) + 1.0
+    assert _close(float(got[0]), expect, gross)
+    assert abs(float(got[1])) <= 1e-12 * gross
