@@ -1,0 +1,63 @@
+"""``pmr sim serve`` and ``pmr sim check`` end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import ccxt
+from typer.testing import CliRunner
+
+from core.venues.ccxt_venue import rewrite_api_urls
+from flows.cli import app
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_sim_check_with_example_desk_reports_same_results() -> None:
+    result = CliRunner().invoke(app, ["sim", "check"])
+    assert result.exit_code == 0, result.output
+    last = json.loads(result.output.strip().splitlines()[-1])
+    assert last == {"same_results": True, "steps": 16, "venues": ["sim-a", "sim-b"]}
+
+
+def test_sim_serve_with_missing_desk_exits_2_with_one_line() -> None:
+    result = CliRunner().invoke(app, ["sim", "serve", "--desk", "/nonexistent/desk.toml"])
+    assert result.exit_code == 2
+    assert "desk config file not found" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_sim_serve_process_answers_an_unmodified_ccxt_client() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "sim", "serve", "--port", "0", "--venue", "sim-b"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        port = None
+        for _ in range(20):
+            line = proc.stdout.readline()
+            m = re.search(r"on 127\.0\.0\.1:(\d+)", line)
+            if m:
+                port = int(m.group(1))
+                break
+        assert port is not None, "server did not announce its port"
+        ex = ccxt.binance({"apiKey": "pmr-sim-sim-b", "secret": "pmr-sim-secret"})
+        ex.enableRateLimit = False
+        rewrite_api_urls(ex, f"http://127.0.0.1:{port}/sim-b")
+        ex.load_markets()
+        assert ex.fetch_balance()["USDT"]["free"] == 1_600_000
+        transfer = ex.transfer("USDT", 10, "spot", "linear")
+        assert transfer["id"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
