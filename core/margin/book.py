@@ -94,6 +94,12 @@ class PricedPosition:
             return inverse_pnl_coin(self.units, self.position.entry_price, self.mark)
         return self.units * self.mark  # option: premium paid/received is already in balances
 
+    def booked_value_usd(self) -> Decimal:
+        """``booked_value`` in USD (PnL for futures, market value for options and spot)."""
+        if self.settle_asset == self.unit:
+            return self.booked_value() * self.underlying_usd
+        return self.booked_value() * self.quote_usd
+
     def notional_usd(self) -> Decimal:
         """|Notional| in USD: |qty × mark| for linear, |contracts × face| for inverse (Binance)."""
         inst = self.position.instrument

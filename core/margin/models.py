@@ -95,20 +95,13 @@ class UnifiedModel:
             im += pm.im_usd
             mm += pm.mm_usd
             contributions.append(
-                PositionContribution(p.key, p.unit, _value_usd(p), None, pm.mm_usd)
+                PositionContribution(p.key, p.unit, p.booked_value_usd(), None, pm.mm_usd)
             )
         for asset, loan_mm in _loan_lines(book, params):
             im += loan_mm
             mm += loan_mm
             contributions.append(PositionContribution(f"loan:{asset}", asset, _ZERO, None, loan_mm))
         return ModelOutput(im_usd=im, mm_usd=mm, contributions=tuple(contributions))
-
-
-def _value_usd(p: PricedPosition) -> Decimal:
-    """Booked value of a position in USD (PnL for futures, market value for options)."""
-    if p.settle_asset == p.unit:
-        return p.booked_value() * p.underlying_usd
-    return p.booked_value() * p.quote_usd
 
 
 class StandardModel:
@@ -155,7 +148,7 @@ class StandardModel:
                 im += pm.im_usd
                 mm += pm.mm_usd
                 contributions.append(
-                    PositionContribution(p.key, p.unit, _value_usd(p), None, pm.mm_usd)
+                    PositionContribution(p.key, p.unit, p.booked_value_usd(), None, pm.mm_usd)
                 )
             for asset, loan_mm in _loan_lines(book, params, [w]):
                 im += loan_mm

@@ -151,38 +151,32 @@ def evaluate_scenario(book: PoolBook, params: MarginParams) -> ModelOutput:
             )
         )
 
-    contributions = []
     if res.delta_pnl is None or res.option_pnl is None:
         raise RuntimeError("engine did not keep per-row PnL")
-    for rows_pnl, keys, block in (
-        (res.delta_pnl, labels.delta_keys, risk.delta),
-        (res.option_pnl, labels.option_keys, risk.option),
+    booked = {p.key: p.booked_value_usd() for p in book.positions}
+    contributions: list[PositionContribution] = []
+    for rows_pnl, keys, block, value0 in (
+        (res.delta_pnl, labels.delta_keys, risk.delta, risk.delta.value0_usd),
+        (res.option_pnl, labels.option_keys, risk.option, risk.option.size_usd),
     ):
         for i, key in enumerate(keys):
-            g = int(block.group[i])
-            u = int(risk.group_unit[g])
+            u = int(risk.group_unit[int(block.group[i])])
             w = int(worst[u])
             loss = -float(rows_pnl[i, w]) * float(matrix.weight[u, w]) * p0
-            contributions.append((key, labels.units[u], i, block is risk.delta, loss))
-    option_value0 = risk.option.size_usd * risk.option.base_value() if risk.option.size else None
-    contrib_out = tuple(
-        PositionContribution(
-            key=key,
-            unit=unit,
-            value_usd=to_dec(
-                float(risk.delta.value0_usd[i])
-                if is_delta
-                else float(option_value0[i] if option_value0 is not None else 0.0)
-            ),
-            worst_loss_usd=to_dec(loss),
-            mm_usd=None,
-        )
-        for key, unit, i, is_delta, loss in contributions
-    )
+            value = booked.get(key)  # wallet holdings and cash rows are valued at their price
+            contributions.append(
+                PositionContribution(
+                    key=key,
+                    unit=labels.units[u],
+                    value_usd=value if value is not None else to_dec(float(value0[i])),
+                    worst_loss_usd=to_dec(loss),
+                    mm_usd=None,
+                )
+            )
     return ModelOutput(
         im_usd=to_dec(im_total * p0),
         mm_usd=to_dec(mm_total * p0),
         worst_scenarios=tuple(units_out),
         crash_loss_usd=None if crash_loss is None else to_dec(crash_loss * p0),
-        contributions=contrib_out,
+        contributions=tuple(contributions),
     )
