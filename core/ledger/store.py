@@ -34,7 +34,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, col, select
 
-from core.domain import Balance, MarkPrice, Position
+from core.domain import Balance, MarkPrice, Portfolio, Position
 from core.errors import ConfigError, DataError
 from core.ledger.mappers import (
     balance_from_row,
@@ -283,6 +283,10 @@ class Snapshot:
     balances: tuple[Balance, ...]
     positions: tuple[Position, ...]
     prices: tuple[MarkPrice, ...]
+
+    def portfolio(self) -> Portfolio:
+        """Return the snapshot as a ``Portfolio`` as of ``taken_at`` (prices keyed by symbol)."""
+        return Portfolio.of(self.balances, self.positions, self.prices, self.taken_at)
 
 
 def record_snapshot(

@@ -112,6 +112,9 @@ def test_snapshots_with_two_reads_latest_is_the_newer_and_loads_back(
     assert snap.balances[0].amount == Decimal("1250.5")
     assert snap.prices[0].mark == Decimal("83250.1")
     assert load_snapshot(session, old).balances[0].amount == Decimal(1000)
+    portfolio = snap.portfolio()
+    assert portfolio.as_of == T0 + timedelta(minutes=5)
+    assert portfolio.price("BTC").mark == Decimal("83250.1")
     with pytest.raises(DataError, match="no such snapshot"):
         load_snapshot(session, 10_000)
 
