@@ -243,7 +243,11 @@ class Venue(Protocol):
     ) -> TransferStatusReport: ...
 
     def convert_quote(
-        self, from_asset: Asset, to_asset: Asset, from_amount: Decimal
+        self,
+        from_asset: Asset,
+        to_asset: Asset,
+        from_amount: Decimal,
+        wallet: WalletKind = WalletKind.SPOT,
     ) -> ConvertQuote: ...
 
     def accept_quote(self, quote: ConvertQuote) -> ConvertResult: ...

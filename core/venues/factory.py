@@ -37,7 +37,7 @@ from core.venues.sim.engine import (
     SimNetwork,
 )
 from core.venues.sim.server import SimHttpServer
-from core.venues.sim.transport import SimTransport, sim_session
+from core.venues.sim.transport import sim_session
 
 __all__ = [
     "DeskVenues",
@@ -147,34 +147,44 @@ def _binance(api_key: str, secret: str) -> object:
     return ccxt.binance({"apiKey": api_key, "secret": secret, "enableRateLimit": False})
 
 
+def _sim_ccxt_venue(
+    engine: SimExchange,
+    dialect: BinanceDialect,
+    clock: Clock,
+    transport: Transport,
+    server: SimHttpServer | None,
+    asset_decimals: Mapping[str, int],
+) -> CcxtVenue:
+    ex = _binance(engine.config.api_key, engine.config.api_secret)
+    if transport == "inprocess":
+        host = f"{engine.name}.sim.invalid"  # RFC 2606: can never resolve, even by mistake
+        rewrite_api_urls(ex, f"http://{host}")
+        session, _ = sim_session({host: dialect})
+        ex.session = session  # type: ignore[attr-defined]
+    elif server is not None:
+        rewrite_api_urls(ex, server.base_url(engine.name))
+    else:
+        raise ConfigError("transport='http' needs a running SimHttpServer", venue=engine.name)
+    return CcxtVenue(
+        engine.name,
+        ex,
+        clock,
+        asset_decimals=asset_decimals,
+        weight_limits_per_min=engine.config.weight_limits_per_min,
+        portfolio_margin=engine.config.portfolio_margin,
+    )
+
+
 def sim_venue(
     engine: SimExchange,
     clock: Clock,
     *,
     transport: Transport = "inprocess",
     server: SimHttpServer | None = None,
-    asset_decimals: Mapping[str, int] | None = None,
 ) -> tuple[CcxtVenue, BinanceDialect]:
-    """A ``CcxtVenue`` over a simulated exchange, in-process or through ``server``."""
+    """A ``CcxtVenue`` over one simulated exchange, in-process or through ``server``."""
     dialect = BinanceDialect(engine)
-    ex = _binance(engine.config.api_key, engine.config.api_secret)
-    if transport == "inprocess":
-        host = f"{engine.name}.sim.invalid"
-        rewrite_api_urls(ex, f"http://{host}")
-        session, _ = sim_session({host: dialect})
-        ex.session = session  # type: ignore[attr-defined]
-    else:
-        if server is None:
-            raise ConfigError("transport='http' needs a running SimHttpServer", venue=engine.name)
-        rewrite_api_urls(ex, server.base_url(engine.name))
-    venue = CcxtVenue(
-        engine.name,
-        ex,
-        clock,
-        asset_decimals=asset_decimals or engine.asset_decimals,
-        weight_limits_per_min=engine.config.weight_limits_per_min,
-        portfolio_margin=engine.config.portfolio_margin,
-    )
+    venue = _sim_ccxt_venue(engine, dialect, clock, transport, server, engine.asset_decimals)
     return venue, dialect
 
 
@@ -287,31 +297,23 @@ def build_desk_venues(
             out.skipped.extend(skipped)
         if transport == "http":
             out.server = SimHttpServer(out.dialects, port=port).start()
-    for v in desk.venues:
-        if v.kind == "sim":
-            engine = out.engines[v.name]
-            ex = _binance(engine.config.api_key, engine.config.api_secret)
-            if transport == "inprocess":
-                host = f"{v.name}.sim.invalid"
-                rewrite_api_urls(ex, f"http://{host}")
-                session, _ = sim_session({host: out.dialects[v.name]})
-                ex.session = session  # type: ignore[attr-defined]
-            elif out.server is not None:
-                rewrite_api_urls(ex, out.server.base_url(v.name))
-            out.venues[v.name] = CcxtVenue(
-                v.name,
-                ex,
-                clock,
-                asset_decimals=decimals,
-                weight_limits_per_min=engine.config.weight_limits_per_min,
-                portfolio_margin=engine.config.portfolio_margin,
-            )
-        else:
-            pm = any(p.venue == v.name and p.model.value == "unified" for p in desk.pools)
-            out.venues[v.name] = live_venue(
-                v, clock, decimals, resolver=resolver, env=env, portfolio_margin=pm
-            )
+    try:
+        for v in desk.venues:
+            if v.kind == "sim":
+                out.venues[v.name] = _sim_ccxt_venue(
+                    out.engines[v.name],
+                    out.dialects[v.name],
+                    clock,
+                    transport,
+                    out.server,
+                    decimals,
+                )
+            else:
+                pm = any(p.venue == v.name and p.model.value == "unified" for p in desk.pools)
+                out.venues[v.name] = live_venue(
+                    v, clock, decimals, resolver=resolver, env=env, portfolio_margin=pm
+                )
+    except BaseException:
+        out.close()  # never leave a server running behind a failed build
+        raise
     return out
-
-
-_ = SimTransport  # re-exported for callers that want the transport's request counter
