@@ -76,7 +76,7 @@ def to_decimal(value: object, field_name: str, *, where: str = "") -> Decimal:
         raise DataError(f"expected a number, got {type(value).__name__}", **ctx)
     if not result.is_finite():
         raise DataError("number is NaN or infinite", **ctx)
-    if abs(result) >= MAX_ABS_AMOUNT:
+    if result.copy_abs() >= MAX_ABS_AMOUNT:  # abs() would round to 28 digits first
         raise DataError("number is implausibly large (>= 1e18)", **ctx)
     return result
 

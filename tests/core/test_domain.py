@@ -163,3 +163,8 @@ def test_portfolio_is_immutable() -> None:
     pf = Portfolio.of([], [], [MarkPrice("BTC", Decimal(1), T0)], T0)
     with pytest.raises(TypeError):
         pf.prices["ETH"] = MarkPrice("ETH", Decimal(1), T0)  # type: ignore[index]
+
+
+def test_to_decimal_just_below_the_cap_is_not_rounded_up_and_refused() -> None:
+    just_below = Decimal("999999999999999999.99999999995")
+    assert to_decimal(just_below, "amount") == just_below
