@@ -117,6 +117,25 @@ def _min_shortfall(rp: RoutingProblem, inp: RoutingInput, stages: list[str]) -> 
     return shortfall
 
 
+def _finish_partial_or_main(
+    rp: RoutingProblem, inp: RoutingInput, stages: list[str]
+) -> RawSolution:
+    """Cost stage with the floors as set: hard cover first, least shortfall if infeasible."""
+    stages.append("main")
+    sol = _expect(rp.run_main(), "main", inp)
+    if sol is None:
+        _min_shortfall(rp, inp, stages)
+        stages.append("main")
+        sol = _expect(rp.run_main(), "main-partial", inp)
+    if sol is None:
+        raise RoutingError(
+            "infeasible with the minimum shortfall",
+            call_id=inp.calls[0].id,
+            policy=inp.policy.value,
+        )
+    return _raw(sol, len(stages), stages)
+
+
 def solve_policy(rp: RoutingProblem, policy: Policy) -> RawSolution:
     """Solve the updated problem ``rp`` under ``policy``; raise ``RoutingError`` on failure."""
     inp, arrays = rp.input, rp.arrays
@@ -128,18 +147,7 @@ def solve_policy(rp: RoutingProblem, policy: Policy) -> RawSolution:
     stages: list[str] = []
     if policy is Policy.COST:
         rp.floors.set_floors(zeros, zeros)
-        stages.append("main")
-        sol = _expect(rp.run_main(), "main", inp)
-        if sol is not None:
-            return _raw(sol, 1, stages)
-        _min_shortfall(rp, inp, stages)
-        stages.append("main")
-        sol = _expect(rp.run_main(), "main-partial", inp)
-        if sol is None:
-            raise RoutingError(
-                "infeasible with the minimum shortfall", call_id=inp.calls[0].id, policy="cost"
-            )
-        return _raw(sol, len(stages), stages)
+        return _finish_partial_or_main(rp, inp, stages)
 
     # strict: one solve with optimistic floors, stages only when that is infeasible
     f1, f2 = optimistic_floors(inp, rp)
@@ -148,17 +156,37 @@ def solve_policy(rp: RoutingProblem, policy: Policy) -> RawSolution:
     sol = _expect(rp.run_main(), "main-optimistic", inp)
     if sol is not None:
         return _raw(sol, 1, stages)
-    _min_shortfall(rp, inp, stages)
     has_t1 = bool(np.any(arrays.credit_tier1 > 0))
     has_t2 = bool(np.any((arrays.credit_tier12 > 0) & (arrays.credit_tier1 == 0)))
+    rp.floors.set_floors(zeros, zeros)
     s1 = zeros
-    if has_t1:
-        rp.stage.set_stage(arrays.credit_tier1, arrays.deficit)
-        stages.append("stage-tier1")
-        out = _expect(rp.run("stage"), "stage-tier1", inp)
+    first = "stage-tier1" if has_t1 else "stage-tier2" if has_t2 else None
+    if first is None:
+        # no tier-1/2 source at all: strict is the cost policy with a hard cover
+        return _finish_partial_or_main(rp, inp, stages)
+    # The first stage runs with a hard cover (ū = 0); only if that is infeasible is the
+    # least shortfall needed (an extra solve), after which the stage runs again.
+    rp.stage.set_stage(arrays.credit_tier1 if has_t1 else arrays.credit_tier12, arrays.deficit)
+    stages.append(first)
+    out = _expect(rp.run("stage"), first, inp)
+    if out is None:
+        _min_shortfall(rp, inp, stages)
+        stages.append(first)
+        out = _expect(rp.run("stage"), first, inp)
         if out is None:
-            raise RoutingError("tier-1 stage infeasible", call_id=inp.calls[0].id, policy="strict")
+            raise RoutingError(f"{first} infeasible", call_id=inp.calls[0].id, policy="strict")
+    if has_t1:
         s1 = np.maximum(out.values["s"], 0.0)
+    else:
+        s2_only = np.maximum(out.values["s"], 0.0)
+        rp.floors.set_floors(zeros, s2_only - tol)
+        stages.append("main")
+        sol = _expect(rp.run_main(), "main-staged", inp)
+        if sol is None:
+            raise RoutingError(
+                "cost stage infeasible after tier stages", call_id=inp.calls[0].id, policy="strict"
+            )
+        return _raw(sol, len(stages), stages)
     rp.floors.set_floors(s1 - tol, zeros)
     s2 = s1
     if has_t2:

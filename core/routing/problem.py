@@ -35,7 +35,12 @@ import numpy.typing as npt
 from core.errors import RoutingError
 from core.routing.arrays import Arrays, Structure, compile_arrays, structure_of
 from core.routing.cvx import csum, is_dpp, new_highs, solve_highs
-from core.routing.fastdata import FastProblemData, LpArrays, lp_from_problem_data
+from core.routing.fastdata import (
+    FastProblemData,
+    LpArrays,
+    fold_singleton_rows,
+    lp_from_problem_data,
+)
 from core.routing.sources import RoutingInput
 from core.routing.terms import (
     ApiWeightBudget,
@@ -350,7 +355,7 @@ class RoutingProblem:
         return lp_from_problem_data(data)
 
     def _run_highspy(self, which: str) -> Outcome:
-        lpa = self._lp_arrays(which)
+        lpa = fold_singleton_rows(self._lp_arrays(which))
         n, m = lpa.n_cols, lpa.n_rows
         col_lower = lpa.col_lower.copy()
         col_upper = lpa.col_upper.copy()
