@@ -39,7 +39,8 @@ Raw = Mapping[str, Any]
 def _d(raw: Raw, key: str, where: str) -> Decimal:
     if key not in raw:
         raise DataError("venue payload lacks a field", field=key, where=where)
-    return to_decimal(raw[key], key, where=where)
+    value = to_decimal(raw[key], key, where=where)
+    return value if value != 0 else Decimal(0)  # "0.00000000" → 0, not Decimal('0E-8')
 
 
 def _signed_balance(
