@@ -20,7 +20,7 @@ which every unit moves at once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -111,10 +111,28 @@ class ScenarioMatrix:
     vol_shock: FloatArray  # (U, S) signed IV shock before DTE scaling: +0.5 = vol up 50 %
     weight: FloatArray  # (U, S) weight applied to the loss of the column
     joint: bool
+    _cache: dict[str, FloatArray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_scenarios(self) -> int:
         return int(self.price_move.shape[1])
+
+    @property
+    def price_move_t(self) -> FloatArray:
+        """``price_move`` as a contiguous (scenarios × units) array, for column gathers."""
+        return self._transposed("price_move")
+
+    @property
+    def vol_shock_t(self) -> FloatArray:
+        """``vol_shock`` as a contiguous (scenarios × units) array."""
+        return self._transposed("vol_shock")
+
+    def _transposed(self, name: str) -> FloatArray:
+        cached = self._cache.get(name)
+        if cached is None:
+            cached = np.ascontiguousarray(getattr(self, name).T)
+            self._cache[name] = cached
+        return cached
 
     def __post_init__(self) -> None:
         shape = self.price_move.shape
