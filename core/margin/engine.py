@@ -263,12 +263,6 @@ def _run_chunks(n_elems: int, bounds: list[_Chunk], work: Callable[[_Chunk], Non
             work(b)
 
 
-def delta_pnl(block: DeltaBlock, matrix: ScenarioMatrix) -> FloatArray:
-    """USD value change of every delta row in every scenario column (rows × S)."""
-    out: FloatArray = block.delta_usd[:, None] * matrix.price_move[block.unit]
-    return out
-
-
 def _option_pre(block: OptionBlock, matrix: ScenarioMatrix) -> tuple[FloatArray, ...]:
     """Per-row and per-(unit, scenario) terms computed once per call, not per element.
 
@@ -332,27 +326,6 @@ def _option_chunk(
     n1 -= n2
     n1 += const[lo:hi]
     out: FloatArray = n1
-    return out
-
-
-def option_pnl(block: OptionBlock, matrix: ScenarioMatrix) -> FloatArray:
-    """USD value change of every option row in every scenario column (rows × S), full re-pricing.
-
-    Rows are processed in cache-sized chunks, spread over the machine's cores when the book is
-    large (numpy and scipy ufuncs release the GIL).
-    """
-    n, s = block.size, matrix.n_scenarios
-    out = np.empty((n, s))
-    if n == 0:
-        return out
-    pre = _option_pre(block, matrix)
-    chunk = max(1, _OPTION_CHUNK_ELEMS // max(s, 1))
-    bounds = [(lo, min(n, lo + chunk)) for lo in range(0, n, chunk)]
-
-    def work(b: tuple[int, int]) -> None:
-        out[b[0] : b[1]] = _option_chunk(block, matrix, pre, *b).T
-
-    _run_chunks(n * s, bounds, work)
     return out
 
 
