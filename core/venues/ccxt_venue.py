@@ -343,23 +343,26 @@ class CcxtVenue(BaseVenue):
         rows = self._ccxt_fetch_positions(params)
         return parse.parse_positions(self.name, w, rows, self._margin_assets())
 
+    def _premium_index(self, wallet: WalletKind, op: str) -> Any:
+        match wallet:
+            case WalletKind.UM:
+                return self._read(op, lambda: self._ex.fapiPublicGetPremiumIndex({}))
+            case WalletKind.CM:
+                return self._read(op, lambda: self._ex.dapiPublicGetPremiumIndex({}))
+            case _:
+                raise DataError("premium index is for um or cm contracts", wallet=str(wallet))
+
+    def funding_rates(self, wallet: WalletKind) -> dict[str, Decimal]:
+        """Last funding rate per perpetual of the UM or CM wallet (Binance premiumIndex)."""
+        w = WalletKind.parse(str(wallet), where=f"funding rates on {self.name}")
+        return parse.parse_funding_rates(self._premium_index(w, "fetch_funding_rates"))
+
     def mark_prices(
         self, wallet: WalletKind, *, max_age_s: float | None = None
     ) -> tuple[MarkPrice, ...]:
         """Mark and index prices of every UM or CM contract; ``max_age_s`` refuses stale ones."""
         w = WalletKind.parse(str(wallet), where=f"mark prices on {self.name}")
-        match w:
-            case WalletKind.UM:
-                rows = self._read(
-                    "fetch_mark_prices", lambda: self._ex.fapiPublicGetPremiumIndex({})
-                )
-            case WalletKind.CM:
-                rows = self._read(
-                    "fetch_mark_prices", lambda: self._ex.dapiPublicGetPremiumIndex({})
-                )
-            case _:
-                raise DataError("mark prices are for um or cm contracts", wallet=str(w))
-        marks = parse.parse_premium_index(self.name, rows)
+        marks = parse.parse_premium_index(self.name, self._premium_index(w, "fetch_mark_prices"))
         if max_age_s is not None:
             now = self._clock.now()
             for m in marks:

@@ -21,6 +21,7 @@ from core.venues.wallets import parse_binance_transfer_type
 
 __all__ = [
     "parse_funding_balances",
+    "parse_funding_rates",
     "parse_futures_balances",
     "parse_leverage_brackets",
     "parse_margin_balances",
@@ -208,6 +209,16 @@ def parse_premium_index(venue: str, rows: Sequence[Raw] | Raw) -> tuple[MarkPric
             )
         )
     return tuple(out)
+
+
+def parse_funding_rates(rows: Sequence[Raw] | Raw) -> dict[str, Decimal]:
+    """premiumIndex → last funding rate per symbol (fraction per funding interval)."""
+    items = [rows] if isinstance(rows, Mapping) else list(rows)
+    return {
+        row["symbol"]: to_decimal(row["lastFundingRate"], "lastFundingRate", where="premiumIndex")
+        for row in items
+        if row.get("lastFundingRate") not in (None, "")
+    }
 
 
 def parse_leverage_brackets(rows: Sequence[Raw]) -> dict[str, tuple[Bracket, ...]]:

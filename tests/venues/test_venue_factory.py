@@ -122,3 +122,13 @@ def test_desk_venues_share_one_network(desk: DeskConfig, sims: DeskVenues) -> No
     assert sims.network is not None
     assert {e.name for e in sims.network.venues()} == {"sim-a", "sim-b"}
     assert sims.skipped  # options positions are reported, not silently dropped
+
+
+def test_funding_rates_with_um_and_cm_come_from_premium_index(sims: DeskVenues) -> None:
+    a = sims.venues["sim-a"]
+    assert a.funding_rates(WalletKind.UM) == {
+        "BTCUSDT": Decimal("0.0001"),
+        "ETHUSDT": Decimal("0.0001"),
+        "SOLUSDT": Decimal("0.0001"),
+    }
+    assert set(a.funding_rates(WalletKind.CM)) == {"BTCUSD_PERP", "ETHUSD_PERP"}

@@ -68,7 +68,9 @@ class FaultPlan:
         self.halted_pairs: set[tuple[WalletKind, WalletKind]] = set()
         self.venue_halted = False
         self.withdrawals_halted = False
-        self._random: tuple[random.Random, float, tuple[FaultKind, ...], str] | None = None
+        self._random: tuple[random.Random, float, tuple[FaultKind, ...], str, str | None] | None = (
+            None
+        )
 
     def inject(
         self,
@@ -90,11 +92,13 @@ class FaultPlan:
         probability: float,
         kinds: tuple[FaultKind, ...],
         path_prefix: str = "/",
+        *,
+        method: str | None = None,
     ) -> None:
         """Inject one of ``kinds`` into each matching request with ``probability`` (seeded)."""
         if not 0.0 <= probability <= 1.0:
             raise ValueError(f"probability must be in [0, 1], got {probability}")
-        self._random = (random.Random(seed), probability, kinds, path_prefix)
+        self._random = (random.Random(seed), probability, kinds, path_prefix, method)
 
     def take(self, method: str, path: str) -> Fault | None:
         """Consume and return the fault for this request, if any."""
@@ -105,9 +109,10 @@ class FaultPlan:
                     del self._faults[i]
                 return Fault(f.kind, f.path_prefix, f.method, 1, f.retry_after_s)
         if self._random is not None:
-            rng, p, kinds, prefix = self._random
-            if path.startswith(prefix) and kinds and rng.random() < p:
-                return Fault(rng.choice(kinds), prefix)
+            rng, p, kinds, prefix, only = self._random
+            wanted = only is None or only.upper() == method.upper()
+            if path.startswith(prefix) and wanted and kinds and rng.random() < p:
+                return Fault(rng.choice(kinds), prefix, only)
         return None
 
     def halt_pair(self, from_wallet: WalletKind, to_wallet: WalletKind) -> None:

@@ -1,0 +1,90 @@
+"""Seeded random faults under an executor-like loop: every logical transfer lands exactly once.
+
+The loop does what DESIGN §7 prescribes: on ``OutcomeUnknown`` look the key up before anything
+else; resend only on ``not_found`` (after freeing the key) or on errors that mean "not applied"
+(``RateLimited``, ``VenueUnavailable``). Whatever the fault sequence, the venue's books must show
+each transfer once: a timeout never turns into a silent second send.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from core.clock import ManualClock
+from core.domain import Asset, WalletKind
+from core.errors import InsufficientFunds, OutcomeUnknown, RateLimited, VenueUnavailable
+from core.venues.base import TransferStatus
+from core.venues.factory import DeskVenues
+from core.venues.sim.faults import FaultKind, FaultPlan
+
+W = WalletKind
+PATH = "/sapi/v1/asset/transfer"
+KINDS = (
+    FaultKind.TIMEOUT_APPLIED,
+    FaultKind.TIMEOUT_NOT_APPLIED,
+    FaultKind.SERVER_ERROR,
+    FaultKind.RATE_LIMIT_429,
+    FaultKind.INSUFFICIENT_FUNDS,
+)
+
+
+def test_fault_schedule_with_same_seed_repeats_exactly() -> None:
+    def draw(seed: int) -> list[str | None]:
+        plan = FaultPlan()
+        plan.schedule_random(seed, 0.4, KINDS, PATH, method="POST")
+        out = []
+        for _ in range(200):
+            f = plan.take("POST", PATH)
+            out.append(None if f is None else f.kind.value)
+        assert plan.take("GET", PATH) is None  # method filter
+        return out
+
+    assert draw(5) == draw(5)
+    assert draw(5) != draw(6)
+    assert {k for k in draw(5) if k} == {k.value for k in KINDS}
+
+
+def test_transfers_under_random_faults_land_exactly_once(
+    sims: DeskVenues, clock: ManualClock
+) -> None:
+    venue = sims.venues["sim-a"]
+    engine = sims.engines["sim-a"]
+    venue.load_markets()
+    engine.faults.schedule_random(20261127, 0.35, KINDS, PATH, method="POST")
+    usdt0 = sum(b.amount for b in venue.balances(W.SPOT) if b.asset.code == "USDT")
+    landed: dict[str, str] = {}
+    refused: set[str] = set()
+    sends = 0
+    for i in range(120):
+        key = f"soak/{i}"
+        for _attempt in range(20):
+            try:
+                sends += 1
+                receipt = venue.transfer(Asset("USDT"), Decimal("10.5"), W.SPOT, W.UM, key)
+                landed[key] = receipt.venue_transfer_id
+                break
+            except OutcomeUnknown:
+                clock.advance(1)
+                report = venue.lookup_transfer(key)
+                if report.status in (TransferStatus.CONFIRMED, TransferStatus.PENDING):
+                    assert report.venue_transfer_id is not None
+                    landed[key] = report.venue_transfer_id
+                    break
+                assert report.status is TransferStatus.NOT_FOUND
+                venue.forget_transfer(key)
+            except (RateLimited, VenueUnavailable):
+                clock.advance(1)
+            except InsufficientFunds:
+                refused.add(key)  # the injected -5013: nothing applied, give up on this one
+                break
+        else:
+            raise AssertionError(f"{key} never resolved")
+    clock.advance(5)
+    assert len(landed) + len(refused) == 120
+    assert sends > 120  # faults really happened
+    assert len(landed) > 60
+    # Exactly one venue transfer per landed key, none for refused keys.
+    assert len(engine.transfers) == len(landed)
+    assert sorted(landed.values()) == sorted(str(t.tran_id) for t in engine.transfers)
+    usdt1 = sum(b.amount for b in venue.balances(W.SPOT) if b.asset.code == "USDT")
+    assert usdt0 - usdt1 == Decimal("10.5") * len(landed)
