@@ -58,6 +58,11 @@ class Structure:
             return full
         return sp.csr_matrix(full[list(rows), :])
 
+    def per_source(self, x: FloatArray) -> FloatArray:
+        """Σ over each source's segments: (C, P) piece amounts → (C, J) source amounts."""
+        out: FloatArray = np.asarray((self.aggregation() @ x.T).T, dtype=np.float64)
+        return out
+
     def membership(self, members: tuple[tuple[str, tuple[int, ...]], ...]) -> sp.csr_matrix:
         rows = [r for r, (_, idx) in enumerate(members) for _ in idx]
         cols = [j for _, idx in members for j in idx]

@@ -220,15 +220,15 @@ def _shadow_price(
     binaries this equals the dual of the cover constraint when λ = ε = 0 (tested).
     """
     best: float | None = None
-    for j, s in enumerate(inp.sources):
-        if room.room(d, j) <= _EPS_USD:
-            continue
+    rooms = room.room_vector(d)
+    for j in (int(k) for k in np.flatnonzero(rooms > _EPS_USD)):
+        s = inp.sources[j]
         p = room.next_piece(j)
         if p is None or arrays.credit[d, p] <= 0:
             continue
         unit = arrays.cost[p]
         if s.needs_binary and not used[d, j]:
-            if room.room(d, j) < s.min_ticket_usd:
+            if rooms[j] < s.min_ticket_usd:
                 continue
             unit += s.fixed_fee_usd
         price = unit / arrays.credit[d, p]
@@ -252,7 +252,7 @@ def finalise(
 ) -> Plan:
     """Round, re-check in Decimal, top up, order and key a raw solution into a ``Plan``."""
     C, J = st.n_calls, st.n_sources
-    X = raw.x @ st.aggregation().T.toarray()  # (C, J) floats
+    X = st.per_source(raw.x)  # (C, J) floats
     amounts: dict[tuple[int, int], Decimal] = {}
     for d in range(C):
         for j in range(J):
@@ -317,10 +317,12 @@ def finalise(
             # A top-up that closes the gap is ranked by its total cost (surplus cover is worth
             # nothing); one that cannot close it alone, by cost per credited USD.
             best: tuple[tuple[int, float], int, Decimal] | None = None
-            for j, s in enumerate(inp.sources):
-                avail = room.room(d, j)
+            rooms = room.room_vector(d)
+            for j in (int(k) for k in np.flatnonzero(rooms > _EPS_USD)):
+                s = inp.sources[j]
+                avail = float(rooms[j])
                 p = room.next_piece(j)
-                if p is None or avail <= _EPS_USD or arrays.credit[d, p] <= 0:
+                if p is None or arrays.credit[d, p] <= 0:
                     continue
                 need = float(short) / arrays.credit[d, p]
                 add = _ceil_step(need, s.step_usd)

@@ -29,6 +29,7 @@ class Room:
         self.x = np.zeros((C, P))
         self.piece_used = np.zeros(P)
         starts = np.concatenate([[0], np.cumsum(st.segment_counts)[:-1]]).astype(int)
+        self.starts = starts
         self.piece_range = [
             range(int(starts[j]), int(starts[j]) + st.segment_counts[j]) for j in range(J)
         ]
@@ -79,6 +80,30 @@ class Room:
                 out[f"api_weight:{self.st.venues[r][0]}"] = (a.budget[r] - self.weight_used[r]) / w
         return out
 
+    def room_vector(self, d: int) -> np.ndarray:
+        """Room left for call d from every source at once (the vectorised ``room``)."""
+        a = self.a
+        J = self.st.n_sources
+        piece_left = a.piece_width - self.piece_used
+        seg_left = np.add.reduceat(piece_left, self.starts) if J else np.zeros(0)
+        room = np.minimum.reduce([a.cap[d] - self.X[d], a.cap_all - self.X.sum(axis=0), seg_left])
+        for g, (_, idx) in enumerate(self.st.groups):
+            ids = list(idx)
+            room[ids] = np.minimum(room[ids], a.group_limit[g] - self.group_used[g])
+        for o, (_, idx) in enumerate(self.st.origins):
+            ids = [j for j in idx if a.debit[o, j] > 0]
+            if ids:
+                left = (a.headroom[o] - self.origin_used[o]) / a.debit[o, ids]
+                room[ids] = np.minimum(room[ids], left)
+        for r, (_, idx) in enumerate(self.st.venues):
+            ids = [j for j in idx if a.weight_per_usd[r, j] > 0]
+            if ids:
+                left = (a.budget[r] - self.weight_used[r]) / a.weight_per_usd[r, ids]
+                room[ids] = np.minimum(room[ids], left)
+        room[a.credit[d, self.starts] <= 0] = 0.0
+        out: np.ndarray = np.maximum(room, 0.0)
+        return out
+
     def room(self, d: int, j: int) -> float:
         if self.a.credit[d, self.piece_range[j][0]] <= 0:
             return 0.0
@@ -115,7 +140,7 @@ class Room:
         room = cls(inp, st, arrays)
         room.x = x.copy()
         room.piece_used = x.sum(axis=0)
-        room.X = x @ st.aggregation().T.toarray()
+        room.X = st.per_source(x)
         moved = room.X.sum(axis=0)
         for g, (_, idx) in enumerate(st.groups):
             room.group_used[g] = moved[list(idx)].sum()

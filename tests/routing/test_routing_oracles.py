@@ -196,3 +196,33 @@ def test_fast_problem_data_with_random_values_equals_cvxpy_problem_data() -> Non
         np.testing.assert_allclose(mine.row_upper, ref.row_upper, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(mine.c, ref.c, rtol=1e-12, atol=1e-12)
         np.testing.assert_array_equal(mine.col_lower, ref.col_lower)
+
+
+def test_room_vector_with_random_usage_equals_per_source_room() -> None:
+    from core.routing.room import Room
+
+    rng = np.random.default_rng(17)
+    inp = random_input(
+        rng,
+        9,
+        shared_limits_usd={"g": 400.0},
+        origin_headroom_usd={"o": 300.0},
+    )
+    # route a few sources through the shared limit and the origin pool
+    import dataclasses
+
+    srcs = tuple(
+        dataclasses.replace(
+            s,
+            groups=("g",) if j % 2 else (),
+            origin_pool="o" if j % 3 == 0 else None,
+            origin_debit_per_usd=0.8,
+        )
+        for j, s in enumerate(inp.sources)
+    )
+    inp = dataclasses.replace(inp, sources=srcs)
+    raw, arrays, st = Router().solve_raw(inp)
+    room = Room.from_solution(inp, st, arrays, raw.x * 0.5)
+    vec = room.room_vector(0)
+    loop = np.array([room.room(0, j) for j in range(st.n_sources)])
+    np.testing.assert_allclose(vec, loop, rtol=0, atol=1e-9)
