@@ -120,7 +120,11 @@ class _LazyHeaders(Mapping[str, str]):
         return dict(getattr(self._exchange, "last_response_headers", None) or {})
 
     def __getitem__(self, key: str) -> str:
-        return self._h()[key]
+        wanted = key.lower()
+        for k, v in self._h().items():  # HTTP header names are case-insensitive
+            if k.lower() == wanted:
+                return str(v)
+        raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._h())
@@ -203,11 +207,17 @@ class CcxtVenue(BaseVenue):
             self.http_requests += 1
             self.request_log.append((method, path))
             try:
-                return original_fetch(url, method, headers, body)
+                result = original_fetch(url, method, headers, body)
             except ccxt.DDoSProtection:
-                retry = self._headers.get("Retry-After") or self._headers.get("retry-after")
+                retry = self._headers.get("Retry-After")
                 self.limiter.pause(family, float(retry) if retry else 60.0)
                 raise
+            used = self._headers.get("X-SAPI-USED-IP-WEIGHT-1M") or self._headers.get(
+                "X-MBX-USED-WEIGHT-1M"
+            )
+            if used is not None and str(used).isdigit():
+                self.limiter.observe_used(family, int(used))
+            return result
 
         ex.fetch = limited_fetch
 

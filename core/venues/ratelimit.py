@@ -148,6 +148,23 @@ class WeightLimiter:
                     break
             self._clock.sleep(max(wake - now, 1) / 1e9)
 
+    def observe_used(self, family: str, used_by_venue: int) -> None:
+        """Adopt the venue's own count (``X-MBX-USED-WEIGHT-1M``) when it is higher than ours.
+
+        Other clients on the same IP or account spend the same budget; the venue's header is the
+        truth. The difference is booked now, so it ages out of our window a minute later (a
+        conservative choice: the venue's older spends may leave its window sooner).
+        """
+        w = self._windows.get(family)
+        if w is None:
+            return
+        now = self._clock.timestamp_ns()
+        self._expire(w, now)
+        extra = used_by_venue - w.used
+        if extra > 0:
+            w.sent.append((now, extra))
+            w.used += extra
+
     def pause(self, family: str, retry_after_s: float) -> None:
         """Honour a 429/418 ``Retry-After``: no request of ``family`` before it has passed."""
         w = self._windows.get(family)

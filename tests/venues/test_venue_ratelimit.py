@@ -111,3 +111,22 @@ def test_sim_429_answer_carries_retry_after_and_binance_code(sims: DeskVenues) -
     assert answer.status == 429
     assert answer.body["code"] == -1003
     assert int(answer.headers["Retry-After"]) > 0
+
+
+def test_adapter_with_other_client_spending_weight_adopts_venue_count(
+    sims: DeskVenues, clock: ManualClock
+) -> None:
+    """Another client on the same budget: the venue's X-SAPI-USED-IP-WEIGHT-1M header wins."""
+    venue = sims.venues["sim-b"]
+    dialect = sims.dialects["sim-b"]
+    venue.load_markets()
+    for _ in range(5):  # someone else sends 5 × 900 weight of transfers
+        dialect.handle("POST", "/sapi/v1/asset/transfer", "", "", {})
+    ours_before = venue.limiter.used("sapi")
+    venue.transfer(Asset("USDT"), Decimal(1), WalletKind.SPOT, WalletKind.UM, "shared-1")
+    assert venue.limiter.used("sapi") == dialect.used_weight("sapi") == ours_before + 5 * 900 + 900
+    # The next transfer now has to wait for the window instead of drawing a 429.
+    t0 = clock.timestamp_ns()
+    venue.transfer(Asset("USDT"), Decimal(1), WalletKind.SPOT, WalletKind.UM, "shared-2")
+    assert clock.timestamp_ns() > t0
+    assert dialect.throttled == 0
