@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -53,13 +53,17 @@ def _executor() -> ThreadPoolExecutor:
 
 
 def _segments(group: IntArray) -> tuple[IntArray, IntArray]:
-    """Start index and group id of each run of equal ``group`` values (``group`` sorted)."""
+    """Start index and group id of each run of equal ``group`` values.
+
+    The rows of one group must be contiguous (any group order): a group met twice is refused.
+    """
     if group.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    if np.any(np.diff(group) < 0):
-        raise ValueError("rows must be sorted by group")
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]).astype(np.int64)
-    return starts, group[starts]
+    seg_group = group[starts]
+    if np.unique(seg_group).size != seg_group.size:
+        raise ValueError("the rows of each group must be contiguous")
+    return starts, seg_group
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +136,8 @@ def _black76(
 
 @dataclass(frozen=True, slots=True)
 class RiskBook:
-    """All rows of one or many pools, sorted by (pool, unit) group within each block.
+    """All rows of one or many pools; within each block the rows of a (pool, unit) group are
+    contiguous (``build_risk_book`` orders them by unit, then group).
 
     ``group_unit``/``group_pool`` map a group to its unit row and pool; ``pool_mc_price_usd`` is
     each pool's margin-currency USD price and ``pool_mc_unit`` its unit row (−1 when the margin
@@ -169,6 +174,16 @@ class EngineResult:
 _Chunk = TypeVar("_Chunk")
 
 
+class _Rows(NamedTuple):
+    """A chunk of rows of one unit: rows lo:hi, their group segments s_lo:s_hi."""
+
+    lo: int
+    hi: int
+    s_lo: int
+    s_hi: int
+    unit: int
+
+
 @dataclass(frozen=True, slots=True)
 class _BlockPlan:
     """Per-call bookkeeping of one block, computed once (not per chunk).
@@ -178,7 +193,7 @@ class _BlockPlan:
     (with ``mc_unit`` the unit row giving its move); ``inv_p0`` is 1 / margin-currency price.
     """
 
-    chunks: list[tuple[int, int, int, int]]
+    chunks: list[_Rows]
     starts: IntArray
     seg_group: IntArray
     inv_p0: FloatArray
@@ -193,15 +208,24 @@ def _plan(
     n = int(group.size)
     starts, seg_group = _segments(group)
     target = max(1, _OPTION_CHUNK_ELEMS // max(n_cols, 1))
-    chunks: list[tuple[int, int, int, int]] = []
+    chunks: list[_Rows] = []
     if n:
-        wanted = np.arange(target, n, target)
-        ix = np.searchsorted(starts, wanted)
-        cut_segs = np.unique(ix[ix < starts.size])
-        seg_edges = [0, *(int(c) for c in cut_segs if c > 0), int(starts.size)]
-        for s_lo, s_hi in pairwise(seg_edges):
-            row_hi = int(starts[s_hi]) if s_hi < starts.size else n
-            chunks.append((int(starts[s_lo]), row_hi, s_lo, s_hi))
+        # cut where the unit changes (a group has one unit, so only at segment starts) …
+        seg_unit = unit[starts]
+        unit_cuts = np.flatnonzero(np.r_[True, seg_unit[1:] != seg_unit[:-1]])
+        unit_edges = [*(int(c) for c in unit_cuts), int(starts.size)]
+        for u_lo, u_hi in pairwise(unit_edges):
+            # … and about every ``target`` rows, at the next segment start
+            row_lo = int(starts[u_lo])
+            row_hi = int(starts[u_hi]) if u_hi < starts.size else n
+            wanted = np.arange(row_lo + target, row_hi, target)
+            ix = np.searchsorted(starts[u_lo:u_hi], wanted) + u_lo
+            cut_segs = np.unique(ix[ix < u_hi])
+            seg_edges = [u_lo, *(int(c) for c in cut_segs if c > u_lo), u_hi]
+            for s_lo, s_hi in pairwise(seg_edges):
+                lo = int(starts[s_lo])
+                hi = int(starts[s_hi]) if s_hi < starts.size else n
+                chunks.append(_Rows(lo, hi, s_lo, s_hi, int(seg_unit[s_lo])))
     p0 = book.pool_mc_price_usd[pool]
     mc_unit_of_row = book.pool_mc_unit[pool]
     if joint:
@@ -223,7 +247,7 @@ def _convert_and_reduce(
     vals: FloatArray,
     value0: FloatArray,
     plan: _BlockPlan,
-    chunk: tuple[int, int, int, int],
+    chunk: _Rows,
     matrix: ScenarioMatrix,
     g: FloatArray,
     rows_out: FloatArray | None,
@@ -234,7 +258,7 @@ def _convert_and_reduce(
     pnl = ΔV / P0 for most rows; where the margin currency moves with the scenario (a
     coin-margined pool), pnl = (V0 + ΔV) / (P0·(1 + m_mc)) − V0 / P0.
     """
-    lo, hi, s_lo, s_hi = chunk
+    lo, hi, s_lo, s_hi, _ = chunk
     r_lo, r_hi = np.searchsorted(plan.mc_rows, (lo, hi))
     if plan.scale or r_hi > r_lo:
         inv_p0 = plan.inv_p0[lo:hi]
@@ -294,33 +318,30 @@ def _option_chunk(
     block: OptionBlock,
     matrix: ScenarioMatrix,
     pre: tuple[FloatArray, ...],
-    lo: int,
-    hi: int,
+    c: _Rows,
 ) -> FloatArray:
-    """Re-price option rows ``lo:hi`` in every column: USD change as (scenarios × rows).
+    """Re-price the option rows of chunk ``c`` (one unit) in every column: (scenarios × rows).
 
-    Scenarios are the outer axis so every per-row term broadcasts along long contiguous inner
-    loops (rows × 35 with a per-row vector would run 35-element inner loops).
+    Scenarios are the outer axis, so per-scenario terms broadcast as (S, 1) columns and per-row
+    terms as (1, rows) along long contiguous inner loops; no gather is needed since the chunk's
+    rows share one unit.
     """
     growth, log_growth, ln_fk, iv_sqrt_t, ivk_sqrt_t, floor_sqrt_t, put, s_f0, s_k, const, _ = pre
-    u = block.unit[lo:hi]
+    lo, hi, u = c.lo, c.hi, c.unit
     # sd = σ′·√T with σ′ = max(σ·(1 + v·k), floor)
-    sd = matrix.vol_shock_t[:, u]
-    sd *= ivk_sqrt_t[lo:hi]
+    sd = np.multiply(matrix.vol_shock_t[:, u, None], ivk_sqrt_t[lo:hi])
     sd += iv_sqrt_t[lo:hi]
     np.maximum(sd, floor_sqrt_t[lo:hi], out=sd)
     # d1,2 = (ln(F0/K) + ln(1+m)) / sd ± sd/2: the log is per (unit, scenario), not per element
-    x = log_growth[:, u]
-    x += ln_fk[lo:hi]
+    x = np.add(log_growth[:, u, None], ln_fk[lo:hi])
     x /= sd
     sd *= 0.5
     d1 = x + sd
     x -= sd
     n1 = ndtr(d1, out=d1)
     n1 -= put[lo:hi]
-    fwd = growth[:, u]
-    fwd *= s_f0[lo:hi]
-    n1 *= fwd
+    n1 *= growth[:, u, None]
+    n1 *= s_f0[lo:hi]
     n2 = ndtr(x, out=x)
     n2 *= s_k[lo:hi]
     n1 -= n2
@@ -360,10 +381,9 @@ def scenario_pnl(book: RiskBook, matrix: ScenarioMatrix, *, keep_rows: bool = Tr
     o_rows = np.empty((o.size, s)) if keep_rows else None
     d_plan = _plan(book, d.group, d.unit, d.pool, matrix.joint, s)
 
-    def delta_work(c: tuple[int, int, int, int]) -> None:
-        lo, hi = c[0], c[1]
-        vals = matrix.price_move_t[:, d.unit[lo:hi]]  # scenarios × rows
-        vals *= d.delta_usd[lo:hi]
+    def delta_work(c: _Rows) -> None:
+        # ΔV = delta × m as (scenarios × rows): one broadcast multiply, the unit's column
+        vals = np.multiply(matrix.price_move_t[:, c.unit, None], d.delta_usd[c.lo : c.hi])
         _convert_and_reduce(vals, d.value0_usd, d_plan, c, matrix, g, d_rows)
 
     _run_chunks(d.size * s, d_plan.chunks, delta_work)
@@ -372,8 +392,8 @@ def scenario_pnl(book: RiskBook, matrix: ScenarioMatrix, *, keep_rows: bool = Tr
         value0 = o.size_usd * pre[-1]  # current Black-76 value of each row, USD
         o_plan = _plan(book, o.group, o.unit, o.pool, matrix.joint, s)
 
-        def option_work(c: tuple[int, int, int, int]) -> None:
-            vals = _option_chunk(o, matrix, pre, c[0], c[1])
+        def option_work(c: _Rows) -> None:
+            vals = _option_chunk(o, matrix, pre, c)
             _convert_and_reduce(vals, value0, o_plan, c, matrix, g, o_rows)
 
         _run_chunks(o.size * s, o_plan.chunks, option_work)

@@ -207,21 +207,29 @@ def build_risk_book(
                     )
                     o_cols["floor"].append(sp.min_vol_frac)
 
+    # Rows ordered by (unit, group): groups stay contiguous and the engine's chunks each hold
+    # one unit, so scenario moves broadcast instead of being gathered per row.
+    d_ord = np.lexsort((_ia(d.group), _ia(d.unit)))
+    o_ord = np.lexsort((_ia(o.group), _ia(o.unit)))
     delta_block = DeltaBlock(
-        _ia(d.group), _ia(d.unit), _ia(d.pool), _fa(d.delta_usd), _fa(d.value0_usd)
+        _ia(d.group)[d_ord],
+        _ia(d.unit)[d_ord],
+        _ia(d.pool)[d_ord],
+        _fa(d.delta_usd)[d_ord],
+        _fa(d.value0_usd)[d_ord],
     )
     option = OptionBlock(
-        _ia(o.group),
-        _ia(o.unit),
-        _ia(o.pool),
-        _fa(o_cols["size"]),
-        _fa(o_cols["fwd"]),
-        _fa(o_cols["k"]),
-        _fa(o_cols["t"]),
-        _fa(o_cols["iv"]),
-        _fa(o_cols["call"]).astype(bool),
-        _fa(o_cols["scale"]),
-        _fa(o_cols["floor"]),
+        _ia(o.group)[o_ord],
+        _ia(o.unit)[o_ord],
+        _ia(o.pool)[o_ord],
+        _fa(o_cols["size"])[o_ord],
+        _fa(o_cols["fwd"])[o_ord],
+        _fa(o_cols["k"])[o_ord],
+        _fa(o_cols["t"])[o_ord],
+        _fa(o_cols["iv"])[o_ord],
+        _fa(o_cols["call"])[o_ord].astype(bool),
+        _fa(o_cols["scale"])[o_ord],
+        _fa(o_cols["floor"])[o_ord],
     )
     risk = RiskBook(
         delta_block, option, _ia(group_unit), _ia(group_pool), _fa(mc_price), _ia(mc_unit)
@@ -230,9 +238,9 @@ def build_risk_book(
         tuple(units),
         tuple(b.pool.id for b, _ in pools),
         tuple(group_keys),
-        tuple(d.keys),
-        tuple(o.keys),
-        tuple(d.kinds),
-        tuple(d.t_years),
+        tuple(d.keys[i] for i in d_ord),
+        tuple(o.keys[i] for i in o_ord),
+        tuple(d.kinds[i] for i in d_ord),
+        tuple(d.t_years[i] for i in d_ord),
     )
     return risk, labels
