@@ -86,7 +86,10 @@ def sim_serve(
         dialects[name] = BinanceDialect(engine)
         for item in skipped:
             out.print(f"[yellow]note[/]: {item}")
-    server = SimHttpServer(dialects, port=port)
+    try:
+        server = SimHttpServer(dialects, port=port)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}", port=port) from None
     for name, d in dialects.items():
         out.print(f"{name}  {server.base_url(name)}  api key {d.engine.config.api_key}")
     out.print(

@@ -61,3 +61,15 @@ def test_sim_serve_process_answers_an_unmodified_ccxt_client() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_sim_serve_with_port_in_use_exits_2_with_one_line() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(app, ["sim", "serve", "--port", str(port)])
+    assert result.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output

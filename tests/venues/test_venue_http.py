@@ -115,3 +115,10 @@ def test_example_desk_with_inprocess_and_http_transports_gives_same_results(
     # sim-b spot: +49,999 on-chain, −2 × 1000.12345678 sent to um and options.
     assert after - before == Decimal(49_999) - 2 * Decimal("1000.12345678")
     assert loopback_only  # the HTTP run really used sockets, all of them loopback
+
+
+def test_sim_server_binds_loopback_only(desk: DeskConfig, clock: ManualClock) -> None:
+    engine, _ = sim_exchange_from_desk(desk, "sim-a", clock)
+    with SimHttpServer({"sim-a": BinanceDialect(engine)}) as server:
+        assert server._server.server_address[0] == "127.0.0.1"
+        assert server.base_url("sim-a").startswith("http://127.0.0.1:")
