@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import numpy as np
@@ -49,14 +49,20 @@ def _dec(value: float) -> Decimal:
 
 
 def _floor_step(amount: float, step: float, *, forgiving: bool = True) -> Decimal:
-    """Round down to a multiple of ``step``, forgiving solver tolerance just below a step.
+    """Round down to a multiple of ``step``; solver noise next to a step snaps to that step.
 
-    The solver's feasibility tolerance (and the strict policy's floor tolerance, ~1e-6 USD)
-    leaves amounts such as 299.9999987 for 300; they count as 300. Caps are re-applied after.
+    The solver's feasibility tolerance (and the strict policy's floor tolerance, ~1e-9 of the
+    deficit) leaves amounts such as 299.9999987 for 300 or 1,507,700.0025 for 1,507,700: an
+    amount within that noise of a step is that step; anything else rounds down. Caps are
+    re-applied by the caller.
     """
     step_d = _dec(step)
-    slack = 1e-5 + 2e-9 * abs(amount) if forgiving else 0.0
-    n = (_dec(amount + slack) / step_d).to_integral_value(rounding=ROUND_FLOOR)
+    amount_d = _dec(amount)
+    nearest = (amount_d / step_d).to_integral_value(rounding=ROUND_HALF_EVEN)
+    slack = _dec(1e-5 + 1e-8 * abs(amount)) if forgiving else _ZERO
+    if abs(amount_d - nearest * step_d) <= slack:
+        return max(_ZERO, nearest * step_d)
+    n = (amount_d / step_d).to_integral_value(rounding=ROUND_FLOOR)
     return max(_ZERO, n * step_d)
 
 
