@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 __all__ = [
     "DEFAULT_EXTENDED_MOVES",
     "DEFAULT_LOAN_MMR_BY_LEVERAGE",
+    "DEFAULT_SCENARIO_BY_ASSET",
     "Bracket",
     "CollateralRate",
     "CollateralTier",
@@ -265,6 +266,13 @@ class StandardParams(FrozenModel):
     im_to_mm_multiple: float = Field(2.0, ge=1)
 
 
+# Deribit portfolio margin price ranges where a desk configures nothing for the asset.
+DEFAULT_SCENARIO_BY_ASSET: dict[str, ScenarioParams] = {
+    "BTC": ScenarioParams(price_range_frac=0.16),
+    "ETH": ScenarioParams(price_range_frac=0.18),
+}
+
+
 class MarginParams(FrozenModel):
     """Everything a margin model needs besides the portfolio itself, for one pool.
 
@@ -313,9 +321,11 @@ class MarginParams(FrozenModel):
         return rate if rate is not None else CollateralRate.flat(0)
 
     def scenario_for(self, asset: str) -> ScenarioParams:
-        """The asset's scenario parameters, or the Deribit-like defaults."""
+        """The asset's scenario parameters, else Deribit's for BTC/ETH, else the generic defaults."""
         found = self.scenario.get(asset)
-        return found if found is not None else ScenarioParams()
+        if found is not None:
+            return found
+        return DEFAULT_SCENARIO_BY_ASSET.get(asset) or ScenarioParams()
 
     @property
     def loan_mmr(self) -> float:

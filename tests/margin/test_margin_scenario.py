@@ -356,3 +356,12 @@ def test_joint_stress_matrix_with_random_moves_agrees_with_loop_oracle(
     gross = sum(abs(float(p.units)) * S[p.unit] for p in book.positions) + 1.0
     assert _close(float(got[0]), expect, gross)
     assert abs(float(got[1])) <= 1e-12 * gross
+
+
+def test_scenario_defaults_with_nothing_configured_are_deribit_btc_16_eth_18() -> None:
+    params = MarginParams()
+    assert params.scenario_for("BTC").price_range_frac == 0.16
+    assert params.scenario_for("ETH").price_range_frac == 0.18
+    assert params.scenario_for("SOL") == ScenarioParams()
+    assert params.scenario_for("ETH").mm_factor == 0.8
+    assert params.scenario_for("ETH").buckets == 4
