@@ -152,7 +152,7 @@ def test_cost_with_tighter_deadline_is_not_lower(inp: RoutingInput, frac: float)
         assert tight_cost >= loose_cost - 1e-6 * (1 + loose_cost)
 
 
-@SETTINGS
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(inputs(Policy.STRICT) | inputs(Policy.COST), st.floats(1.01, 3.0))
 def test_plan_with_uncoverable_deficit_reports_exact_uncovered(
     inp: RoutingInput, factor: float
