@@ -37,7 +37,7 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 # Elements (rows × scenarios) per chunk: keeps each temporary (256 KiB) inside the L2 cache.
-_OPTION_CHUNK_ELEMS = 1 << 15
+_CHUNK_ELEMS = 1 << 15
 # Books at least this large (rows × scenarios) are re-priced on all cores.
 _PARALLEL_MIN_ELEMS = 1 << 18
 _WORKERS = max(1, min(8, os.cpu_count() or 1))
@@ -188,8 +188,8 @@ class _Rows(NamedTuple):
 class _BlockPlan:
     """Per-call bookkeeping of one block, computed once (not per chunk).
 
-    ``chunks`` are (row lo, row hi, segment lo, segment hi) and never cut a group, so chunks
-    write disjoint rows of the group matrix; ``mc_rows`` are the rows whose margin currency moves
+    ``chunks`` hold one unit each and never cut a group, so chunks write disjoint rows of the
+    group matrix; ``mc_rows`` are the rows whose margin currency moves
     (with ``mc_unit`` the unit row giving its move); ``inv_p0`` is 1 / margin-currency price.
     """
 
@@ -205,9 +205,10 @@ class _BlockPlan:
 def _plan(
     book: RiskBook, group: IntArray, unit: IntArray, pool: IntArray, joint: bool, n_cols: int
 ) -> _BlockPlan:
+    """Cut a block into one-unit chunks of about ``_CHUNK_ELEMS`` elements at group starts."""
     n = int(group.size)
     starts, seg_group = _segments(group)
-    target = max(1, _OPTION_CHUNK_ELEMS // max(n_cols, 1))
+    target = max(1, _CHUNK_ELEMS // max(n_cols, 1))
     chunks: list[_Rows] = []
     if n:
         # cut where the unit changes (a group has one unit, so only at segment starts) …
@@ -280,6 +281,7 @@ def _convert_and_reduce(
 
 
 def _run_chunks(n_elems: int, bounds: list[_Chunk], work: Callable[[_Chunk], None]) -> None:
+    """Run ``work`` on every chunk, on the worker threads when the block is large."""
     if n_elems >= _PARALLEL_MIN_ELEMS and _WORKERS > 1 and len(bounds) > 1:
         list(_executor().map(work, bounds))
     else:
@@ -377,6 +379,7 @@ def scenario_pnl(book: RiskBook, matrix: ScenarioMatrix, *, keep_rows: bool = Tr
     s = matrix.n_scenarios
     g = np.zeros((book.n_groups, s))
     d, o = book.delta, book.option
+    _ = (matrix.price_move_t, matrix.vol_shock_t)  # build the cached layouts before any thread
     d_rows = np.empty((d.size, s)) if keep_rows else None
     o_rows = np.empty((o.size, s)) if keep_rows else None
     d_plan = _plan(book, d.group, d.unit, d.pool, matrix.joint, s)
