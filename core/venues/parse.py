@@ -13,8 +13,8 @@ from decimal import Decimal
 from typing import Any
 
 from core.clock import ns_to_datetime
-from core.domain import Asset, Balance, MarkPrice, WalletKind, to_decimal
-from core.errors import DataError
+from core.domain import Asset, Balance, Instrument, MarkPrice, Position, WalletKind, to_decimal
+from core.errors import DataError, UnknownAssetError
 from core.margin.params import Bracket
 from core.venues.base import PositionReport, TransferHistoryRow, TransferStatus
 from core.venues.wallets import parse_binance_transfer_type
@@ -32,6 +32,7 @@ __all__ = [
     "parse_spot_balances",
     "parse_transfer_rows",
     "parse_transfer_status",
+    "positions_to_domain",
 ]
 
 Raw = Mapping[str, Any]
@@ -270,4 +271,29 @@ def parse_transfer_rows(rows: Sequence[Raw]) -> tuple[TransferHistoryRow, ...]:
                 status=parse_transfer_status(row["status"]),
             )
         )
+    return tuple(out)
+
+
+def positions_to_domain(
+    reports: Sequence[PositionReport], instruments: Mapping[str, Instrument]
+) -> tuple[Position, ...]:
+    """Venue position reports → domain ``Position``s, using the desk's instrument definitions.
+
+    Raises
+    ------
+    UnknownAssetError
+        The venue holds a position in a symbol the desk never declared (margin would be wrong
+        without it, so it is refused rather than skipped).
+    """
+    out = []
+    for r in reports:
+        inst = instruments.get(r.symbol)
+        if inst is None:
+            raise UnknownAssetError(
+                "venue reports a position in an undeclared instrument",
+                symbol=r.symbol,
+                venue=r.venue,
+                wallet=str(r.wallet),
+            )
+        out.append(Position(r.venue, r.wallet, inst, r.qty, r.entry_price))
     return tuple(out)

@@ -132,3 +132,20 @@ def test_funding_rates_with_um_and_cm_come_from_premium_index(sims: DeskVenues) 
         "SOLUSDT": Decimal("0.0001"),
     }
     assert set(a.funding_rates(WalletKind.CM)) == {"BTCUSD_PERP", "ETHUSD_PERP"}
+
+
+def test_positions_to_domain_with_desk_instruments_matches_config(
+    desk: DeskConfig, sims: DeskVenues
+) -> None:
+    from core.errors import UnknownAssetError
+    from core.venues.parse import positions_to_domain
+
+    a = sims.venues["sim-a"]
+    reports = a.positions(WalletKind.UM) + a.positions(WalletKind.CM)
+    got = positions_to_domain(reports, desk.instrument_map())
+    expected = [p for p in desk.initial_positions() if p.venue == "sim-a"]
+    assert sorted(got, key=lambda p: p.instrument.symbol) == sorted(
+        expected, key=lambda p: p.instrument.symbol
+    )
+    with pytest.raises(UnknownAssetError, match="undeclared instrument"):
+        positions_to_domain(reports, {})
