@@ -34,8 +34,6 @@ cli_db.register(app)
 cli_sim.register(app)
 cli_margin.register(app)
 cli_route.register(app)
-cli_margin.register(app)
-cli_route.register(app)
 
 
 @config_app.command("check")
