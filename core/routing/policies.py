@@ -72,6 +72,31 @@ def optimistic_floors(inp: RoutingInput, rp: RoutingProblem) -> tuple[FloatArray
     return np.minimum(f1, deficit), np.minimum(f2, deficit)
 
 
+def _floors_attainable(
+    inp: RoutingInput, f1: FloatArray, f2: FloatArray, tol: FloatArray
+) -> bool:
+    """A necessary condition for the optimistic floors: jointly, the calls cannot take more
+    tier credit than the tier's sources hold, each counted once (their capacity at the latest
+    deadline). Failing it, the optimistic solve is certainly infeasible and is skipped; a
+    single call always passes, since there the floors are built from the same capacities."""
+    if len(inp.calls) == 1:
+        return True
+    t_max = max(c.deadline_s for c in inp.calls)
+    total1 = total12 = 0.0
+    for s in inp.sources:
+        if s.tier is Tier.TRANSFER:
+            continue
+        cap = s.capacity_usd(t_max)
+        credit = s.credit_for(cap) if cap >= s.min_ticket_usd else 0.0
+        total12 += credit
+        if s.tier is Tier.PNL_OFFSET:
+            total1 += credit
+    return bool(
+        (f1 - tol).sum() <= total1 + 1e-6 * (1 + total1)
+        and (f2 - tol).sum() <= total12 + 1e-6 * (1 + total12)
+    )
+
+
 def _expect(out: Outcome, stage: str, inp: RoutingInput) -> Solved | None:
     """Return the solution, ``None`` if infeasible; raise a typed error on failure."""
     if isinstance(out, Solved):
@@ -151,11 +176,12 @@ def solve_policy(rp: RoutingProblem, policy: Policy) -> RawSolution:
 
     # strict: one solve with optimistic floors, stages only when that is infeasible
     f1, f2 = optimistic_floors(inp, rp)
-    rp.floors.set_floors(f1 - tol, f2 - tol)
-    stages.append("main-optimistic")
-    sol = _expect(rp.run_main(), "main-optimistic", inp)
-    if sol is not None:
-        return _raw(sol, 1, stages)
+    if _floors_attainable(inp, f1, f2, tol):
+        rp.floors.set_floors(f1 - tol, f2 - tol)
+        stages.append("main-optimistic")
+        sol = _expect(rp.run_main(), "main-optimistic", inp)
+        if sol is not None:
+            return _raw(sol, 1, stages)
     has_t1 = bool(np.any(arrays.credit_tier1 > 0))
     has_t2 = bool(np.any((arrays.credit_tier12 > 0) & (arrays.credit_tier1 == 0)))
     rp.floors.set_floors(zeros, zeros)
