@@ -69,11 +69,15 @@ def random_input(
 
 
 def oracle(
-    inp: RoutingInput, fixed_y: dict[tuple[int, int], int] | None = None
+    inp: RoutingInput,
+    fixed_y: dict[tuple[int, int], int] | None = None,
+    strict_floors: list[float] | None = None,
 ) -> tuple[str, float, float]:
     """Solve the cost policy from scratch: (status, objective, pure cost USD).
 
-    ``fixed_y`` fixes the used/not-used decision of binary sources (for brute force).
+    ``fixed_y`` fixes the used/not-used decision of binary sources (for brute force). Given a
+    list as ``strict_floors``, solve the strict policy instead (maximise capped tier-1, then
+    tier-1+2 credit summed over calls, then cost) and append the two stage optima to it.
     """
     cons: list[Any] = []
     obj_terms: list[Any] = []
@@ -83,6 +87,9 @@ def oracle(
     moved: dict[int, list[Any]] = {j: [] for j in range(len(inp.sources))}
     per_piece: dict[tuple[int, int], list[Any]] = {}
     credit_of_call: list[list[Any]] = [[] for _ in inp.calls]
+    tier_credit: dict[tuple[int, int], list[Any]] = {
+        (d, t): [] for d in range(len(inp.calls)) for t in (1, 2, 3)
+    }
     for d, call in enumerate(inp.calls):
         for j, s in enumerate(inp.sources):
             xv = cp.Variable(len(s.segments), nonneg=True)
@@ -104,6 +111,7 @@ def oracle(
             else:
                 cons.append(cap >= X)
             credit_of_call[d].append(cr @ xv)
+            tier_credit[(d, int(s.tier))].append(cr @ xv)
             obj_terms.append(co @ xv + lam * s.latency_s * (cr @ xv) + eps * (int(s.tier) - 1) * X)
             cost_terms.append(co @ xv)
     for (j, k), xs in per_piece.items():
@@ -124,6 +132,24 @@ def oracle(
             cons.append(cp.sum(cp.hstack(members)) <= head)
     for d, call in enumerate(inp.calls):
         cons.append(cp.sum(cp.hstack(credit_of_call[d])) >= call.deficit_usd)
+    if strict_floors is not None:
+        # lexicographic stages of the strict policy, each a from-scratch problem
+        for tiers in ((1,), (1, 2)):
+            caps = []
+            for d, call in enumerate(inp.calls):
+                terms = [e for t in tiers for e in tier_credit[(d, t)]]
+                if terms:
+                    caps.append(cp.minimum(cp.sum(cp.hstack(terms)), call.deficit_usd))
+            if not caps:
+                strict_floors.append(0.0)
+                continue
+            stage = cp.Problem(cp.Maximize(cp.sum(cp.hstack(caps))), cons)
+            stage.solve(solver=cp.HIGHS)
+            if stage.status != cp.OPTIMAL:
+                return str(stage.status), float("inf"), float("inf")
+            best = float(stage.value)
+            strict_floors.append(best)
+            cons = [*cons, cp.sum(cp.hstack(caps)) >= best - 1e-6 * (1 + best)]
     prob = cp.Problem(cp.Minimize(cp.sum(cp.hstack(obj_terms))), cons)
     prob.solve(solver=cp.HIGHS, mip_rel_gap=1e-9)
     if prob.status != cp.OPTIMAL:

@@ -226,3 +226,35 @@ def test_room_vector_with_random_usage_equals_per_source_room() -> None:
     vec = room.room_vector(0)
     loop = np.array([room.room(0, j) for j in range(st.n_sources)])
     np.testing.assert_allclose(vec, loop, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_strict_with_joint_calls_matches_plain_lexicographic_stages(seed: int) -> None:
+    import dataclasses
+
+    from core.routing import Deficit
+
+    rng = np.random.default_rng(5000 + seed)
+    base = random_input(rng, int(rng.integers(3, 7)), binaries=bool(seed % 2), **EPS_ZERO)
+    srcs = tuple(
+        dataclasses.replace(s, calls=None if j % 2 else frozenset({f"c{j % 3 % 2}"}))
+        for j, s in enumerate(base.sources)
+    )
+    calls = (
+        Deficit("c0", round(float(rng.uniform(100, 900)), 2), 60.0),
+        Deficit("c1", round(float(rng.uniform(100, 900)), 2), 45.0),
+    )
+    inp = dataclasses.replace(base, calls=calls, sources=srcs, policy=Policy.STRICT)
+    floors: list[float] = []
+    status, _, cost = oracle(inp, strict_floors=floors)
+    raw, arrays, _ = Router().solve_raw(inp)
+    if status != "optimal":
+        assert raw.shortfall.sum() > 1e-6
+        return
+    assert raw.shortfall.sum() <= 1e-5
+    credit = arrays.credit * raw.x
+    tier1 = float((credit * (arrays.credit_tier1 > 0)).sum(axis=1).clip(max=arrays.deficit).sum())
+    tier12 = float((credit * (arrays.credit_tier12 > 0)).sum(axis=1).clip(max=arrays.deficit).sum())
+    assert tier1 == pytest.approx(floors[0], rel=1e-6, abs=1e-4)
+    assert tier12 == pytest.approx(floors[1], rel=1e-6, abs=1e-4)
+    assert raw_cost_usd(raw, arrays) == pytest.approx(cost, rel=1e-6, abs=1e-4)
