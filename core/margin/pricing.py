@@ -62,7 +62,7 @@ def inverse_pnl_coin(face_usd: Decimal, entry: Decimal, mark: Decimal) -> Decima
     Examples
     --------
     >>> inverse_pnl_coin(Decimal(10000), Decimal(50000), Decimal(40000))
-    Decimal('-0.05')
+    Decimal('-0.050000')
     """
     return face_usd * (Decimal(1) / entry - Decimal(1) / mark)
 
