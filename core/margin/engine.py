@@ -292,6 +292,9 @@ def _run_chunks(n_elems: int, bounds: list[_Chunk], work: Callable[[_Chunk], Non
 def _option_pre(block: OptionBlock, matrix: ScenarioMatrix) -> tuple[FloatArray, ...]:
     """Per-row and per-(unit, scenario) terms computed once per call, not per element.
 
+    Volatility terms are kept as half of σ·√T so d1,2 = (ln(F0/K) + ln(1+m)) / (2h) ± h need no
+    extra halving pass.
+
     With s = size_usd, the value change of a row is
     s·F·(N(d1) − put) − s·K·N(d2) + s·(put·K − base), F = F0·(1+m), which is Black-76 for calls
     and, by parity (put = call − F + K), for puts; base is the current Black-76 value.
@@ -301,13 +304,14 @@ def _option_pre(block: OptionBlock, matrix: ScenarioMatrix) -> tuple[FloatArray,
     growth = 1.0 + matrix.price_move_t
     base = _black76(block.forward, block.strike, sqrt_t, block.iv, put)
     size = block.size_usd
+    half_sqrt_t = 0.5 * sqrt_t
     return (
         growth,
-        np.log(growth),
-        np.log(block.forward / block.strike),
-        block.iv * sqrt_t,
-        block.iv * block.vol_scale * sqrt_t,
-        block.vol_floor * sqrt_t,
+        0.5 * np.log(growth),
+        0.5 * np.log(block.forward / block.strike),
+        block.iv * half_sqrt_t,
+        block.iv * block.vol_scale * half_sqrt_t,
+        block.vol_floor * half_sqrt_t,
         put,
         size * block.forward,
         size * block.strike,
@@ -328,18 +332,19 @@ def _option_chunk(
     terms as (1, rows) along long contiguous inner loops; no gather is needed since the chunk's
     rows share one unit.
     """
-    growth, log_growth, ln_fk, iv_sqrt_t, ivk_sqrt_t, floor_sqrt_t, put, s_f0, s_k, const, _ = pre
+    growth, half_log_g, half_ln_fk, h_iv, h_ivk, h_floor, put, s_f0, s_k, const, _ = pre
     lo, hi, u = c.lo, c.hi, c.unit
-    # sd = σ′·√T with σ′ = max(σ·(1 + v·k), floor)
-    sd = np.multiply(matrix.vol_shock_t[:, u, None], ivk_sqrt_t[lo:hi])
-    sd += iv_sqrt_t[lo:hi]
-    np.maximum(sd, floor_sqrt_t[lo:hi], out=sd)
-    # d1,2 = (ln(F0/K) + ln(1+m)) / sd ± sd/2: the log is per (unit, scenario), not per element
-    x = np.add(log_growth[:, u, None], ln_fk[lo:hi])
-    x /= sd
-    sd *= 0.5
-    d1 = x + sd
-    x -= sd
+    # h = σ′·√T / 2 with σ′ = max(σ·(1 + v·k), floor)
+    vol = matrix.vol_shock_t[:, u]
+    h = np.multiply(vol[:, None], h_ivk[lo:hi])
+    h += h_iv[lo:hi]
+    if np.any(h_iv[lo:hi] + float(vol.min()) * h_ivk[lo:hi] < h_floor[lo:hi]):
+        np.maximum(h, h_floor[lo:hi], out=h)
+    # d1,2 = (ln(F0/K) + ln(1+m)) / (2h) ± h: the log is per (unit, scenario), not per element
+    x = np.add(half_log_g[:, u, None], half_ln_fk[lo:hi])
+    x /= h
+    d1 = x + h
+    x -= h
     n1 = ndtr(d1, out=d1)
     n1 -= put[lo:hi]
     n1 *= growth[:, u, None]
