@@ -72,9 +72,7 @@ def optimistic_floors(inp: RoutingInput, rp: RoutingProblem) -> tuple[FloatArray
     return np.minimum(f1, deficit), np.minimum(f2, deficit)
 
 
-def _floors_attainable(
-    inp: RoutingInput, f1: FloatArray, f2: FloatArray, tol: FloatArray
-) -> bool:
+def _floors_attainable(inp: RoutingInput, f1: FloatArray, f2: FloatArray, tol: FloatArray) -> bool:
     """A necessary condition for the optimistic floors: jointly, the calls cannot take more
     tier credit than the tier's sources hold, each counted once (their capacity at the latest
     deadline). Failing it, the optimistic solve is certainly infeasible and is skipped; a
