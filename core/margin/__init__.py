@@ -9,15 +9,68 @@ Public entry points (re-exported here, logic lives in the submodules):
 
 ``core.margin.portfolio_file`` (the ``pmr margin --portfolio`` reader) imports ``core.config``
 and is therefore not imported here: ``core.config`` itself imports ``core.margin.params``.
+
+Names load lazily (PEP 562) for the same reason: importing ``core.config`` pulls in this
+package, and loading the numeric engine just to validate a TOML file made every ``pmr`` command
+slow.
 """
 
-from core.margin.api import evaluate_book, evaluate_pool, evaluate_portfolio, params_for_pool
-from core.margin.book import PoolBook, build_book
-from core.margin.engine import EngineResult, RiskBook, scenario_pnl, worst_losses
-from core.margin.params import MarginParams
-from core.margin.report import Band, MarginReport, PositionContribution, SiloReport, UnitRisk
-from core.margin.riskbook import RowLabels, build_risk_book
-from core.margin.scenarios import ScenarioMatrix, crash_matrix, joint_matrix, stack_grids, unit_grid
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.margin.api import evaluate_book, evaluate_pool, evaluate_portfolio, params_for_pool
+    from core.margin.book import PoolBook, build_book
+    from core.margin.engine import EngineResult, RiskBook, scenario_pnl, worst_losses
+    from core.margin.params import MarginParams
+    from core.margin.report import Band, MarginReport, PositionContribution, SiloReport, UnitRisk
+    from core.margin.riskbook import RowLabels, build_risk_book
+    from core.margin.scenarios import (
+        ScenarioMatrix,
+        crash_matrix,
+        joint_matrix,
+        stack_grids,
+        unit_grid,
+    )
+
+_LAZY: dict[str, str] = {
+    "Band": "core.margin.report",
+    "EngineResult": "core.margin.engine",
+    "MarginParams": "core.margin.params",
+    "MarginReport": "core.margin.report",
+    "PoolBook": "core.margin.book",
+    "PositionContribution": "core.margin.report",
+    "RiskBook": "core.margin.engine",
+    "RowLabels": "core.margin.riskbook",
+    "ScenarioMatrix": "core.margin.scenarios",
+    "SiloReport": "core.margin.report",
+    "UnitRisk": "core.margin.report",
+    "build_book": "core.margin.book",
+    "build_risk_book": "core.margin.riskbook",
+    "crash_matrix": "core.margin.scenarios",
+    "evaluate_book": "core.margin.api",
+    "evaluate_pool": "core.margin.api",
+    "evaluate_portfolio": "core.margin.api",
+    "joint_matrix": "core.margin.scenarios",
+    "params_for_pool": "core.margin.api",
+    "scenario_pnl": "core.margin.engine",
+    "stack_grids": "core.margin.scenarios",
+    "unit_grid": "core.margin.scenarios",
+    "worst_losses": "core.margin.engine",
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'core.margin' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Band",

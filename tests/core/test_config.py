@@ -223,3 +223,14 @@ def test_any_inline_secret_key_is_refused(key: str) -> None:
 
 def test_parse_desk_returns_desk_config(example_data: dict[str, Any]) -> None:
     assert isinstance(parse_desk(example_data), DeskConfig)
+
+
+def test_scenario_params_without_desk_entry_fall_back_to_venue_defaults(
+    example_data: dict[str, Any],
+) -> None:
+    data = copy.deepcopy(example_data)
+    data.pop("scenario")
+    desk = parse_desk(data)
+    assert desk.scenario_params("ETH").price_range_frac == 0.18  # Deribit ETH
+    assert desk.scenario_params("BTC").price_range_frac == 0.16
+    assert desk.scenario_params("SOL").price_range_frac == 0.16  # generic default
