@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -26,10 +26,10 @@ from core.clock import SystemClock
 from core.config import load_desk
 from core.domain import MarginModelKind, Portfolio
 from core.errors import ConfigError
-from core.margin.api import evaluate_pool, evaluate_portfolio, params_for_pool
-from core.margin.portfolio_file import load_portfolio_file
-from core.margin.report import MarginReport
 from flows.cli_common import handles_pmr_errors, out
+
+if TYPE_CHECKING:  # the engine loads inside the command, so `pmr --help` stays fast
+    from core.margin.report import MarginReport
 
 __all__ = ["margin", "print_report_table", "register"]
 
@@ -131,6 +131,9 @@ def margin(
     table: Annotated[bool, typer.Option("--table", help="Print tables instead of JSON.")] = False,
 ) -> None:
     """Compute margin reports (JSON on stdout, or tables with --table)."""
+    from core.margin.api import evaluate_pool, evaluate_portfolio, params_for_pool
+    from core.margin.portfolio_file import load_portfolio_file
+
     kind = _parse_model(model)
     if (portfolio is None) == (desk is None):
         raise ConfigError("give exactly one of --portfolio FILE or --desk FILE")
