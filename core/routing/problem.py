@@ -39,6 +39,7 @@ from core.routing.cvx import csum, is_dpp, new_highs, solve_highs
 from core.routing.fastdata import (
     FastProblemData,
     LpArrays,
+    drop_zero_columns,
     fold_singleton_rows,
     lp_from_problem_data,
 )
@@ -359,7 +360,8 @@ class RoutingProblem:
         return lp_from_problem_data(data)
 
     def _run_highspy(self, which: str) -> Outcome:
-        lpa = fold_singleton_rows(self._lp_arrays(which))
+        full_lp = fold_singleton_rows(self._lp_arrays(which))
+        lpa, kept = drop_zero_columns(full_lp)
         n, m = lpa.n_cols, lpa.n_rows
         col_lower = lpa.col_lower.copy()
         col_upper = lpa.col_upper.copy()
@@ -417,6 +419,9 @@ class RoutingProblem:
             status = h.getModelStatus()
             sol = np.asarray(h.getSolution().col_value, dtype=np.float64)
         if status == highspy.HighsModelStatus.kOptimal:
+            full = np.zeros(full_lp.n_cols)
+            full[kept] = sol
+            sol = full
             values: dict[str, FloatArray] = {}
             for name, var in self._variables().items():
                 if var.id in lpa.var_id_to_col:
