@@ -1,20 +1,25 @@
 """The router's optimisation problem (DESIGN §5.2): built once, updated by value, re-solved.
 
-``RoutingProblem`` owns three ``cp.Problem``s over the same variables and Parameters:
+``RoutingProblem`` owns these ``cp.Problem``s over the same variables and Parameters:
 
 * ``main``   minimise cost + λ·latency + ε·tier subject to cover (shortfall ≤ ū), tier floors
   and every capacity constraint;
 * ``cover``  minimise the total shortfall Σ u (only needed when the deficit cannot be covered);
-* ``stage``  maximise capped tier credit (the strict policy's lexicographic stages).
+* ``stage``  maximise capped tier credit (the strict policy's lexicographic stages);
+* ``main_relaxed`` (only with binaries) the LP relaxation of ``main``, which the cvxpy
+  back-end tries first: when its y is already 0/1 it is the MILP optimum.
 
-All three are DPP (asserted at build), so a re-solve with new numbers reuses cvxpy's cached
+All are DPP (asserted at build), so a re-solve with new numbers reuses cvxpy's cached
 parameter-to-matrix map instead of canonicalising again. Two back-ends solve them:
 
 * ``Backend.CVXPY``   ``problem.solve(solver=cp.HIGHS)``: the model of record;
-* ``Backend.HIGHSPY`` the hot path: ``get_problem_data`` (the same cached, Parameter-updated
-  matrices) handed straight to one reused ``highspy.Highs``. cvxpy's HiGHS interface builds a
-  new solver object and re-wraps results on every call, which costs more than the LP itself at
-  100 sources; ``tests/routing/test_oracles.py`` holds both back-ends equal.
+* ``Backend.HIGHSPY`` the hot path: the same cached, Parameter-updated matrices
+  (``fastdata.FastProblemData``, a checked twin of ``get_problem_data``), one-variable rows
+  folded into bounds and columns fixed at zero dropped, handed to one reused
+  ``highspy.Highs``; binaries by a small warm-started branch and bound. cvxpy's HiGHS
+  interface builds a new solver object and re-wraps results on every call, which costs more
+  than the LP itself at 100 sources; ``tests/routing/test_routing_oracles.py`` holds both
+  back-ends equal (and each equal to a from-scratch plain cvxpy model).
 """
 
 from __future__ import annotations
@@ -185,7 +190,7 @@ class RoutingProblem:
     # ------------------------------------------------------------------ build / update
 
     def build(self) -> None:
-        """Size variables and Parameters, assemble the three problems, assert DPP."""
+        """Size variables and Parameters, assemble the problems, assert DPP."""
         st = self.st
         self.v = RouterVars.create(st)
         self.cost = LinearCost(st)
@@ -547,7 +552,3 @@ class RoutingProblem:
                 continue
             branch(obj, fix, sol)
         return best if best is not None else "infeasible"
-
-
-def timed_ms(start_s: float) -> float:
-    return (time.perf_counter() - start_s) * 1e3
