@@ -220,7 +220,9 @@ def drop_zero_columns(lp: LpArrays) -> tuple[LpArrays, npt.NDArray[np.int64]]:
     if lp.bool_idx:
         is_bool[list(lp.bool_idx)] = True
     zero = (lp.col_lower == 0.0) & (lp.col_upper == 0.0) & ~is_bool
-    if not zero.any():
+    if not zero.any() or zero.all():
+        # nothing to drop, or everything: HiGHS answers "empty model" for zero columns, so
+        # the fixed columns stay and it decides feasibility of the rows itself
         return lp, np.arange(n)
     keep = np.flatnonzero(~zero)
     lengths = np.diff(lp.a_start)

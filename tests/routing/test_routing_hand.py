@@ -248,3 +248,16 @@ def test_route_with_zero_deficit_plans_nothing() -> None:
     assert plan.status == "optimal"
     assert plan.allocations == ()
     assert plan.cost_usd == 0
+
+
+def test_route_with_no_source_in_time_and_no_binaries_reports_infeasible() -> None:
+    # every column is fixed at zero after folding: the LP handed to HiGHS must not be empty
+    srcs = (
+        CollateralSource("slow-a", T3, 90.0, (Segment(500.0, 1.0, 0.0),)),
+        CollateralSource("slow-b", T3, 120.0, (Segment(500.0, 1.0, 0.001),)),
+    )
+    for policy in (Policy.COST, Policy.STRICT):
+        plan = Router().route(RoutingInput((Deficit("c", 100.0, 10.0),), srcs, policy))
+        assert plan.method == "optimiser"
+        assert plan.status == "infeasible"
+        assert plan.uncovered_usd == Decimal("100.0")
