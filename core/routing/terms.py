@@ -55,6 +55,8 @@ class RouterVars:
     y: cp.Variable | None
     u: cp.Variable
     s: cp.Variable
+    s1: cp.Variable
+    s12: cp.Variable
     X: cp.Expression  # (C, J)
     X_free: cp.Expression | None  # (C, J − B) sources without binaries
     X_bin: cp.Expression | None  # (C, B) sources with binaries
@@ -67,12 +69,14 @@ class RouterVars:
         y = cp.Variable((C, B), boolean=True, name="y") if B else None
         u = cp.Variable(C, nonneg=True, name="u")
         s = cp.Variable(C, nonneg=True, name="s")
+        s1 = cp.Variable(C, nonneg=True, name="s_tier1")
+        s12 = cp.Variable(C, nonneg=True, name="s_tier12")
         bin_set = set(st.binary_sources)
         free = tuple(j for j in range(st.n_sources) if j not in bin_set)
         X = x @ st.aggregation().T
         X_free = x @ st.aggregation(free).T if free else None
         X_bin = x @ st.aggregation(st.binary_sources).T if B else None
-        return cls(st, x, y, u, s, X, X_free, X_bin, free)
+        return cls(st, x, y, u, s, s1, s12, X, X_free, X_bin, free)
 
     def moved_per_source(self) -> cp.Expression:
         """Σ_d X[d, j]: USD leaving each source over all calls."""
@@ -391,7 +395,14 @@ class Cover:
 
 
 class TierFloors:
-    """Strict-policy floors: tier-1 credit ≥ f1_d and tier-1+2 credit ≥ f2_d (0 when unused)."""
+    """Strict-policy floors on tier credit, summed over calls (0 when unused).
+
+    Σ_d min(D_d, tier-1 credit_d) ≥ F1 and Σ_d min(D_d, tier-1+2 credit_d) ≥ F12, with the
+    minima through the auxiliary s1, s12 ≤ credit, ≤ D. The floors are on the *sum* so a later
+    stage may still move a shared source from one call to another at equal tier credit (a
+    per-call floor would freeze the first stage's arbitrary split; caught by the joint-call
+    oracle test).
+    """
 
     name = "tier_floors"
 
@@ -399,19 +410,29 @@ class TierFloors:
         C, P = st.n_calls, st.n_pieces
         self.a1 = cp.Parameter((C, P), nonneg=True, name="credit_tier1")
         self.a12 = cp.Parameter((C, P), nonneg=True, name="credit_tier12")
-        self.f1 = cp.Parameter(C, nonneg=True, name="floor_tier1_usd")
-        self.f2 = cp.Parameter(C, nonneg=True, name="floor_tier12_usd")
+        self.cap = cp.Parameter(C, nonneg=True, name="floor_cap_usd")
+        self.f1 = cp.Parameter(nonneg=True, name="floor_tier1_usd")
+        self.f2 = cp.Parameter(nonneg=True, name="floor_tier12_usd")
 
     def build(self, v: RouterVars) -> list[cp.Constraint]:
-        cons = [v.credit_with(self.a1) >= self.f1, v.credit_with(self.a12) >= self.f2]
+        cons = [
+            v.s1 <= v.credit_with(self.a1),
+            v.s1 <= self.cap,
+            csum(v.s1) >= self.f1,
+            v.s12 <= v.credit_with(self.a12),
+            v.s12 <= self.cap,
+            csum(v.s12) >= self.f2,
+        ]
         _check_dpp(self.name, cons)
         return cons
 
     def set_floors(self, f1: np.ndarray, f2: np.ndarray) -> None:
-        set_value(self.f1, np.maximum(f1, 0.0))
-        set_value(self.f2, np.maximum(f2, 0.0))
+        """Set the floors from per-call amounts (their sums are what is enforced)."""
+        set_value(self.f1, max(0.0, float(np.sum(f1))))
+        set_value(self.f2, max(0.0, float(np.sum(f2))))
 
     def update(self, a: Arrays) -> None:
         set_value(self.a1, a.credit_tier1)
         set_value(self.a12, a.credit_tier12)
+        set_value(self.cap, a.deficit)
         self.set_floors(np.zeros_like(a.deficit), np.zeros_like(a.deficit))

@@ -105,6 +105,7 @@ def cost_of(inp: RoutingInput) -> tuple[float, float]:
 @given(inputs(Policy.STRICT) | inputs(Policy.COST))
 def test_plan_with_any_input_covers_in_decimal_within_caps(inp: RoutingInput) -> None:
     plan = ROUTER.route(inp)
+    assert plan.method == "optimiser", plan.fallback_reason
     call = inp.calls[0]
     deficit = Decimal(repr(call.deficit_usd))
     by_id = {s.id: s for s in inp.sources}
