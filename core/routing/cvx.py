@@ -64,6 +64,11 @@ def set_value(param: cvxpy.Parameter, value: Any) -> None:
         raise ValueError(f"Parameter {param.name()} expects shape {param.shape}, got {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"Parameter {param.name()} got a NaN or infinite value")
-    if cast(Any, param).attributes.get("nonneg") and arr.size and float(arr.min()) < 0:
+    attributes = getattr(param, "attributes", {})
+    if attributes.get("nonneg") and arr.size and float(arr.min()) < 0:
         raise ValueError(f"Parameter {param.name()} is nonneg but got {float(arr.min())}")
-    cast(Any, param).save_value(arr)
+    saver = getattr(param, "save_value", None)
+    if saver is None:  # a cvxpy without the internal setter: the public, slower one
+        param.value = arr
+    else:
+        saver(arr)

@@ -354,8 +354,10 @@ class RoutingProblem:
         if which not in self._fast:
             try:
                 self._fast[which] = FastProblemData(prob)
-            except ValueError:
-                self._fast[which] = None  # keep cvxpy's own path for this problem
+            except (ValueError, AttributeError, KeyError, TypeError):
+                # the twin disagrees with cvxpy, or this cvxpy lays out its internals
+                # differently: keep cvxpy's own get_problem_data for this problem
+                self._fast[which] = None
         fast = self._fast[which]
         if fast is not None:
             return fast.lp()
