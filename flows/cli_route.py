@@ -24,20 +24,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from core.clock import SystemClock
-from core.config import load_desk
-from core.domain import Portfolio
 from core.errors import DataError
-from core.margin.api import evaluate_pool
-from core.routing import Backend, Policy, Router, RoutingInput, parse_problem, plan_to_json
-from core.routing.from_state import routing_input_from_state
-from core.routing.jsonio import input_to_json
+from core.routing.backends import Backend
+from core.routing.sources import Policy
 from flows.cli_common import err_console, handles_pmr_errors, out
+
+if TYPE_CHECKING:
+    from core.routing.sources import RoutingInput
 
 __all__ = ["read_problem", "register", "route"]
 
@@ -140,6 +138,10 @@ def route(
     table: Annotated[bool, typer.Option("--table", help="Print tables instead of JSON.")] = False,
 ) -> None:
     """Plan collateral moves that cover a margin call cheaply and in time; print the plan."""
+    # The optimiser stack (cvxpy, HiGHS) loads here, not at import: `pmr --help` stays fast.
+    from core.routing.jsonio import input_to_json, plan_to_json
+    from core.routing.router import Router
+
     inp = _input_from_options(problem, desk, pool or [], deadline_s, deficit_usd)
     if policy is not None:
         inp = inp.with_policy(policy)
@@ -165,6 +167,8 @@ def _input_from_options(
     if problem is not None:
         if pools or deficit_usd is not None:
             raise DataError("--pool and --deficit go with --desk, not with --problem", field="pool")
+        from core.routing.jsonio import parse_problem
+
         return parse_problem(read_problem(problem))
     if desk is None or not pools:
         raise DataError("--desk needs --pool ID (the pool to cover)", field="pool")
@@ -177,6 +181,12 @@ def _input_from_desk(
     """The desk's current state (its declared balances, positions and marks, priced now),
     a margin report for every pool (deficits, and headroom of pools collateral may leave),
     then the candidate sources."""
+    from core.clock import SystemClock
+    from core.config import load_desk
+    from core.domain import Portfolio
+    from core.margin.api import evaluate_pool
+    from core.routing.from_state import routing_input_from_state
+
     desk = load_desk(desk_file)
     at = SystemClock().now()
     state = Portfolio.of(

@@ -2,23 +2,67 @@
 
 Public API: build a ``RoutingInput`` (or parse DESIGN §5.3 JSON with ``parse_problem``) and call
 ``Router().route(inp)`` for a ``Plan``; ``plan_to_json`` gives the §5.3 output.
+
+Exports are resolved lazily (PEP 562) so that importing a light piece, such as the
+``Policy`` enum for a command-line option, does not load cvxpy and HiGHS.
 """
 
-from core.routing.greedy import greedy_solution
-from core.routing.jsonio import input_to_json, parse_problem, plan_to_json
-from core.routing.plan import Allocation, Alternative, CallOutcome, Plan
-from core.routing.problem import Backend, RoutingProblem
-from core.routing.router import Router, route_json
-from core.routing.sources import (
-    CollateralSource,
-    Deficit,
-    Policy,
-    RoutingInput,
-    Segment,
-    SourceMode,
-    Tier,
-    requests_within,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.routing.backends import Backend
+    from core.routing.greedy import greedy_solution
+    from core.routing.jsonio import input_to_json, parse_problem, plan_to_json
+    from core.routing.plan import Allocation, Alternative, CallOutcome, Plan
+    from core.routing.problem import RoutingProblem
+    from core.routing.router import Router, route_json
+    from core.routing.sources import (
+        CollateralSource,
+        Deficit,
+        Policy,
+        RoutingInput,
+        Segment,
+        SourceMode,
+        Tier,
+        requests_within,
+    )
+
+_EXPORTS = {
+    "Allocation": "core.routing.plan",
+    "Alternative": "core.routing.plan",
+    "Backend": "core.routing.backends",
+    "CallOutcome": "core.routing.plan",
+    "CollateralSource": "core.routing.sources",
+    "Deficit": "core.routing.sources",
+    "Plan": "core.routing.plan",
+    "Policy": "core.routing.sources",
+    "Router": "core.routing.router",
+    "RoutingInput": "core.routing.sources",
+    "RoutingProblem": "core.routing.problem",
+    "Segment": "core.routing.sources",
+    "SourceMode": "core.routing.sources",
+    "Tier": "core.routing.sources",
+    "greedy_solution": "core.routing.greedy",
+    "input_to_json": "core.routing.jsonio",
+    "parse_problem": "core.routing.jsonio",
+    "plan_to_json": "core.routing.jsonio",
+    "requests_within": "core.routing.sources",
+    "route_json": "core.routing.router",
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'core.routing' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Allocation",

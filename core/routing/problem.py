@@ -30,7 +30,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from typing import Any
 
 import cvxpy as cp
@@ -40,6 +39,7 @@ import numpy.typing as npt
 
 from core.errors import RoutingError
 from core.routing.arrays import Arrays, Structure, compile_arrays, structure_of
+from core.routing.backends import Backend
 from core.routing.cvx import csum, is_dpp, new_highs, solve_highs
 from core.routing.fastdata import (
     FastProblemData,
@@ -94,11 +94,6 @@ _BB_MAX_NODES = 400
 # 1e-7 of the cost (1e-4 USD on a 1,000 USD plan): pruned.
 _BB_PRUNE_REL = 1e-7
 _MIP_SPEED_OPTIONS: dict[str, object] = {"mip_detect_symmetry": False}
-
-
-class Backend(StrEnum):
-    CVXPY = "cvxpy"
-    HIGHSPY = "highspy"
 
 
 @dataclass(frozen=True, slots=True)
