@@ -51,8 +51,8 @@ from core.venues.base import (
     VenueCapabilities,
     WithdrawalReceipt,
 )
-from core.venues.errors import api_family, is_retryable, translate_ccxt_errors
-from core.venues.ratelimit import WeightLimiter, request_weight
+from core.venues.errors import is_retryable, translate_ccxt_errors
+from core.venues.ratelimit import SAPI_UID_FAMILY, WeightLimiter, budget_family, request_weight
 from core.venues.wallets import BINANCE_TRANSFER_TYPES
 
 __all__ = ["BINANCE_REQUIRED_HAS", "CcxtVenue", "canonical_path", "rewrite_api_urls"]
@@ -202,7 +202,7 @@ class CcxtVenue(BaseVenue):
             url: str, method: str = "GET", headers: Any = None, body: Any = None
         ) -> Any:
             path = canonical_path(url)
-            family = api_family(path)
+            family = budget_family(method, path)
             self.limiter.acquire(family, request_weight(method, path))
             self.http_requests += 1
             self.request_log.append((method, path))
@@ -212,9 +212,11 @@ class CcxtVenue(BaseVenue):
                 retry = self._headers.get("Retry-After")
                 self.limiter.pause(family, float(retry) if retry else 60.0)
                 raise
-            used = self._headers.get("X-SAPI-USED-IP-WEIGHT-1M") or self._headers.get(
-                "X-MBX-USED-WEIGHT-1M"
-            )
+            used = self._headers.get(
+                "X-SAPI-USED-UID-WEIGHT-1M"
+                if family == SAPI_UID_FAMILY
+                else "X-SAPI-USED-IP-WEIGHT-1M"
+            ) or (None if family == SAPI_UID_FAMILY else self._headers.get("X-MBX-USED-WEIGHT-1M"))
             if used is not None and str(used).isdigit():
                 self.limiter.observe_used(family, int(used))
             return result

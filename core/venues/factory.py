@@ -28,6 +28,7 @@ from core.config import DeskConfig, VenueCfg
 from core.domain import InstrumentKind, WalletKind
 from core.errors import ConfigError
 from core.venues.ccxt_venue import CcxtVenue, rewrite_api_urls
+from core.venues.ratelimit import SAPI_UID_FAMILY
 from core.venues.sim.dialect import BinanceDialect
 from core.venues.sim.engine import (
     DEFAULT_WEIGHT_LIMITS_PER_MIN,
@@ -55,8 +56,9 @@ Transport = Literal["inprocess", "http"]
 def _sim_limits(cfg: VenueCfg) -> dict[str, int]:
     # One configured budget per family window (SimSettings.weight_limit_per_min), never above
     # Binance's own per-family limit.
+    # The UID budget is per account, not per IP, and is not capped by the IP setting.
     return {
-        fam: min(limit, cfg.sim.weight_limit_per_min)
+        fam: limit if fam == SAPI_UID_FAMILY else min(limit, cfg.sim.weight_limit_per_min)
         for fam, limit in DEFAULT_WEIGHT_LIMITS_PER_MIN.items()
     }
 

@@ -21,8 +21,32 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from core.clock import Clock
+from core.errors import VenueFatal
+from core.venues.errors import api_family
 
-__all__ = ["ENDPOINT_WEIGHTS", "WeightLimiter", "request_weight"]
+__all__ = [
+    "ENDPOINT_WEIGHTS",
+    "SAPI_UID_FAMILY",
+    "UID_WEIGHTED",
+    "WeightLimiter",
+    "budget_family",
+    "request_weight",
+]
+
+# Budget key of the sapi endpoints Binance weighs per account (UID) instead of per IP.
+SAPI_UID_FAMILY = "sapi-uid"
+# Binance wallet/convert docs mark these "Weight(UID)": they spend the account's UID budget
+# (180,000 per minute), not the 12,000 IP budget, so 900-weight transfers are not throttled to
+# a dozen a minute.
+UID_WEIGHTED: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("POST", "/sapi/v1/asset/transfer"),
+        ("POST", "/sapi/v1/capital/withdraw/apply"),
+        ("POST", "/sapi/v1/convert/getQuote"),
+        ("POST", "/sapi/v1/convert/acceptQuote"),
+        ("GET", "/sapi/v1/convert/orderStatus"),
+    }
+)
 
 ENDPOINT_WEIGHTS: Mapping[tuple[str, str], int] = MappingProxyType(
     {
@@ -62,6 +86,17 @@ ENDPOINT_WEIGHTS: Mapping[tuple[str, str], int] = MappingProxyType(
 def request_weight(method: str, path: str) -> int:
     """Binance weight of one request (1 when the endpoint is not in the table)."""
     return ENDPOINT_WEIGHTS.get((method.upper(), path), 1)
+
+
+def budget_family(method: str, path: str) -> str:
+    """The weight budget a request spends: its API family, or ``sapi-uid`` for UID-weighted ones.
+
+    >>> budget_family("POST", "/sapi/v1/asset/transfer"), budget_family("GET", "/sapi/v1/margin/account")
+    ('sapi-uid', 'sapi')
+    """
+    if (method.upper(), path) in UID_WEIGHTED:
+        return SAPI_UID_FAMILY
+    return api_family(path)
 
 
 @dataclass(slots=True)
@@ -124,7 +159,12 @@ class WeightLimiter:
         if w is None:
             return 0.0
         if weight > w.limit:
-            raise ValueError(f"weight {weight} exceeds the {family} limit {w.limit}")
+            raise VenueFatal(
+                "one request weighs more than the whole budget; raise the configured limit",
+                family=family,
+                weight=weight,
+                limit=w.limit,
+            )
         start = self._clock.timestamp_ns()
         while True:
             now = self._clock.timestamp_ns()

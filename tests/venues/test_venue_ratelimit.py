@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.clock import ManualClock
 from core.domain import Asset, WalletKind
+from core.errors import VenueFatal
 from core.venues.factory import DeskVenues
-from core.venues.ratelimit import WeightLimiter, request_weight
+from core.venues.ratelimit import WeightLimiter, budget_family, request_weight
 
 WINDOW_NS = 60_000_000_000
 
@@ -71,23 +73,30 @@ def test_limiter_with_pause_waits_until_retry_after() -> None:
 def test_adapter_with_500_transfer_burst_stays_under_sim_limit_and_is_never_throttled(
     sims: DeskVenues, clock: ManualClock
 ) -> None:
-    """500 writes of weight 900 against a 6000/min sapi budget: the adapter paces itself."""
+    """500 writes of weight 900 against Binance's 180,000/min UID budget: the adapter paces itself.
+
+    Transfers are "Weight(UID)" on Binance: they must not spend (or be throttled by) the far
+    smaller per-IP sapi budget.
+    """
     venue = sims.venues["sim-b"]
     dialect = sims.dialects["sim-b"]
     venue.load_markets()
     for i in range(500):
         venue.transfer(Asset("USDT"), Decimal(1), WalletKind.SPOT, WalletKind.UM, f"burst-{i}")
+        assert dialect.used_weight("sapi-uid") <= 180_000
         assert dialect.used_weight("sapi") <= 6000
     assert len(sims.engines["sim-b"].transfers) == 500
     assert dialect.throttled == 0  # the venue never had to say 429/418
-    # 500 × 900 weight at 6000 per minute needs at least 74 minutes of simulated time.
-    assert clock.timestamp_ns() >= ManualClock().timestamp_ns() + 74 * WINDOW_NS
+    # 500 × 900 = 450,000 weight at 180,000 per minute needs two full windows of waiting...
+    assert clock.timestamp_ns() >= ManualClock().timestamp_ns() + 2 * WINDOW_NS
+    # ...and not the 74 minutes it would take if transfers spent the 6,000 IP budget.
+    assert clock.timestamp_ns() < ManualClock().timestamp_ns() + 4 * WINDOW_NS
 
 
 def test_sim_with_ignored_429_escalates_to_418_ban(sims: DeskVenues, clock: ManualClock) -> None:
     dialect = sims.dialects["sim-b"]
     engine = sims.engines["sim-b"]
-    limit = engine.config.weight_limits_per_min["sapi"]
+    limit = engine.config.weight_limits_per_min["sapi-uid"]
     body = ""
     statuses = []
     for _ in range(limit // request_weight("POST", "/sapi/v1/asset/transfer") + 2):
@@ -116,17 +125,36 @@ def test_sim_429_answer_carries_retry_after_and_binance_code(sims: DeskVenues) -
 def test_adapter_with_other_client_spending_weight_adopts_venue_count(
     sims: DeskVenues, clock: ManualClock
 ) -> None:
-    """Another client on the same budget: the venue's X-SAPI-USED-IP-WEIGHT-1M header wins."""
+    """Another client on the same budget: the venue's X-SAPI-USED-UID-WEIGHT-1M header wins."""
     venue = sims.venues["sim-b"]
     dialect = sims.dialects["sim-b"]
     venue.load_markets()
-    for _ in range(5):  # someone else sends 5 × 900 weight of transfers
+    others = 180_000 // 900 - 1  # someone else spends all but one transfer of the UID budget
+    for _ in range(others):
         dialect.handle("POST", "/sapi/v1/asset/transfer", "", "", {})
-    ours_before = venue.limiter.used("sapi")
+    ours_before = venue.limiter.used("sapi-uid")
     venue.transfer(Asset("USDT"), Decimal(1), WalletKind.SPOT, WalletKind.UM, "shared-1")
-    assert venue.limiter.used("sapi") == dialect.used_weight("sapi") == ours_before + 5 * 900 + 900
+    assert (
+        venue.limiter.used("sapi-uid")
+        == dialect.used_weight("sapi-uid")
+        == ours_before + others * 900 + 900
+        == 180_000
+    )
     # The next transfer now has to wait for the window instead of drawing a 429.
     t0 = clock.timestamp_ns()
     venue.transfer(Asset("USDT"), Decimal(1), WalletKind.SPOT, WalletKind.UM, "shared-2")
     assert clock.timestamp_ns() > t0
     assert dialect.throttled == 0
+
+
+def test_limiter_with_request_heavier_than_budget_raises_venue_fatal() -> None:
+    limiter = WeightLimiter(ManualClock(), {"sapi": 500})
+    with pytest.raises(VenueFatal, match="weighs more than the whole budget"):
+        limiter.acquire("sapi", 900)
+
+
+def test_transfers_spend_the_uid_budget_and_reads_the_ip_budget() -> None:
+    assert budget_family("POST", "/sapi/v1/asset/transfer") == "sapi-uid"
+    assert budget_family("POST", "/sapi/v1/capital/withdraw/apply") == "sapi-uid"
+    assert budget_family("GET", "/sapi/v1/asset/transfer") == "sapi"
+    assert budget_family("GET", "/fapi/v3/account") == "fapi"

@@ -26,8 +26,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 from core.domain import WalletKind
-from core.venues.errors import api_family
-from core.venues.ratelimit import request_weight
+from core.venues.ratelimit import SAPI_UID_FAMILY, budget_family, request_weight
 from core.venues.sim.engine import SimError, SimExchange, SimPosition
 from core.venues.sim.faults import FaultKind
 
@@ -129,7 +128,7 @@ class BinanceDialect:
             route = self.routes.get((method, path))
             if route is None:
                 return SimResponse(404, {"code": -1, "msg": f"Unknown endpoint {method} {path}"})
-            family = api_family(path)
+            family = budget_family(method, path)
             limited = self._rate_limit(family, request_weight(method, path))
             if limited is not None:
                 return limited
@@ -253,6 +252,8 @@ class BinanceDialect:
         used = str(self.used_weight(family))
         if family == "sapi":
             return {"X-SAPI-USED-IP-WEIGHT-1M": used}
+        if family == SAPI_UID_FAMILY:
+            return {"X-SAPI-USED-UID-WEIGHT-1M": used}
         return {"X-MBX-USED-WEIGHT-1M": used}
 
     # -- market metadata ----------------------------------------------------------------------

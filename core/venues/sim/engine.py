@@ -54,6 +54,7 @@ DEFAULT_WEIGHT_LIMITS_PER_MIN: Mapping[str, int] = {
     "dapi": 2400,
     "papi": 6000,
     "eapi": 6000,
+    "sapi-uid": 180_000,  # Binance: UID-weighted sapi endpoints, 180,000 per minute
 }
 
 # Withdrawal fees charged by the simulator (asset units), close to Binance's usual ones.
