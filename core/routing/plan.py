@@ -265,7 +265,12 @@ def finalise(
             s = inp.sources[j]
             if X[d, j] <= _EPS_USD:
                 continue
-            amt = _floor_step(X[d, j], s.step_usd)
+            x_dj = float(X[d, j])
+            # A source used up to its capacity less solver tolerance (the strict floors and
+            # the cover are relaxed by ~1e-9 of the deficit) is used up to its capacity.
+            if arrays.cap[d, j] - x_dj <= 1e-5 + 1e-8 * arrays.cap[d, j]:
+                x_dj = float(arrays.cap[d, j])
+            amt = _floor_step(x_dj, s.step_usd)
             cap = _dec(arrays.cap[d, j])
             while amt > cap and amt > 0:
                 amt -= _dec(s.step_usd)
@@ -349,6 +354,47 @@ def finalise(
             _, j, add = best
             amounts[(d, j)] = amounts.get((d, j), _ZERO) + add
             booked, credit_per_call = credit_cost(amounts)
+
+    # Trim: snapping to steps and top-ups can over-cover; give back whole steps from the
+    # dearest allocations while every call stays covered in Decimal (a trimmed source keeps
+    # its minimum ticket, or is dropped whole and its fee saved).
+    for d in range(C):
+        mine = [k for k in amounts if k[0] == d]
+        # strict gives back the last tier first (tier order is a hard rule), cost the dearest
+        mine.sort(
+            key=lambda k: (
+                int(inp.sources[k[1]].tier) if inp.policy is Policy.STRICT else 0,
+                booked[k][1] / booked[k][0] if booked[k][0] else _ZERO,
+            ),
+            reverse=True,
+        )
+        for key in mine:
+            excess = credit_per_call[d] - deficits[d]
+            if excess <= 0:
+                break
+            s = inp.sources[key[1]]
+            step = _dec(s.step_usd)
+            lowest = _dec(min(g.credit_per_usd for g in s.segments))
+            amt = amounts[key]
+            cut = (excess / lowest / step).to_integral_value(rounding=ROUND_FLOOR) * step
+            if cut >= amt:
+                cut = amt
+            elif amt - cut < _dec(s.min_ticket_usd):
+                cut = amt - _ceil_step(s.min_ticket_usd, s.step_usd)
+            if cut <= 0:
+                continue
+            trial = dict(amounts)
+            if cut == amt:
+                del trial[key]
+            else:
+                trial[key] = amt - cut
+            booked_t, credit_t = credit_cost(trial)
+            if all(
+                credit_t[dd] >= deficits[dd]
+                for dd in range(C)
+                if credit_per_call[dd] >= deficits[dd]
+            ):
+                amounts, booked, credit_per_call = trial, booked_t, credit_t
 
     final_x = x_of(amounts)
     room = Room.from_solution(inp, st, arrays, final_x)

@@ -169,3 +169,23 @@ def test_cli_route_with_both_inputs_is_refused() -> None:
     )
     assert res.exit_code == 2
     assert "exactly one" in res.output
+
+
+def test_route_with_strict_joint_desk_calls_books_exact_amounts(desk_state: DeskState) -> None:
+    # solver tolerance on the strict floors must neither shave a step off the maxed tier-2
+    # conversion nor leave an extra step on the transfer: rounding snaps and trims to exact
+    desk, state, reports = desk_state
+    built = routing_input_from_state(
+        desk,
+        state,
+        reports,
+        ["sim-a.pm", "sim-b.opt"],
+        deadline_s=60.0,
+        deficit_override_usd={"sim-a.pm": 2_500_000.0, "sim-b.opt": 2_500_000.0},
+    )
+    plan = Router().route(built.input)
+    got = {a.source: a.amount_usd for a in plan.allocations}
+    assert got["sim-a.pm:a.margin.doge-usdt"] == Decimal("2000000.00")  # tier 2, all of it
+    assert got["sim-a.pm:a.spot-margin.usdt"] == Decimal("1507700.00")  # 2.5 M − 992,300
+    assert plan.credit_usd == Decimal("5000000")
+    assert plan.cost_usd == Decimal("7700")
