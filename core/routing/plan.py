@@ -7,6 +7,7 @@ solution into a ``Plan`` that can be executed as is:
 2. keep minimum tickets (a used source below its ticket is lifted to it, or dropped);
 3. re-compute credit and cost in ``Decimal`` from the segments;
 4. top up any call still short from the cheapest piece with room left (steps rounded up);
+   then give back whole steps of over-cover while every call stays covered;
 5. order steps by expected completion and give each a deterministic idempotency key,
    sha256(plan id, call, source, amount), so a re-sent step is recognised (DESIGN §7).
 
