@@ -560,6 +560,10 @@ def load_desk(path: str | Path) -> DeskConfig:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("desk config file not found", file=str(p)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"desk config is not UTF-8 text (byte {exc.start})", file=str(p)
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read desk config: {exc.strerror}", file=str(p)) from None
     try:

@@ -21,6 +21,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from types import MappingProxyType
+from typing import TypeVar
 
 from core.errors import DataError, NaNPriceError, StalePriceError, UnknownAssetError
 
@@ -79,6 +80,20 @@ def to_decimal(value: object, field_name: str, *, where: str = "") -> Decimal:
     if result.copy_abs() >= MAX_ABS_AMOUNT:  # abs() would round to 28 digits first
         raise DataError("number is implausibly large (>= 1e18)", **ctx)
     return result
+
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _enum(kind: type[_E], value: object, field_name: str, where: str) -> _E:
+    """Parse ``value`` into ``kind`` or raise a ``DataError`` listing the known values."""
+    try:
+        return kind(str(value))
+    except ValueError:
+        known = ", ".join(k.value for k in kind)
+        raise DataError(
+            f"unknown {field_name} {value!r}; known: {known}", field=field_name, where=where
+        ) from None
 
 
 def _require_aware(value: datetime, field_name: str) -> None:
@@ -170,6 +185,8 @@ class Amount:
     asset: Asset
 
     def __post_init__(self) -> None:
+        if not isinstance(self.asset, Asset):
+            raise DataError("asset must be an Asset", field="asset", value=repr(self.asset))
         object.__setattr__(self, "value", to_decimal(self.value, "value", where="Amount"))
 
     def _same(self, other: Amount) -> None:
@@ -234,12 +251,7 @@ class Instrument:
         where = f"instrument {self.symbol!r}"
         if not isinstance(self.symbol, str) or not self.symbol.strip():
             raise DataError("instrument symbol must be a non-empty string", field="symbol")
-        try:
-            object.__setattr__(self, "kind", InstrumentKind(self.kind))
-        except ValueError:
-            raise DataError(
-                f"unknown instrument kind {self.kind!r}", field="kind", where=where
-            ) from None
+        object.__setattr__(self, "kind", _enum(InstrumentKind, self.kind, "kind", where))
         size = to_decimal(self.contract_size, "contract_size", where=where)
         if size <= 0:
             raise DataError("contract_size must be > 0", field="contract_size", value=size)
@@ -260,8 +272,10 @@ class Instrument:
             if strike <= 0:
                 raise DataError("strike must be > 0", field="strike", value=strike, where=where)
             object.__setattr__(self, "strike", strike)
-            object.__setattr__(self, "right", OptionRight(self.right))
-            object.__setattr__(self, "settlement", Settlement(self.settlement))
+            object.__setattr__(self, "right", _enum(OptionRight, self.right, "right", where))
+            object.__setattr__(
+                self, "settlement", _enum(Settlement, self.settlement, "settlement", where)
+            )
         elif self.strike is not None or self.right is not None or self.settlement is not None:
             raise DataError("strike/right/settlement are for options only", where=where)
 
@@ -392,11 +406,19 @@ class Pool:
     margin_currency: Asset = field(default_factory=lambda: Asset("USDT"))
 
     def __post_init__(self) -> None:
-        if not _NAME_RE.match(self.id):
+        if not isinstance(self.id, str) or not _NAME_RE.match(self.id):
             raise DataError("pool id must be lower-case [a-z0-9_.-]", field="id", value=self.id)
+        if not isinstance(self.venue, str) or not _NAME_RE.match(self.venue):
+            raise DataError("venue must be a lower-case name", field="venue", value=self.venue)
         if not self.wallets:
             raise DataError("a pool needs at least one wallet", field="wallets", where=self.id)
-        object.__setattr__(self, "model", MarginModelKind(self.model))
+        wallets = frozenset(WalletKind.parse(str(w), where=f"pool {self.id}") for w in self.wallets)
+        object.__setattr__(self, "wallets", wallets)
+        object.__setattr__(self, "model", _enum(MarginModelKind, self.model, "model", self.id))
+        if not isinstance(self.margin_currency, Asset):
+            raise DataError(
+                "margin_currency must be an Asset", field="margin_currency", where=self.id
+            )
 
     def holds(self, venue: str, wallet: WalletKind) -> bool:
         return venue == self.venue and wallet in self.wallets

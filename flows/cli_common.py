@@ -14,6 +14,7 @@ from typing import ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from core.errors import PmrError
 
@@ -33,7 +34,8 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH
 
 def fail(exc: PmrError) -> typer.Exit:
     """Print ``exc`` as one error block on stderr and return the exit to raise."""
-    err_console.print(f"[bold red]error:[/] {exc}", markup=True)
+    # The message is user data (file names, TOML keys like [assets.XRP]): never rich markup.
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
     return typer.Exit(EXIT_USER_ERROR)
 
 

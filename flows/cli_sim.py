@@ -96,6 +96,7 @@ def sim_serve(
         f"serving {len(dialects)} simulated venue(s) on 127.0.0.1:{server.port} "
         "(secret: --api-secret); Ctrl-C stops"
     )
+    out.file.flush()  # a supervisor reading a pipe needs the port now, not at exit
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from decimal import Decimal
 
+from rich.markup import escape
 from rich.table import Table
 
 from core.config import DeskConfig
@@ -24,7 +25,7 @@ def desk_collateral_usd(desk: DeskConfig) -> dict[tuple[str, str], Decimal]:
 
 def print_desk_summary(desk: DeskConfig, *, source: str) -> None:
     """Print venues, pools, wallets and routes of ``desk`` as rich tables."""
-    out.print(f"[bold]{desk.desk.name}[/]  ({source})")
+    out.print(f"[bold]{escape(desk.desk.name)}[/]  ({escape(source)})")
     venues = Table(title="Venues", title_justify="left")
     for col in ("venue", "kind", "exchange", "credentials"):
         venues.add_column(col)

@@ -52,3 +52,17 @@ def test_console_script_lists_every_command_and_fails_cleanly(tmp_path: Path) ->
     assert missing.returncode == 2
     assert "desk config file not found" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_config_check_error_keeps_bracketed_hints_and_odd_names_intact(tmp_path: Path) -> None:
+    bad = tmp_path / "desk.toml"
+    text = EXAMPLE.read_text().replace('asset = "USDC"', 'asset = "XRP"', 1)
+    bad.write_text(text.replace('name = "Northwind', 'name = "[desk-1] [/x] Northwind', 1))
+    result = runner.invoke(app, ["config", "check", str(bad)])
+    assert result.exit_code == 2
+    assert "(declare it under [assets.XRP])" in result.output
+    good = tmp_path / "good.toml"
+    good.write_text(EXAMPLE.read_text().replace('name = "Northwind', 'name = "[desk-1] [/x] N', 1))
+    shown = runner.invoke(app, ["config", "check", str(good)])
+    assert shown.exit_code == 0, shown.output
+    assert "[desk-1] [/x] N" in shown.output

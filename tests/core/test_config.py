@@ -234,3 +234,10 @@ def test_scenario_params_without_desk_entry_fall_back_to_venue_defaults(
     assert desk.scenario_params("ETH").price_range_frac == 0.18  # Deribit ETH
     assert desk.scenario_params("BTC").price_range_frac == 0.16
     assert desk.scenario_params("SOL").price_range_frac == 0.16  # generic default
+
+
+def test_load_desk_with_non_utf8_bytes_names_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "desk.toml"
+    f.write_bytes(b"\xff\xfe[desk]\n")
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 0\)"):
+        load_desk(f)

@@ -168,3 +168,31 @@ def test_portfolio_is_immutable() -> None:
 def test_to_decimal_just_below_the_cap_is_not_rounded_up_and_refused() -> None:
     just_below = Decimal("999999999999999999.99999999995")
     assert to_decimal(just_below, "amount") == just_below
+
+
+def test_amount_with_a_string_asset_raises() -> None:
+    with pytest.raises(DataError, match="asset must be an Asset"):
+        Amount(Decimal(1), "BTC")  # type: ignore[arg-type]
+
+
+def test_pool_with_bogus_wallet_or_model_raises_data_error_naming_the_field() -> None:
+    with pytest.raises(DataError, match="unknown wallet kind 'bogus'"):
+        Pool("sim-a.pm", "sim-a", frozenset({"bogus"}), "unified")  # type: ignore[arg-type]
+    with pytest.raises(DataError, match=r"unknown model 'foo'; known: unified"):
+        Pool("sim-a.pm", "sim-a", frozenset({WalletKind.UM}), "foo")  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="venue must be"):
+        Pool("sim-a.pm", "", frozenset({WalletKind.UM}), "unified")  # type: ignore[arg-type]
+
+
+def test_option_with_unknown_right_raises_data_error() -> None:
+    with pytest.raises(DataError, match="unknown right 'straddle'"):
+        Instrument(
+            "BTC-X",
+            InstrumentKind.OPTION,
+            BTC,
+            USDT,
+            expiry=T0,
+            strike=Decimal(1),
+            right="straddle",  # type: ignore[arg-type]
+            settlement="linear",  # type: ignore[arg-type]
+        )

@@ -122,3 +122,28 @@ def test_sim_server_binds_loopback_only(desk: DeskConfig, clock: ManualClock) ->
     with SimHttpServer({"sim-a": BinanceDialect(engine)}) as server:
         assert server._server.server_address[0] == "127.0.0.1"
         assert server.base_url("sim-a").startswith("http://127.0.0.1:")
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [({"Content-Length": "2"}, b"\xff\xfe"), ({"Content-Length": "-5"}, b"")],
+)
+def test_loopback_server_with_malformed_request_answers_400_minus_1100(
+    desk: DeskConfig, headers: dict[str, str], body: bytes
+) -> None:
+    import http.client
+
+    engine, _ = sim_exchange_from_desk(desk, "sim-a", ManualClock(), network=SimNetwork())
+    server = SimHttpServer({"sim-a": BinanceDialect(engine)}, port=0).start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        conn.putrequest("POST", "/sim-a/sapi/v1/asset/transfer")
+        for k, v in headers.items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        conn.send(body)
+        answer = conn.getresponse()
+        assert answer.status == 400
+        assert b'"code":-1100' in answer.read()
+    finally:
+        server.stop()

@@ -29,20 +29,29 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass  # quiet: the dialect keeps its own request log
 
+    def _reply(self, status: int, payload: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
     def _serve(self) -> None:
         url = urlsplit(self.path)
         parts = url.path.split("/", 2)
         venue = parts[1] if len(parts) > 1 else ""
         dialect = self.server.dialects.get(venue)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode() if length else ""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length < 0:
+                raise ValueError(length)
+            body = self.rfile.read(length).decode() if length else ""
+        except (ValueError, UnicodeDecodeError):
+            # Binance answers malformed input with -1100; never a dropped connection.
+            self._reply(400, b'{"code":-1100,"msg":"Illegal characters found in a parameter."}')
+            return
         if dialect is None:
-            payload = b'{"code":-1,"msg":"unknown venue"}'
-            self.send_response(404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self._reply(404, b'{"code":-1,"msg":"unknown venue"}')
             return
         path = "/" + parts[2] if len(parts) > 2 else "/"
         answer = dialect.handle(self.command, path, url.query, body, dict(self.headers.items()))
