@@ -268,8 +268,9 @@ def finalise(
                 continue
             x_dj = float(X[d, j])
             # A source used up to its capacity less solver tolerance (the strict floors and
-            # the cover are relaxed by ~1e-9 of the deficit) is used up to its capacity.
-            if arrays.cap[d, j] - x_dj <= 1e-5 + 1e-8 * arrays.cap[d, j]:
+            # the cover are relaxed by ~1e-9 of the deficit, and HiGHS's primal feasibility
+            # tolerance is 1e-7 of a row's scale) is used up to its capacity.
+            if arrays.cap[d, j] - x_dj <= 1e-5 + 1e-7 * arrays.cap[d, j]:
                 x_dj = float(arrays.cap[d, j])
             amt = _floor_step(x_dj, s.step_usd)
             cap = _dec(arrays.cap[d, j])
