@@ -65,16 +65,20 @@ def test_sources_with_pm_pool_include_in_place_doge_swap_at_net_credit(
     assert swap.tier is Tier.IN_PRODUCT
     assert swap.mode is SourceMode.SWAP
     # DOGE at 50 % → USDT at 100 %: credit = (1 − bps/10⁴)·1 − 0.5 per USD converted
-    assert [round(g.credit_per_usd, 6) for g in swap.segments] == [0.4992, 0.498, 0.494]
-    assert [g.cost_per_usd for g in swap.segments] == [0.0008, 0.002, 0.006]
+    # 3 M DOGE at 0.25 = 750k USD: the first two book levels (250k at 8 bps, 500k of 750k at 20)
+    assert [round(g.credit_per_usd, 6) for g in swap.segments] == [0.4992, 0.498]
+    assert [g.width_usd for g in swap.segments] == [250_000.0, 500_000.0]
+    assert [g.cost_per_usd for g in swap.segments] == [0.0008, 0.002]
     direct = by_id["sim-a.pm:a.spot-margin.usdt"]
     assert direct.tier is Tier.TRANSFER
     assert direct.per_request_usd == 1_000_000.0
     assert "preauth:a.spot-margin.usdt" in direct.groups
     assert "preauth-group:sim-a-hot" in direct.groups
     assert built.input.shared_limits_usd["preauth-group:sim-a-hot"] == 6_000_000.0
-    # the return on-chain leg has no allow-list entry: left out, and said so
-    assert any("ba.onchain.usdt" in n for n in built.notes)
+    # the pre-authorised on-chain leg from sim-b becomes a two-leg source, 20 min + 1 s away
+    two_leg = by_id["sim-a.pm:ba.onchain.usdt+a.spot-margin.usdt"]
+    assert two_leg.latency_s == 1201.0
+    assert built.notes == ()
 
 
 def test_sources_with_route_out_of_a_pool_carry_origin_headroom(desk_state: DeskState) -> None:
@@ -185,7 +189,28 @@ def test_route_with_strict_joint_desk_calls_books_exact_amounts(desk_state: Desk
     )
     plan = Router().route(built.input)
     got = {a.source: a.amount_usd for a in plan.allocations}
-    assert got["sim-a.pm:a.margin.doge-usdt"] == Decimal("2000000.00")  # tier 2, all of it
-    assert got["sim-a.pm:a.spot-margin.usdt"] == Decimal("1507700.00")  # 2.5 M − 992,300
-    assert plan.credit_usd == Decimal("5000000")
-    assert plan.cost_usd == Decimal("7700")
+    # 3 M DOGE at 0.25: 750,000 USD, all of it (tier 2), credits 0.4992·250k + 0.498·500k
+    assert got["sim-a.pm:a.margin.doge-usdt"] == Decimal("750000.00")
+    assert got["sim-a.pm:a.spot-margin.usdt"] == Decimal("2126200.00")  # 2.5 M − 373,800
+    assert plan.cost_usd == Decimal("1200")  # 8 bps of 250k + 20 bps of 500k
+    outcome = {c.call: c for c in plan.calls}
+    assert outcome["sim-a.pm"].uncovered_usd == 0
+    # sim-b.opt: all of sim-b spot, then sim-b.um only down to its own call level; the
+    # on-chain leg from sim-a takes 20 min, past the 60 s deadline.
+    assert got["sim-b.opt:b.spot-options.usdt"] == Decimal("1600000")
+    assert plan.status == "partial"
+    assert (
+        outcome["sim-b.opt"].uncovered_usd == Decimal("2500000") - outcome["sim-b.opt"].credit_usd
+    )
+
+
+def test_sources_with_route_missing_from_allow_list_are_left_out_and_noted(
+    desk_state: DeskState,
+) -> None:
+    desk, state, reports = desk_state
+    desk = desk.model_copy(
+        update={"preauth": tuple(p for p in desk.preauth if p.route != "ba.onchain.usdt")}
+    )
+    built = routing_input_from_state(desk, state, reports, ["sim-a.pm"], deadline_s=60.0)
+    assert all("ba.onchain.usdt" not in s.id for s in built.input.sources)
+    assert any("ba.onchain.usdt" in n for n in built.notes)

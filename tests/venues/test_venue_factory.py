@@ -24,13 +24,13 @@ def test_build_with_example_desk_seeds_balances_and_positions(sims: DeskVenues) 
     assert a.portfolio_margin
     assert not b.portfolio_margin
     margin = {x.asset.code: x for x in a.balances(WalletKind.MARGIN)}
-    assert margin["USDT"].amount == Decimal(3_800_000)
+    assert margin["USDT"].amount == Decimal(1_300_000)
     assert margin["USDT"].loan == Decimal(500_000)
     assert margin["USDT"].interest == Decimal("182.35")
     options = {x.asset.code: x.amount for x in b.balances(WalletKind.OPTIONS)}
-    assert options == {"USDT": Decimal(1_900_000)}
+    assert options == {"USDT": Decimal(2_200_000)}
     um_b = {p.symbol: p.qty for p in b.positions(WalletKind.UM)}
-    assert um_b == {"BTCUSDT": Decimal(140), "ETHUSDT": Decimal(-2500)}
+    assert um_b == {"BTCUSDT": Decimal(60), "ETHUSDT": Decimal(-1500)}
     cm_a = a.positions(WalletKind.CM)
     assert [(p.symbol, p.qty, p.margin_asset.code) for p in cm_a] == [
         ("BTCUSD_PERP", Decimal(60_000), "BTC")

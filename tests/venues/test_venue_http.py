@@ -61,12 +61,12 @@ def test_unmodified_ccxt_client_with_loopback_urls_loads_markets_balances_and_tr
         assert upnl_um == Decimal(
             -533_000
         )  # −95·(95040−93500) + 1800·(3201.5−3310) − 22000·(180.1−171.4)
-        assert ex.fetch_balance({"type": "swap"})["USDT"]["total"] == 2_400_000 - 533_000
+        assert ex.fetch_balance({"type": "swap"})["USDT"]["total"] == 250_000 - 533_000
         upnl_cm = sum(engine.unrealized_pnl(p) for p in engine.positions_in(WalletKind.CM))
         inverse = ex.fetch_balance({"type": "swap", "subType": "inverse"})
-        assert inverse["BTC"]["total"] == pytest.approx(float(Decimal("6.2") + upnl_cm), abs=1e-8)
+        assert inverse["BTC"]["total"] == pytest.approx(float(Decimal("1.5") + upnl_cm), abs=1e-8)
         pm = ex.fetch_balance({"portfolioMargin": True})
-        assert pm["USDT"]["total"] == 3_800_000 + 2_400_000 - 533_000  # margin + UM + uPnL
+        assert pm["USDT"]["total"] == 1_300_000 + 250_000 - 533_000  # margin + UM + uPnL
         t = ex.transfer("USDT", 1000, "spot", "linear")
         assert t["id"] == str(engine.transfers[-1].tran_id)
         assert engine.transfers[-1].type == "MAIN_UMFUTURE"

@@ -35,9 +35,9 @@ def test_transfer_with_spot_to_um_moves_books_after_latency(
     assert receipt.amount == Decimal("250000")
     assert not receipt.rounded
     assert _free(b.balances(W.SPOT), "USDT") == Decimal("1350000")  # debited at once
-    assert _free(b.balances(W.UM), "USDT") == Decimal("1350000")  # credit after 0.08 s
+    assert _free(b.balances(W.UM), "USDT") == Decimal("900000")  # credit after 0.08 s
     clock.advance(0.08)
-    assert _free(b.balances(W.UM), "USDT") == Decimal("1600000")
+    assert _free(b.balances(W.UM), "USDT") == Decimal("1150000")
     report = b.lookup_transfer("call-1/step-1")
     assert report.status is TransferStatus.CONFIRMED
     assert report.matched_by == "id"
