@@ -16,6 +16,7 @@ from core.config import load_desk
 from core.errors import PmrError
 from flows import cli_db, cli_margin, cli_route, cli_sim
 from flows.cli_common import EXAMPLE_DESK, fail, handles_pmr_errors, out
+from flows.demo import DEFAULT_SHOCK, parse_shock, run_demo
 from flows.desk_summary import print_desk_summary
 
 app = typer.Typer(
@@ -53,10 +54,18 @@ def demo(
     desk_file: Annotated[
         Path, typer.Option("--desk", help="Desk TOML (default: the bundled example desk).")
     ] = EXAMPLE_DESK,
+    shock: Annotated[
+        str, typer.Option("--shock", help="Price moves, e.g. 'ETH=-0.25,BTC=0.1'.")
+    ] = DEFAULT_SHOCK,
+    vol_up: Annotated[
+        float, typer.Option("--vol-up", help="Relative IV change with the shock (0.5 = +50 %).")
+    ] = 0.3,
+    deadline_s: Annotated[
+        float, typer.Option("--deadline", help="Seconds the cure may take.")
+    ] = 60.0,
 ) -> None:
-    """Run the offline demo on the example desk (simulated venues, embedded SQLite)."""
-    desk = load_desk(desk_file)
-    print_desk_summary(desk, source=str(desk_file))
+    """Run the offline demo: margin now, a sharp move, margin calls, the cheapest cure."""
+    run_demo(desk_file, shock=parse_shock(shock), vol_up_frac=vol_up, deadline_s=deadline_s)
 
 
 def main() -> None:
