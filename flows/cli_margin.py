@@ -113,7 +113,7 @@ def _parse_model(model: str | None) -> MarginModelKind | None:
 def margin(
     portfolio: Annotated[
         Path | None,
-        typer.Option("--portfolio", help="Self-contained portfolio JSON (docs/margin.md)."),
+        typer.Option("--portfolio", help="Self-contained portfolio JSON (schema in the README)."),
     ] = None,
     desk: Annotated[
         Path | None,
