@@ -15,18 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy import Engine, inspect, text
-from sqlalchemy.exc import DBAPIError
-from sqlmodel import Session
 
 from core.errors import ConfigError
-from core.ledger.audit_log import verify_audit_chain
-from core.ledger.store import init_db, make_engine, redact_url
-from core.ledger.tables import LedgerTable
 from flows.cli_common import handles_pmr_errors, out
+
+if TYPE_CHECKING:  # SQLAlchemy loads inside the commands, so `pmr --help` stays fast
+    from sqlalchemy import Engine
 
 __all__ = ["db_info", "db_init", "register"]
 
@@ -43,6 +40,8 @@ UrlOption = Annotated[
 
 @contextmanager
 def _engine(url: str | None) -> Iterator[Engine]:
+    from core.ledger.store import make_engine
+
     engine = make_engine(url)
     try:
         yield engine
@@ -53,6 +52,8 @@ def _engine(url: str | None) -> Iterator[Engine]:
 @handles_pmr_errors
 def db_init(url: UrlOption = None) -> None:
     """Create every missing table (and, on PostgreSQL, the post-mortem views). Idempotent."""
+    from core.ledger.store import init_db
+
     with _engine(url) as engine:
         report = init_db(engine)
     out.print(str(report), markup=False)
@@ -74,6 +75,14 @@ def info_lines(engine: Engine) -> list[str]:
     ConfigError
         The store cannot be read or has not been initialised.
     """
+    from sqlalchemy import inspect, text
+    from sqlalchemy.exc import DBAPIError
+    from sqlmodel import Session
+
+    from core.ledger.audit_log import verify_audit_chain
+    from core.ledger.store import redact_url
+    from core.ledger.tables import LedgerTable
+
     url = redact_url(engine.url.render_as_string(hide_password=False))
     names = sorted(LedgerTable.metadata.tables)
     try:
