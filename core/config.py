@@ -42,7 +42,7 @@ from core.domain import (
 from core.errors import ConfigError, DataError
 from core.margin.params import (
     DEFAULT_SCENARIO_BY_ASSET,
-    Bracket,
+    BracketTables,
     CollateralRate,
     CrashScenario,
     FrozenModel,
@@ -50,7 +50,6 @@ from core.margin.params import (
     ScenarioParams,
     StandardParams,
     Thresholds,
-    validate_brackets,
 )
 
 __all__ = [
@@ -343,7 +342,7 @@ class DeskConfig(FrozenModel):
     venues: tuple[VenueCfg, ...] = Field(min_length=1)
     pools: tuple[PoolCfg, ...] = Field(min_length=1)
     collateral_rates: dict[AssetCode, CollateralRate] = Field(default_factory=dict)
-    brackets: dict[str, tuple[Bracket, ...]] = Field(default_factory=dict)
+    brackets: BracketTables = Field(default_factory=dict)
     scenario: dict[AssetCode, ScenarioParams] = Field(default_factory=dict)
     offsets: tuple[OffsetCredit, ...] = ()
     crash: CrashScenario = CrashScenario()
@@ -356,17 +355,6 @@ class DeskConfig(FrozenModel):
     swaps: tuple[SwapCfg, ...] = ()
     preauth: tuple[PreauthCfg, ...] = ()
     preauth_groups: dict[Name, PosDecimal] = Field(default_factory=dict)
-
-    @field_validator("brackets")
-    @classmethod
-    def _brackets(cls, v: dict[str, tuple[Bracket, ...]]) -> dict[str, tuple[Bracket, ...]]:
-        out = {}
-        for symbol, table in v.items():
-            try:
-                out[symbol] = validate_brackets(table)
-            except ValueError as exc:
-                raise ValueError(f"brackets.{symbol}: {exc}") from None
-        return out
 
     # -- lookups ---------------------------------------------------------------------------
     def venue(self, name: str) -> VenueCfg:

@@ -10,13 +10,14 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "DEFAULT_EXTENDED_MOVES",
     "DEFAULT_LOAN_MMR_BY_LEVERAGE",
     "DEFAULT_SCENARIO_BY_ASSET",
     "Bracket",
+    "BracketTables",
     "CollateralRate",
     "CollateralTier",
     "CrashScenario",
@@ -177,6 +178,22 @@ def validate_brackets(brackets: tuple[Bracket, ...]) -> tuple[Bracket, ...]:
     return tuple(out)
 
 
+def _validate_tables(
+    tables: dict[str, tuple[Bracket, ...]],
+) -> dict[str, tuple[Bracket, ...]]:
+    out = {}
+    for symbol, table in tables.items():
+        try:
+            out[symbol] = validate_brackets(table)
+        except ValueError as exc:
+            raise ValueError(f"brackets.{symbol}: {exc}") from None
+    return out
+
+
+# Bracket tables by instrument symbol, checked and with ``cum_usd`` derived, wherever they load.
+BracketTables = Annotated[dict[str, tuple[Bracket, ...]], AfterValidator(_validate_tables)]
+
+
 class ScenarioParams(FrozenModel):
     """Risk-based (scenario) margin parameters of one risk unit, Deribit-like defaults.
 
@@ -289,22 +306,11 @@ class MarginParams(FrozenModel):
         default_factory=lambda: dict(DEFAULT_LOAN_MMR_BY_LEVERAGE)
     )
     collateral_rates: dict[str, CollateralRate] = Field(default_factory=dict)
-    brackets: dict[str, tuple[Bracket, ...]] = Field(default_factory=dict)
+    brackets: BracketTables = Field(default_factory=dict)
     scenario: dict[str, ScenarioParams] = Field(default_factory=dict)
     offsets: tuple[OffsetCredit, ...] = ()
     crash: CrashScenario = CrashScenario()
     standard: StandardParams = StandardParams()
-
-    @field_validator("brackets")
-    @classmethod
-    def _brackets(cls, v: dict[str, tuple[Bracket, ...]]) -> dict[str, tuple[Bracket, ...]]:
-        out = {}
-        for symbol, table in v.items():
-            try:
-                out[symbol] = validate_brackets(table)
-            except ValueError as exc:
-                raise ValueError(f"brackets.{symbol}: {exc}") from None
-        return out
 
     @model_validator(mode="after")
     def _leverage_known(self) -> MarginParams:
