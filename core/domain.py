@@ -45,6 +45,8 @@ __all__ = [
 # Decimal's default context keeps 28 significant digits; capping magnitudes at 1e18 leaves
 # room for 8+ decimals, so sums of booked amounts are exact instead of silently rounded.
 MAX_ABS_AMOUNT = Decimal(10) ** 18
+# Venue timestamps may run slightly ahead of ours; more than this is a wrong clock or field.
+CLOCK_SKEW_S = 5.0
 _ASSET_RE = re.compile(r"^[A-Z0-9]{2,15}$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
@@ -379,8 +381,17 @@ class MarkPrice:
             object.__setattr__(self, name, value)
 
     def check_fresh(self, now: datetime, max_age_s: float) -> None:
-        """Raise ``StalePriceError`` if this price is older than ``max_age_s`` at ``now``."""
+        """Raise ``StalePriceError`` if this price is older than ``max_age_s`` at ``now``, and
+        ``DataError`` if it is stamped in the future beyond ``CLOCK_SKEW_S`` (a wrong clock or
+        a wrong timestamp field, either way not a price to margin on)."""
         age_s = (now - self.at).total_seconds()
+        if age_s < -CLOCK_SKEW_S:
+            raise DataError(
+                "price is stamped in the future",
+                symbol=self.symbol,
+                ahead_s=round(-age_s, 3),
+                at=self.at.isoformat(),
+            )
         if age_s > max_age_s:
             raise StalePriceError(
                 "price is stale",
@@ -447,7 +458,17 @@ class Portfolio:
         prices: Iterable[MarkPrice],
         as_of: datetime,
     ) -> Portfolio:
-        return cls(tuple(balances), tuple(positions), {p.symbol: p for p in prices}, as_of)
+        by_symbol: dict[str, MarkPrice] = {}
+        for p in prices:
+            if p.symbol in by_symbol:
+                # Two marks for one symbol: silently keeping either would misstate equity.
+                raise DataError(
+                    "two prices for one symbol",
+                    symbol=p.symbol,
+                    marks=f"{by_symbol[p.symbol].mark}, {p.mark}",
+                )
+            by_symbol[p.symbol] = p
+        return cls(tuple(balances), tuple(positions), by_symbol, as_of)
 
     def price(self, symbol: str, *, where: str = "") -> MarkPrice:
         """Return the price of ``symbol`` or raise ``UnknownAssetError`` naming who needed it."""

@@ -196,3 +196,18 @@ def test_option_with_unknown_right_raises_data_error() -> None:
             right="straddle",  # type: ignore[arg-type]
             settlement="linear",  # type: ignore[arg-type]
         )
+
+
+def test_portfolio_with_two_prices_for_one_symbol_raises() -> None:
+    with pytest.raises(DataError, match="two prices for one symbol"):
+        Portfolio.of(
+            [], [], [MarkPrice("BTC", Decimal(95_000), T0), MarkPrice("BTC", Decimal(1), T0)], T0
+        )
+
+
+def test_mark_price_stamped_in_the_future_beyond_skew_raises() -> None:
+    p = MarkPrice("BTC", Decimal(95_000), T0 + timedelta(seconds=5))
+    p.check_fresh(T0, max_age_s=60)  # within clock skew
+    late = MarkPrice("BTC", Decimal(95_000), T0 + timedelta(hours=23))
+    with pytest.raises(DataError, match="stamped in the future"):
+        late.check_fresh(T0, max_age_s=60)

@@ -73,3 +73,14 @@ def test_cli_with_missing_file_exits_2_naming_it(tmp_path: Path) -> None:
     res = runner.invoke(_app(), ["margin", "--portfolio", str(missing)])
     assert res.exit_code == 2
     assert "none.json" in res.output
+
+
+def test_cli_with_two_prices_for_one_symbol_exits_2_and_prints_no_report(tmp_path: Path) -> None:
+    data = json.loads((ROOT / "examples/portfolio.json").read_text())
+    data["prices"].append({"symbol": "BTC", "mark": "1"})
+    bad = tmp_path / "dup.json"
+    bad.write_text(json.dumps(data))
+    res = runner.invoke(_app(), ["margin", "--portfolio", str(bad)])
+    assert res.exit_code == 2
+    assert "two prices for one symbol" in res.output
+    assert "adjusted_equity_usd" not in res.output
