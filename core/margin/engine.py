@@ -280,6 +280,27 @@ def _convert_and_reduce(
         g[plan.seg_group[s_lo:s_hi]] += sums.T
 
 
+def _delta_sum_first(
+    c: _Rows, d: DeltaBlock, plan: _BlockPlan, matrix: ScenarioMatrix, g: FloatArray
+) -> bool:
+    """Add a delta chunk's group PnL without materialising rows × scenarios; False if it can't.
+
+    A delta row's PnL is delta·m/P0, linear in the unit's move m, so a group's sum is
+    (Σ delta/P0)·m: summing the rows first turns rows × scenarios multiplications into
+    rows + groups × scenarios. Rows whose margin currency itself moves (coin-margined pools)
+    are not linear in m and take the element-wise path; so do per-row results (contributions).
+    """
+    lo, hi, s_lo, s_hi, unit = c
+    r_lo, r_hi = np.searchsorted(plan.mc_rows, (lo, hi))
+    if r_hi > r_lo:
+        return False
+    if s_hi > s_lo:
+        w = d.delta_usd[lo:hi] * plan.inv_p0[lo:hi] if plan.scale else d.delta_usd[lo:hi]
+        per_group = np.add.reduceat(w, plan.starts[s_lo:s_hi] - lo)
+        g[plan.seg_group[s_lo:s_hi]] += np.multiply.outer(per_group, matrix.price_move_t[:, unit])
+    return True
+
+
 def _run_chunks(n_elems: int, bounds: list[_Chunk], work: Callable[[_Chunk], None]) -> None:
     """Run ``work`` on every chunk, on the worker threads when the block is large."""
     if n_elems >= _PARALLEL_MIN_ELEMS and _WORKERS > 1 and len(bounds) > 1:
@@ -390,6 +411,8 @@ def scenario_pnl(book: RiskBook, matrix: ScenarioMatrix, *, keep_rows: bool = Tr
     d_plan = _plan(book, d.group, d.unit, d.pool, matrix.joint, s)
 
     def delta_work(c: _Rows) -> None:
+        if d_rows is None and _delta_sum_first(c, d, d_plan, matrix, g):
+            return
         # ΔV = delta × m as (scenarios × rows): one broadcast multiply, the unit's column
         vals = np.multiply(matrix.price_move_t[:, c.unit, None], d.delta_usd[c.lo : c.hi])
         _convert_and_reduce(vals, d.value0_usd, d_plan, c, matrix, g, d_rows)
