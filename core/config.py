@@ -35,6 +35,7 @@ from core.domain import (
     MarkPrice,
     OptionRight,
     Pool,
+    Portfolio,
     Position,
     Settlement,
     WalletKind,
@@ -408,6 +409,13 @@ class DeskConfig(FrozenModel):
 
     def initial_prices(self, at: datetime) -> tuple[MarkPrice, ...]:
         return tuple(MarkPrice(p.symbol, p.mark, at, p.index, p.iv) for p in self.prices)
+
+    def initial_portfolio(self, at: datetime) -> Portfolio:
+        """The declared starting state (balances, positions, marks stamped ``at``) as one
+        ``Portfolio``: what offline reports, plans and the demo price until venues are read."""
+        return Portfolio.of(
+            self.initial_balances(), self.initial_positions(), self.initial_prices(at), at
+        )
 
     def redacted(self) -> dict[str, Any]:
         """A JSON-able dump safe to echo: credentials are references only, shown as names."""

@@ -24,7 +24,7 @@ from rich.table import Table
 
 from core.clock import SystemClock
 from core.config import load_desk
-from core.domain import MarginModelKind, Portfolio
+from core.domain import MarginModelKind
 from core.errors import ConfigError
 from flows.cli_common import handles_pmr_errors, out
 
@@ -149,12 +149,7 @@ def margin(
             raise ConfigError("--params applies to --portfolio; a desk carries its own params")
         desk_cfg = load_desk(desk)
         at = SystemClock().now()
-        state = Portfolio.of(
-            desk_cfg.initial_balances(),
-            desk_cfg.initial_positions(),
-            desk_cfg.initial_prices(at),
-            at,
-        )
+        state = desk_cfg.initial_portfolio(at)
         pool_ids = [pool] if pool is not None else [p.id for p in desk_cfg.pools]
         for pid in pool_ids:
             if kind is None:

@@ -183,15 +183,12 @@ def _input_from_desk(
     then the candidate sources."""
     from core.clock import SystemClock
     from core.config import load_desk
-    from core.domain import Portfolio
     from core.margin.api import evaluate_pool
     from core.routing.from_state import routing_input_from_state
 
     desk = load_desk(desk_file)
     at = SystemClock().now()
-    state = Portfolio.of(
-        desk.initial_balances(), desk.initial_positions(), desk.initial_prices(at), at
-    )
+    state = desk.initial_portfolio(at)
     reports = {p.id: evaluate_pool(desk, p.id, state) for p in desk.pools}
     built = routing_input_from_state(
         desk,

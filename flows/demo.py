@@ -23,7 +23,6 @@ from rich.table import Table
 
 from core.clock import SystemClock
 from core.config import DeskConfig, load_desk
-from core.domain import Portfolio
 from core.errors import ConfigError
 from flows.cli_common import out
 from flows.desk_summary import print_desk_summary
@@ -141,9 +140,7 @@ def run_demo(
     desk = load_desk(desk_file)
     print_desk_summary(desk, source=str(desk_file))
     at = SystemClock().now()
-    state = Portfolio.of(
-        desk.initial_balances(), desk.initial_positions(), desk.initial_prices(at), at
-    )
+    state = desk.initial_portfolio(at)
     now = {p.id: evaluate_pool(desk, p.id, state) for p in desk.pools}
     out.print(_margin_table("Portfolio margin now", desk, now))
 

@@ -20,7 +20,7 @@ from decimal import Decimal
 
 import numpy as np
 
-from core.domain import Instrument, MarkPrice, Portfolio, Settlement
+from core.domain import Instrument, MarkPrice, OptionRight, Portfolio, Settlement
 from core.errors import DataError
 from core.margin.pricing import black76, year_fraction
 
@@ -91,7 +91,7 @@ def _shocked_option(
             symbol=inst.symbol,
         )
     t = max(year_fraction(inst.expiry, portfolio.as_of), 1e-9)
-    is_call = np.array([inst.right is not None and inst.right.value == "call"])
+    is_call = np.array([inst.right is OptionRight.CALL])
     k = np.array([float(inst.strike)])
     f0, f1 = float(forward), float(forward * f)
     v0 = float(black76(np.array([f0]), k, np.array([t]), np.array([float(iv)]), is_call)[0])

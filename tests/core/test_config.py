@@ -241,3 +241,16 @@ def test_load_desk_with_non_utf8_bytes_names_the_file(tmp_path: Path) -> None:
     f.write_bytes(b"\xff\xfe[desk]\n")
     with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 0\)"):
         load_desk(f)
+
+
+def test_initial_portfolio_holds_the_declared_state_stamped_at() -> None:
+    from datetime import UTC, datetime
+
+    desk = load_desk(EXAMPLE)
+    at = datetime(2026, 11, 27, 12, tzinfo=UTC)
+    pf = desk.initial_portfolio(at)
+    assert pf.as_of == at
+    assert len(pf.balances) == len(desk.balances)
+    assert len(pf.positions) == len(desk.positions)
+    assert pf.prices["BTC"].mark == Decimal(95_000)
+    assert pf.prices["BTC"].at == at

@@ -24,9 +24,7 @@ def desk() -> DeskConfig:
 
 
 def _state(desk: DeskConfig) -> Portfolio:
-    return Portfolio.of(
-        desk.initial_balances(), desk.initial_positions(), desk.initial_prices(AT), AT
-    )
+    return desk.initial_portfolio(AT)
 
 
 def test_every_pool_of_the_example_desk_gets_a_report_with_its_own_model(desk: DeskConfig) -> None:

@@ -29,9 +29,7 @@ DeskState = tuple[DeskConfig, Portfolio, dict[str, MarginReport]]
 @pytest.fixture(scope="module")
 def desk_state() -> DeskState:
     desk = load_desk(DESK)
-    state = Portfolio.of(
-        desk.initial_balances(), desk.initial_positions(), desk.initial_prices(AT), AT
-    )
+    state = desk.initial_portfolio(AT)
     reports = {p.id: evaluate_pool(desk, p.id, state) for p in desk.pools}
     return desk, state, reports
 

@@ -11,14 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.config import load_desk
-from core.domain import Portfolio
 from core.errors import DataError
 from core.margin import evaluate_pool
 from core.stress.shocks import shock_portfolio
 
 DESK = load_desk(Path(__file__).resolve().parents[2] / "examples" / "desk.toml")
 AT = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-STATE = Portfolio.of(DESK.initial_balances(), DESK.initial_positions(), DESK.initial_prices(AT), AT)
+STATE = DESK.initial_portfolio(AT)
 INSTRUMENTS = DESK.instrument_map()
 
 
