@@ -113,7 +113,9 @@ def _parse_model(model: str | None) -> MarginModelKind | None:
 def margin(
     portfolio: Annotated[
         Path | None,
-        typer.Option("--portfolio", help="Self-contained portfolio JSON (schema in the README)."),
+        typer.Option(
+            "--portfolio", help="Self-contained portfolio JSON (schema in docs/margin.md)."
+        ),
     ] = None,
     desk: Annotated[
         Path | None,

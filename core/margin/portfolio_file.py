@@ -1,4 +1,4 @@
-"""The self-contained portfolio JSON read by ``pmr margin --portfolio`` (schema in the README, "Margin").
+"""The self-contained portfolio JSON read by ``pmr margin --portfolio`` (schema in docs/margin.md).
 
 A file carries one pool's balances, positions (with their instrument definitions), prices and
 margin parameters, so margin can be computed without a desk configuration. Errors name the

@@ -4,7 +4,7 @@ DESIGN §5.1 tiers, from what the desk declares and holds:
 
 * tier 1 ``pnl_offset``: unrealised PnL the pool's margin model does not yet count but the
   venue lets offset, given per pool by the caller (``upnl_offsets_usd``); the margin report
-  does not expose such a figure yet, so without it tier 1 is empty (see the README, "Collateral router");
+  does not expose such a figure yet, so without it tier 1 is empty (see docs/routing.md);
 * tier 2 ``in_place``: a configured swap inside one of the pool's own wallets, converting a
   low-rate asset into a higher-rate one; credit per USD = (1 − cost)·rate(to) − rate(from);
 * tier 3 ``transfer``/``swap``/``withdrawal``: a configured route into a pool wallet (direct, or

@@ -8,7 +8,7 @@ Input (``problem``)::
                   "preauth_usd"?, "rate_per_s"?, "per_request_usd"?, "fixed_fee_usd"?,
                   "min_ticket_usd"?}]}
 
-Optional extensions (all documented in the README, "Problem schema"): per source ``available_usd``,
+Optional extensions (all documented in docs/routing.md, "Problem schema"): per source ``available_usd``,
 ``api_weight``, ``venue``, ``origin_pool``, ``origin_debit_per_usd``, ``step_usd``, ``calls``,
 ``groups``, ``mode``; at the top ``call_id``, ``pool``, ``target_ratio``, ``mm_usd``, ``calls``
 (several deficits solved jointly, instead of ``deficit_usd``/``deadline_s``),
