@@ -63,6 +63,23 @@ class Structure:
         out: FloatArray = np.asarray((self.aggregation() @ x.T).T, dtype=np.float64)
         return out
 
+    def binary_piece_links(self) -> tuple[tuple[int, ...], sp.csr_matrix]:
+        """Pieces of multi-segment binary sources, and the (B × those pieces) 0/1 map from
+        each binary to its pieces (for the per-piece links x_dp ≤ min(u_p, M_b)·y_db)."""
+        starts = np.concatenate([[0], np.cumsum(self.segment_counts)[:-1]]).astype(int)
+        pieces: list[int] = []
+        rows: list[int] = []
+        for b, j in enumerate(self.binary_sources):
+            if self.segment_counts[j] > 1:
+                for k in range(self.segment_counts[j]):
+                    rows.append(b)
+                    pieces.append(int(starts[j]) + k)
+        link = sp.csr_matrix(
+            (np.ones(len(pieces)), (rows, np.arange(len(pieces)))),
+            shape=(len(self.binary_sources), len(pieces)),
+        )
+        return tuple(pieces), link
+
     def membership(self, members: tuple[tuple[str, tuple[int, ...]], ...]) -> sp.csr_matrix:
         rows = [r for r, (_, idx) in enumerate(members) for _ in idx]
         cols = [j for _, idx in members for j in idx]
@@ -110,6 +127,7 @@ class Arrays:
     cap: FloatArray  # (C, J) Cap_j(T_d), 0 where the source cannot serve the call
     cap_all: FloatArray  # (J,) Cap_j(max_d T_d)
     cap_bin: FloatArray  # (C, B) capacity of binary sources, tightened to what can be useful
+    cap_bin_piece: FloatArray  # (C, L) min(width, cap_bin) per linked piece of a binary source
     fee: FloatArray  # (B,)
     min_ticket: FloatArray  # (C, B)
     group_limit: FloatArray  # (G,)
@@ -176,6 +194,9 @@ def compile_arrays(inp: RoutingInput, st: Structure) -> Arrays:
         need = np.maximum(deficit / lowest * (1 + 1e-9) + 1e-6, s.min_ticket_usd)
         cap_bin[:, b] = np.minimum(cap[:, j], need)
     fee = np.array([inp.sources[j].fixed_fee_usd for j in b_idx])
+    link_pieces, link_map = st.binary_piece_links()
+    link_b = np.asarray(link_map.argmax(axis=0)).ravel() if link_pieces else np.zeros(0, int)
+    cap_bin_piece = np.minimum(width[:, list(link_pieces)], cap_bin[:, link_b])
     min_ticket = np.where(
         serves[:, b_idx], np.array([inp.sources[j].min_ticket_usd for j in b_idx])[None, :], 0.0
     ).reshape(C, len(b_idx))
@@ -206,6 +227,7 @@ def compile_arrays(inp: RoutingInput, st: Structure) -> Arrays:
         cap=cap,
         cap_all=cap_all,
         cap_bin=cap_bin,
+        cap_bin_piece=cap_bin_piece.reshape(C, len(link_pieces)),
         fee=fee.reshape(len(b_idx)),
         min_ticket=min_ticket,
         group_limit=group_limit.reshape(len(st.groups)),
