@@ -51,6 +51,12 @@ class Structure:
         return sum(self.segment_counts)
 
     @property
+    def piece_starts(self) -> IntArray:
+        """Index of each source's first piece (empty without sources)."""
+        out: IntArray = np.cumsum([0, *self.segment_counts], dtype=np.int64)[:-1]
+        return out
+
+    @property
     def piece_source(self) -> IntArray:
         return np.repeat(np.arange(self.n_sources, dtype=np.int64), self.segment_counts)
 
@@ -73,7 +79,7 @@ class Structure:
     def binary_piece_owner(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Pieces of multi-segment binary sources and, for each, its binary's index b (for the
         per-piece links x_dp ≤ min(u_p, M_b)·y_db)."""
-        starts = np.concatenate([[0], np.cumsum(self.segment_counts)[:-1]]).astype(int)
+        starts = self.piece_starts
         pieces: list[int] = []
         owner: list[int] = []
         for b, j in enumerate(self.binary_sources):

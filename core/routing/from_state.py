@@ -32,6 +32,7 @@ from core.config import DeskConfig, PoolCfg, PreauthCfg, RouteCfg, SwapCfg
 from core.domain import Portfolio, WalletKind
 from core.errors import DataError
 from core.margin.params import CollateralRate
+from core.routing.checks import MIN_CREDIT_PER_USD
 from core.routing.sources import (
     CollateralSource,
     Deficit,
@@ -52,6 +53,8 @@ __all__ = [
 
 _ZERO = Decimal(0)
 _BPS = Decimal(10_000)
+# Levels crediting less than this per USD are worth nothing (and refused by ``Segment``).
+_MIN_CREDIT = Decimal(repr(MIN_CREDIT_PER_USD))
 
 
 class AssetValue(Protocol):
@@ -280,7 +283,7 @@ class _Builder:
             # less what leaves at the source asset's rate (zero when it leaves another wallet)
             credit = (1 - lvl.cost_bps / _BPS) * to_rate - from_rate
             left -= width
-            if credit <= 0:
+            if credit < _MIN_CREDIT:
                 break  # cost only rises from here: no later level helps either
             segs.append(
                 Segment(
@@ -361,7 +364,7 @@ class _Builder:
             segments = [
                 Segment(float(w), float(c), float(fee_bps / _BPS))
                 for w, c in marginal_rate_segments(rate, held, bal)
-                if c > 0
+                if c >= _MIN_CREDIT
             ]
         else:
             r_to = _rate_at(rate, held)

@@ -28,7 +28,7 @@ class Room:
         self.X = np.zeros((C, J))
         self.x = np.zeros((C, P))
         self.piece_used = np.zeros(P)
-        starts = np.concatenate([[0], np.cumsum(st.segment_counts)[:-1]]).astype(int)
+        starts = st.piece_starts
         self.starts = starts
         self.piece_range = [
             range(int(starts[j]), int(starts[j]) + st.segment_counts[j]) for j in range(J)
@@ -58,6 +58,10 @@ class Room:
 
     def limits(self, d: int, j: int) -> dict[str, float]:
         """Room left for (call d, source j) under each named limit, in USD moved."""
+        with np.errstate(over="ignore", divide="ignore"):
+            return self._limits(d, j)
+
+    def _limits(self, d: int, j: int) -> dict[str, float]:
         a = self.a
         out = {
             "capacity": a.cap[d, j] - self.X[d, j],
@@ -82,6 +86,11 @@ class Room:
 
     def room_vector(self, d: int) -> np.ndarray:
         """Room left for call d from every source at once (the vectorised ``room``)."""
+        # a tiny debit or weight per USD leaves (near) unbounded room: inf is the right answer
+        with np.errstate(over="ignore", divide="ignore"):
+            return self._room_vector(d)
+
+    def _room_vector(self, d: int) -> np.ndarray:
         a = self.a
         J = self.st.n_sources
         piece_left = a.piece_width - self.piece_used

@@ -129,7 +129,7 @@ def test_cli_route_with_problem_file_prints_plan_json() -> None:
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["status"] == "optimal"
-    assert out["cost_usd"] == pytest.approx(0.25)
+    assert out["cost_usd"] == "0.25000000"
 
 
 def test_cli_route_with_policy_override_reports_other_policy() -> None:
@@ -161,7 +161,7 @@ def test_cli_route_with_desk_and_deficit_plans_from_state() -> None:
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["status"] == "optimal"
-    assert out["credit_usd"] >= 250000
+    assert Decimal(out["credit_usd"]) >= 250000
     assert out["allocations"][0]["source"].startswith("sim-b.um:")
 
 

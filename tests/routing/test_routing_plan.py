@@ -82,10 +82,10 @@ def test_route_with_solver_time_limit_falls_back_to_greedy_and_says_so() -> None
     assert out["status"] == "optimal"
     # the strict greedy takes tiers in order and then the cheapest per credited USD
     assert {a["source"]: a["amount_usd"] for a in out["allocations"]} == {
-        "upnl-btcusdt-perp": 300.0,
-        "btc-in-pm": 400.0,
-        "usdt-spot-to-pm": 250.0,
-        "usdc-swap-usdt": 100.0,
+        "upnl-btcusdt-perp": "300.00000000",
+        "btc-in-pm": "400.00000000",
+        "usdt-spot-to-pm": "250.00000000",
+        "usdc-swap-usdt": "100.00000000",
     }
     assert out["alternative"]["status"] == "failed"
 
