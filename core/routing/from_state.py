@@ -473,12 +473,10 @@ def routing_input_from_state(
             )
         sources += b.in_place_swaps(pool)
         sources += b.transfers(pool)
-    if not sources:
-        raise DataError(
-            "no candidate source holds collateral that can reach the pool(s)",
-            field="sources",
-            pools=",".join(pool_ids),
-        )
+    for pid in pool_ids:
+        if not any(s.serves(pid) for s in sources):
+            # not an input error: the plan says so (infeasible, escalation, reduction)
+            b.notes.append(f"pool {pid}: no candidate source holds collateral that can reach it")
     budgets: dict[str, float] = {}
     for venue in {s.venue for s in sources if s.venue}:
         per_min = desk.venue(venue).sim.weight_limit_per_min
