@@ -10,6 +10,7 @@ https://www.cvxpy.org/tutorial/dpp/).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,14 +63,16 @@ class Structure:
 
     def aggregation(self, rows: tuple[int, ...] | None = None) -> sp.csr_matrix:
         """0/1 matrix S (sources × pieces): X = x @ S.T sums a source's segments."""
+        if rows is None:
+            return _full_aggregation(self)
+        return sp.csr_matrix(_full_aggregation(self)[list(rows), :])
+
+    def _aggregation(self) -> sp.csr_matrix:
         j = self.piece_source
-        full = sp.csr_matrix(
+        return sp.csr_matrix(
             (np.ones(self.n_pieces), (j, np.arange(self.n_pieces))),
             shape=(self.n_sources, self.n_pieces),
         )
-        if rows is None:
-            return full
-        return sp.csr_matrix(full[list(rows), :])
 
     def per_source(self, x: FloatArray) -> FloatArray:
         """Σ over each source's segments: (C, P) piece amounts → (C, J) source amounts."""
@@ -104,6 +107,12 @@ class Structure:
         return sp.csr_matrix(
             (np.ones(len(rows)), (rows, cols)), shape=(len(members), self.n_sources)
         )
+
+
+@functools.lru_cache(maxsize=16)
+def _full_aggregation(st: Structure) -> sp.csr_matrix:
+    """``Structure.aggregation()``, built once per structure (the matrix is never mutated)."""
+    return st._aggregation()
 
 
 def structure_of(inp: RoutingInput) -> Structure:

@@ -22,6 +22,7 @@ in order:
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
@@ -238,41 +239,97 @@ def snap_to_steps(f: Finisher, X: FloatArray) -> Amounts:
 # ---------------------------------------------------------------------- 3. top up
 
 
+def _top_up_option(
+    f: Finisher, room: Room, rooms: FloatArray, amounts: Amounts, d: int, j: int, short: Decimal
+) -> tuple[tuple[int, float], Decimal] | None:
+    """Rank and amount (whole steps, in Decimal) of topping call ``d`` up from source ``j``.
+
+    A top-up that closes the gap is ranked by its total cost (surplus cover is worth nothing);
+    one that cannot close it alone, by cost per credited USD.
+    """
+    arrays = f.arrays
+    used = (d, j) in amounts
+    s = f.inp.sources[j]
+    p = room.next_piece(j)
+    if p is None or arrays.credit[d, p] <= 0:
+        return None
+    add = ceil_step(float(short) / arrays.credit[d, p], s.step_usd)
+    fee = 0.0
+    if not used:
+        add = max(add, ceil_step(s.min_ticket_usd, s.step_usd))
+        fee = s.fixed_fee_usd
+    add = min(add, floor_step(float(rooms[j]), s.step_usd, forgiving=False))
+    if add <= 0 or (not used and add < dec(s.min_ticket_usd)):
+        return None
+    total = arrays.cost[p] * float(add) + fee
+    closes = arrays.credit[d, p] * float(add) >= float(short) - 1e-12
+    rank = (0, total) if closes else (1, total / (arrays.credit[d, p] * float(add)))
+    return rank, add
+
+
+# Top-up options are pre-ranked in float64 and only the best few are valued exactly (whole
+# steps in Decimal): at 1,000 sources valuing every source cost more than the solve.
+_EXACT_OPTIONS = 16
+
+
 def _cheapest_top_up(
     f: Finisher, amounts: Amounts, d: int, short: Decimal, only_used: bool
 ) -> tuple[int, Decimal] | None:
-    """The (source, amount) that best adds credit to call ``d``.
-
-    A top-up that closes the gap is ranked by its total cost (surplus cover is worth nothing);
-    one that cannot close it alone, by cost per credited USD. ``only_used``: only sources the
-    call already uses (folding a step into the others sends no new request).
-    """
-    arrays = f.arrays
+    """The (source, amount) that best adds credit to call ``d``; ``only_used``: only sources
+    the call already uses (folding a step into the others sends no new request)."""
     room = f.room(amounts)
-    best: tuple[tuple[int, float], int, Decimal] | None = None
     rooms = room.room_vector(d)
-    for j in (int(k) for k in np.flatnonzero(rooms > _EPS_USD)):
-        used = (d, j) in amounts
-        if only_used and not used:
+    cand = np.flatnonzero(rooms > _EPS_USD)
+    if only_used:
+        cand = np.array([j for j in cand if (d, int(j)) in amounts], dtype=np.int64)
+    if cand.size > _EXACT_OPTIONS:
+        cand = cand[np.argsort(_approx_rank(f, room, rooms, amounts, d, cand, float(short)))]
+    best: tuple[tuple[int, float], int, Decimal] | None = None
+    valued = 0
+    for j in (int(k) for k in cand):
+        option = _top_up_option(f, room, rooms, amounts, d, j, short)
+        if option is None:
+            continue
+        valued += 1
+        if best is None or option[0] < best[0]:
+            best = (option[0], j, option[1])
+        if valued >= _EXACT_OPTIONS:
+            break
+    return None if best is None else (best[1], best[2])
+
+
+def _approx_rank(
+    f: Finisher,
+    room: Room,
+    rooms: FloatArray,
+    amounts: Amounts,
+    d: int,
+    cand: npt.NDArray[np.int64],
+    short: float,
+) -> FloatArray:
+    """``_top_up_option``'s rank in float64 (closing options first, by total cost; then by
+    cost per credit), for ordering; unusable options last."""
+    a = f.arrays
+    out = np.full(len(cand), np.inf)
+    for i, j in enumerate(int(k) for k in cand):
+        p = room.next_piece(j)
+        if p is None or a.credit[d, p] <= 0:
             continue
         s = f.inp.sources[j]
-        p = room.next_piece(j)
-        if p is None or arrays.credit[d, p] <= 0:
-            continue
-        add = ceil_step(float(short) / arrays.credit[d, p], s.step_usd)
+        step = s.step_usd
+        add = math.ceil(max(short / a.credit[d, p] - 1e-9, 0.0) / step) * step
         fee = 0.0
-        if not used:
-            add = max(add, ceil_step(s.min_ticket_usd, s.step_usd))
+        if (d, j) not in amounts:
+            add = max(add, math.ceil(s.min_ticket_usd / step) * step)
             fee = s.fixed_fee_usd
-        add = min(add, floor_step(float(rooms[j]), s.step_usd, forgiving=False))
-        if add <= 0 or (not used and add < dec(s.min_ticket_usd)):
+        add = min(add, math.floor(rooms[j] / step) * step)
+        if add <= 0:
             continue
-        total = arrays.cost[p] * float(add) + fee
-        closes = arrays.credit[d, p] * float(add) >= float(short) - 1e-12
-        rank = (0, total) if closes else (1, total / (arrays.credit[d, p] * float(add)))
-        if best is None or rank < best[0]:
-            best = (rank, j, add)
-    return None if best is None else (best[1], best[2])
+        total = a.cost[p] * add + fee
+        closes = a.credit[d, p] * add >= short - 1e-12
+        # closing options rank below every non-closing one: offset the latter far above
+        out[i] = total if closes else 1e30 + total / (a.credit[d, p] * add)
+    return out
 
 
 def top_up(

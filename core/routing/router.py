@@ -29,7 +29,7 @@ from core.errors import RoutingError
 from core.routing.arrays import Arrays, Structure, compile_arrays, structure_of
 from core.routing.finish import Finisher, dec, usd_text
 from core.routing.greedy import greedy_solution
-from core.routing.jsonio import input_to_json, parse_problem, plan_to_json
+from core.routing.jsonio import parse_problem, plan_to_json
 from core.routing.plan import Alternative, LazyAlternative, Plan, finalise, plan_id_of
 from core.routing.policies import RawSolution, solve_policy
 from core.routing.problem import DEFAULT_TIME_LIMIT_S, Backend, RoutingProblem
@@ -132,7 +132,7 @@ class Router:
             finisher,
             raw,
             deficits=[dec(c.deficit_usd) for c in inp.calls],
-            plan_id=plan_id_of(input_to_json(inp)),
+            plan_id=plan_id_of(inp),
             solve_ms=solve_ms,
             method=method,
             fallback_reason=reason,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from routing_helpers import EPS_ZERO, brute_force, random_input
+from routing_helpers import EPS_ZERO, brute_force, oracle, random_input
 
 from core.routing import CollateralSource, Deficit, Policy, Router, RoutingInput, Segment, Tier
 from core.routing.arrays import structure_of
@@ -80,3 +80,21 @@ def test_optimiser_with_multi_segment_fee_sources_matches_brute_force(seed: int)
         assert raw.shortfall.sum() > 1e-6
         return
     assert raw_cost_usd(raw, arrays) == pytest.approx(best_cost, rel=1e-6, abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_cost_policy_with_forty_fee_heavy_sources_matches_exact_milp_oracle(seed: int) -> None:
+    # the plain cvxpy model (no Parameters, weak big-M, HiGHS MIP to a 1e-9 gap) is the
+    # oracle; the router's tight formulation + warm branch and bound must reach the same
+    # optimum within 1e-6 relative (the stated tolerance: the search prunes at 1e-7)
+    rng = np.random.default_rng(7000 + seed)
+    inp = random_input(rng, 40, **EPS_ZERO)
+    total = sum(s.credit_for(s.capacity_usd(60.0)) for s in inp.sources)
+    inp = RoutingInput(
+        (Deficit("c0", round(0.3 * total, 2), 60.0),), inp.sources, Policy.COST, **EPS_ZERO
+    )
+    status, _, cost = oracle(inp)
+    raw, arrays, _ = Router(with_alternative=False).solve_raw(inp)
+    assert status == "optimal"
+    assert raw.shortfall.sum() <= 1e-5
+    assert raw_cost_usd(raw, arrays) == pytest.approx(cost, rel=1e-6, abs=1e-6)
