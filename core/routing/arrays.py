@@ -80,16 +80,15 @@ class Structure:
         return out
 
     def binary_piece_owner(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """Pieces of multi-segment binary sources and, for each, its binary's index b (for the
-        per-piece links x_dp ≤ min(u_p, M_b)·y_db)."""
+        """First pieces of multi-segment binary sources and, for each, its binary's index b (for
+        the links x_dp ≤ min(u_p, M_b)·y_db; see ``terms.Capacity``)."""
         starts = self.piece_starts
         pieces: list[int] = []
         owner: list[int] = []
         for b, j in enumerate(self.binary_sources):
             if self.segment_counts[j] > 1:
-                for k in range(self.segment_counts[j]):
-                    owner.append(b)
-                    pieces.append(int(starts[j]) + k)
+                owner.append(b)
+                pieces.append(int(starts[j]))
         return tuple(pieces), tuple(owner)
 
     def binary_piece_links(self) -> tuple[tuple[int, ...], sp.csr_matrix]:
