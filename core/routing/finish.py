@@ -9,10 +9,10 @@ in order:
 2. ``Finisher.recheck``   re-compute credit and cost in ``Decimal`` from the segments (after
                           every change below);
 3. ``top_up``             a call still short takes the cheapest piece with room, in steps;
-4. ``fold_small_steps``   a step below its minimum useful ticket (``core.routing.worth``) is
+4. ``trim_over_cover``    give back whole steps of over-cover while every call stays covered;
+5. ``fold_small_steps``   a step below its minimum useful ticket (``core.routing.worth``) is
                           folded into the call's other steps, or dropped when what it leaves
-                          is dust;
-5. ``trim_over_cover``    give back whole steps of over-cover while every call stays covered;
+                          is dust (then trim again what folding topped up past the need);
 6. ``allocations_in_order`` the steps with their explanations, ordered by expected completion,
                           each with its idempotency key;
 7. ``call_outcomes``      per call: coverage, dust forgiven, the shadow price of more cover and
@@ -371,9 +371,10 @@ def fold_small_steps(f: Finisher, amounts: Amounts) -> tuple[Amounts, list[str]]
         floor = useful_credit_usd(f.inp, f.arrays, d, j, s.requests_for(float(amt)))
         if booked.step[key][0] < dec(floor):
             small.append((booked.step[key][0], key, floor))
-    for credit, key, floor in sorted(small):
-        if key not in amounts:
-            continue
+    for _, key, floor in sorted(small):
+        if key not in amounts or booked.step[key][0] >= dec(floor):
+            continue  # gone, or grown by an earlier fold
+        credit = booked.step[key][0]
         d, j = key
         s = f.inp.sources[j]
         trial = dict(amounts)

@@ -1,7 +1,7 @@
 """Plans: the booked, ordered, explained steps of a routing decision, and ``finalise``.
 
 ``finalise`` is a short driver over the finishing steps of ``core.routing.finish`` (snap to
-venue steps, re-check in Decimal, top up, fold steps not worth a request, trim over-cover),
+venue steps, re-check in Decimal, top up, trim over-cover, fold steps not worth a request),
 then orders the steps by expected completion and explains each step and each call.
 
 Each allocation says why it is there (tier, cost per credited USD, ETA, binding limit) and
@@ -354,8 +354,10 @@ def finalise(
     """
     amounts = snap_to_steps(f, f.st.per_source(raw.x))
     amounts = top_up(f, amounts)
-    amounts, fold_notes = fold_small_steps(f, amounts)
     amounts = trim_over_cover(f, amounts)
+    amounts, fold_notes = fold_small_steps(f, amounts)  # also what trimming left tiny
+    if fold_notes:
+        amounts = trim_over_cover(f, amounts)  # what folding topped up past the need
     booked = f.recheck(amounts)
     room = f.room(amounts)
     all_notes = [*notes, *fold_notes]
