@@ -138,7 +138,7 @@ class RoutingProblem:
     ...     sources=(CollateralSource("s", 3, 1.0, (Segment(500.0, 1.0, 0.001),)),),
     ... )
     >>> rp = RoutingProblem(structure_of(inp))
-    >>> rp.update(inp)
+    >>> arrays = rp.update(inp)
     >>> out = rp.run("main")
     >>> round(float(out.values["x"].sum()), 6) if isinstance(out, Solved) else None
     100.0

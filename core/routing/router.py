@@ -67,8 +67,10 @@ class Router:
     ...     "sources": [{"id": "usdt-funding", "tier": 3, "latency_s": 1,
     ...                  "segments": [{"width_usd": 500, "credit_per_usd": 1,
     ...                                "cost_per_usd": 0.0}]}]}))
-    >>> plan.status, str(plan.allocations[0].amount_usd)
-    ('optimal', '100.00')
+    >>> plan.status, plan.allocations[0].amount_usd == 100
+    ('optimal', True)
+    >>> plan.alternative.policy.value  # the other policy, solved now (lazily)
+    'cost'
     """
 
     def __init__(

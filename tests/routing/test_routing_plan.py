@@ -167,3 +167,14 @@ def test_plan_json_with_timings_off_is_identical_across_runs() -> None:
     second = json.dumps(plan_to_json(Router().route(inp), timings=False))
     assert first == second
     assert json.loads(first)["solve_ms"] is None
+
+
+def test_routing_docstring_examples_with_doctest_run_as_written() -> None:
+    import doctest
+    import importlib
+
+    for name in ("router", "problem", "jsonio", "sources"):
+        module = importlib.import_module(f"core.routing.{name}")
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 0, name
+        assert result.failed == 0, name
