@@ -32,7 +32,7 @@ from core.config import DeskConfig, PoolCfg, PreauthCfg, RouteCfg, SwapCfg
 from core.domain import Portfolio, WalletKind
 from core.errors import DataError
 from core.margin.params import CollateralRate
-from core.routing.checks import MIN_CREDIT_PER_USD
+from core.routing.checks import MIN_CREDIT_PER_USD, SMALLEST_USD
 from core.routing.sources import (
     CollateralSource,
     Deficit,
@@ -53,8 +53,10 @@ __all__ = [
 
 _ZERO = Decimal(0)
 _BPS = Decimal(10_000)
-# Levels crediting less than this per USD are worth nothing (and refused by ``Segment``).
+# Levels crediting less than this per USD, or narrower than the booking resolution, are worth
+# nothing (and refused by ``Segment``): a dust balance must not fail the whole desk's plan.
 _MIN_CREDIT = Decimal(repr(MIN_CREDIT_PER_USD))
+_SMALLEST = Decimal(repr(SMALLEST_USD))
 
 
 class AssetValue(Protocol):
@@ -227,7 +229,7 @@ class _Builder:
             if s.venue != pool.venue or s.wallet not in pool.wallets:
                 continue
             bal = self.balance_usd(s.venue, s.wallet, s.from_asset)
-            if bal <= 0:
+            if bal < _SMALLEST:  # nothing, or dust below the booking resolution
                 continue
             pre = self.preauth_groups(s.id)
             if pre is None:
@@ -285,6 +287,8 @@ class _Builder:
             left -= width
             if credit < _MIN_CREDIT:
                 break  # cost only rises from here: no later level helps either
+            if width < _SMALLEST:
+                continue  # below the booking resolution: nothing can be moved
             segs.append(
                 Segment(
                     float(width),
@@ -343,7 +347,7 @@ class _Builder:
         legs: list[str] = ([swap.id] if swap is not None else []) + [r.id for r in chain]
         sid = f"{pool.id}:{'+'.join(legs)}"
         bal = self.balance_usd(head.venue, head.from_wallet, asset)
-        if bal <= 0:
+        if bal < _SMALLEST:  # nothing, or dust below the booking resolution
             return None
         groups: list[str] = []
         per_request: list[float] = []
@@ -364,7 +368,7 @@ class _Builder:
             segments = [
                 Segment(float(w), float(c), float(fee_bps / _BPS))
                 for w, c in marginal_rate_segments(rate, held, bal)
-                if c >= _MIN_CREDIT
+                if c >= _MIN_CREDIT and w >= _SMALLEST
             ]
         else:
             r_to = _rate_at(rate, held)
@@ -460,7 +464,7 @@ def routing_input_from_state(
             )
         )
         upnl = offsets.get(pid, _ZERO)
-        if upnl > 0:
+        if upnl >= _SMALLEST:
             sources.append(
                 CollateralSource(
                     id=f"{pid}:upnl-offset",

@@ -316,3 +316,26 @@ def test_cli_route_with_table_prints_labelled_formatted_summary() -> None:
         assert row in text, row
     assert "cost_usd" not in text
     assert "1029.8 " not in text
+
+
+def test_sources_with_dust_balance_leave_it_out_instead_of_failing(
+    desk_state: DeskState,
+) -> None:
+    # 1e-12 USDT in sim-b spot: below the 1e-8 USD booking resolution. The desk's plan must
+    # not fail on a dust balance (a Segment that narrow is refused); the source is left out.
+    import dataclasses
+
+    desk, state, reports = desk_state
+    balances = tuple(
+        dataclasses.replace(b, amount=Decimal("1e-12"))
+        if (b.venue, b.wallet.value, b.asset.code) == ("sim-b", "spot", "USDT")
+        else b
+        for b in state.balances
+    )
+    dusty = dataclasses.replace(state, balances=balances)
+    built = routing_input_from_state(
+        desk, dusty, reports, ["sim-b.um"], deadline_s=60.0, deficit_override_usd={"sim-b.um": 1e4}
+    )
+    assert all("b.spot-um.usdt" not in s.id or "onchain" in s.id for s in built.input.sources)
+    plan = Router().route(built.input, notes=built.notes)
+    assert plan.method == "optimiser"
