@@ -22,7 +22,6 @@ in order:
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
@@ -100,15 +99,22 @@ def idempotency_key(plan_id: str, call: str, source: str, amount: Decimal) -> st
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
+_SegmentsD = tuple[tuple[Decimal, Decimal, Decimal], ...]  # (width, credit, cost) per segment
+
+
+def segments_dec(s: CollateralSource) -> _SegmentsD:
+    """A source's segments in ``Decimal`` (converted once per plan, not per re-check)."""
+    return tuple((dec(g.width_usd), dec(g.credit_per_usd), dec(g.cost_per_usd)) for g in s.segments)
+
+
 def piece_split(
-    s: CollateralSource, amount: Decimal, start_fill: Decimal
+    segs: _SegmentsD, amount: Decimal, start_fill: Decimal
 ) -> list[tuple[int, Decimal]]:
-    """Split ``amount`` over the segments of ``s`` starting ``start_fill`` USD in."""
+    """Split ``amount`` over segments ``segs`` (widths first) starting ``start_fill`` USD in."""
     out: list[tuple[int, Decimal]] = []
     pos = _ZERO
     left = amount
-    for k, seg in enumerate(s.segments):
-        width = dec(seg.width_usd)
+    for k, (width, _, _) in enumerate(segs):
         seg_lo, seg_hi = pos, pos + width
         pos = seg_hi
         if start_fill >= seg_hi or left <= 0:
@@ -122,7 +128,7 @@ def piece_split(
         k, take = out[-1]
         out[-1] = (k, take + left)
     elif left > 0:
-        out.append((len(s.segments) - 1, left))
+        out.append((len(segs) - 1, left))
     return out
 
 
@@ -160,6 +166,11 @@ class Finisher:
         self.dust = [dec(x) for x in dust]
         starts = st.piece_starts
         self.piece_start = [int(x) for x in starts]
+        self.step_usd = np.array([s.step_usd for s in inp.sources])
+        self.min_ticket_usd = np.array([s.min_ticket_usd for s in inp.sources])
+        self.fixed_fee_usd = np.array([s.fixed_fee_usd for s in inp.sources])
+        self.segs = [segments_dec(s) for s in inp.sources]
+        self.fee = [dec(s.fixed_fee_usd) for s in inp.sources]
 
     @property
     def n_calls(self) -> int:
@@ -171,7 +182,7 @@ class Finisher:
         fill: dict[int, Decimal] = {}
         for (d, j), amt in sorted(amounts.items()):
             start = self.piece_start[j]
-            for k, part in piece_split(self.inp.sources[j], amt, fill.get(j, _ZERO)):
+            for k, part in piece_split(self.segs[j], amt, fill.get(j, _ZERO)):
                 x[d, start + k] += float(part)
             fill[j] = fill.get(j, _ZERO) + amt
         return x
@@ -185,14 +196,13 @@ class Finisher:
         step: dict[Key, tuple[Decimal, Decimal]] = {}
         per_call = [_ZERO] * self.n_calls
         for (d, j), amt in sorted(amounts.items()):
-            s = self.inp.sources[j]
+            segs = self.segs[j]
             credit = cost = _ZERO
-            for k, part in piece_split(s, amt, fill.get(j, _ZERO)):
-                seg = s.segments[k]
-                credit += part * dec(seg.credit_per_usd)
-                cost += part * dec(seg.cost_per_usd)
-            if s.fixed_fee_usd > 0:
-                cost += dec(s.fixed_fee_usd)
+            for k, part in piece_split(segs, amt, fill.get(j, _ZERO)):
+                credit += part * segs[k][1]
+                cost += part * segs[k][2]
+            if self.fee[j] > 0:
+                cost += self.fee[j]
             fill[j] = fill.get(j, _ZERO) + amt
             step[(d, j)] = (credit, cost)
             per_call[d] += credit
@@ -307,28 +317,29 @@ def _approx_rank(
     cand: npt.NDArray[np.int64],
     short: float,
 ) -> FloatArray:
-    """``_top_up_option``'s rank in float64 (closing options first, by total cost; then by
-    cost per credit), for ordering; unusable options last."""
+    """``_top_up_option``'s rank in float64, vectorised over the candidates (closing options
+    first, by total cost; then by cost per credit), for ordering; unusable options last."""
     a = f.arrays
-    out = np.full(len(cand), np.inf)
-    for i, j in enumerate(int(k) for k in cand):
-        p = room.next_piece(j)
-        if p is None or a.credit[d, p] <= 0:
-            continue
-        s = f.inp.sources[j]
-        step = s.step_usd
-        add = math.ceil(max(short / a.credit[d, p] - 1e-9, 0.0) / step) * step
-        fee = 0.0
-        if (d, j) not in amounts:
-            add = max(add, math.ceil(s.min_ticket_usd / step) * step)
-            fee = s.fixed_fee_usd
-        add = min(add, math.floor(rooms[j] / step) * step)
-        if add <= 0:
-            continue
-        total = a.cost[p] * add + fee
-        closes = a.credit[d, p] * add >= short - 1e-12
-        # closing options rank below every non-closing one: offset the latter far above
-        out[i] = total if closes else 1e30 + total / (a.credit[d, p] * add)
+    P = f.st.n_pieces
+    open_piece = np.where(room.piece_used < a.piece_width - 1e-9, np.arange(P), P)
+    nxt = np.minimum.reduceat(open_piece, f.st.piece_starts)[cand]
+    has = nxt < P
+    p = np.where(has, nxt, 0)
+    credit = np.where(has, a.credit[d, p], 0.0)
+    usable = credit > 0
+    safe_credit = np.where(usable, credit, 1.0)
+    step = f.step_usd[cand]
+    add = np.ceil(np.maximum(short / safe_credit - 1e-9, 0.0) / step) * step
+    unused = np.array([(d, int(j)) not in amounts for j in cand], dtype=bool)
+    add = np.where(unused, np.maximum(add, np.ceil(f.min_ticket_usd[cand] / step) * step), add)
+    add = np.minimum(add, np.floor(rooms[cand] / step) * step)
+    usable &= add > 0
+    total = a.cost[p] * add + np.where(unused, f.fixed_fee_usd[cand], 0.0)
+    closes = credit * add >= short - 1e-12
+    per_credit = total / np.where(usable, credit * add, 1.0)
+    # closing options rank below every non-closing one: offset the latter far above
+    rank = np.where(closes, total, 1e30 + per_credit)
+    out: FloatArray = np.where(usable, rank, np.inf)
     return out
 
 

@@ -13,13 +13,17 @@ Optional extensions (all documented in docs/routing.md, "Problem schema"): per s
 ``groups``, ``mode``; at the top ``call_id``, ``pool``, ``target_ratio``, ``mm_usd``, ``calls``
 (several deficits solved jointly, instead of ``deficit_usd``/``deadline_s``),
 ``shared_limits_usd``, ``origin_headroom_usd``, ``api_weight_budget``,
-``latency_weight_usd_per_usd_s``, ``tie_break_usd_per_usd``. Unknown keys are refused (a typo
-in a limit must not silently drop the limit).
+``latency_weight_usd_per_usd_s``, ``tie_break_usd_per_usd``, ``dust_usd``, ``min_step_frac``.
+Unknown keys are refused (a typo in a limit must not silently drop the limit). Every number may
+be a JSON number or a decimal string; each is range-checked where it enters
+(``core.routing.checks``: money below 1e18 USD, rates in [0, 1], ...).
 
 Output (``plan``): the DESIGN §5.3 keys, each allocation extended with ``call``, ``tier``,
 ``mode``, ``requests``, ``latency_s``, ``cost_per_credit_usd``, ``binding``, ``why`` and
 ``idempotency_key``; the plan with ``policy``, ``method``, ``fallback_reason``, ``plan_id``,
-``shadow_price_usd_per_usd``, ``calls``, ``solves``, ``stages`` and ``config``.
+``shadow_price_usd_per_usd``, ``calls``, ``solves``, ``stages``, ``config`` and ``notes``.
+Money is written as decimal strings to 1e-8 USD (as the margin reports do); seconds, shadow
+prices and fractions as JSON numbers.
 """
 
 from __future__ import annotations
