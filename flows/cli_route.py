@@ -34,8 +34,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from core.errors import DataError
 from core.routing.backends import Backend
@@ -72,6 +70,9 @@ def _usd(value: Decimal | None, places: int = 2) -> str:
 
 def _print_table(plan: Plan) -> None:
     """The plan for people: a summary with labels and units, the steps, then the notes."""
+    from rich.markup import escape
+    from rich.table import Table
+
     summary = Table(title=f"plan {plan.plan_id} — {plan.policy.value}", show_header=False)
     summary.add_column("figure")
     summary.add_column("value", justify="right")
@@ -257,6 +258,8 @@ def _input_from_desk(
         deadline_s=deadline_s,
         deficit_override_usd=None if deficit_usd is None else dict.fromkeys(pools, deficit_usd),
     )
+    from rich.markup import escape
+
     for note in built.notes:
         err_console.print(f"[dim]note: {escape(note)}[/]")
     return built.input, built.notes
