@@ -169,12 +169,18 @@ class Finisher:
         self.step_usd = np.array([s.step_usd for s in inp.sources])
         self.min_ticket_usd = np.array([s.min_ticket_usd for s in inp.sources])
         self.fixed_fee_usd = np.array([s.fixed_fee_usd for s in inp.sources])
-        self.segs = [segments_dec(s) for s in inp.sources]
-        self.fee = [dec(s.fixed_fee_usd) for s in inp.sources]
+        self._segs: dict[int, _SegmentsD] = {}
 
     @property
     def n_calls(self) -> int:
         return self.st.n_calls
+
+    def segs(self, j: int) -> _SegmentsD:
+        """Source ``j``'s segments in ``Decimal``, converted on first use (few sources are)."""
+        segs = self._segs.get(j)
+        if segs is None:
+            segs = self._segs[j] = segments_dec(self.inp.sources[j])
+        return segs
 
     def x_of(self, amounts: Amounts) -> FloatArray:
         """Amounts as the optimiser's x (calls × pieces), filling segments in order."""
@@ -182,7 +188,7 @@ class Finisher:
         fill: dict[int, Decimal] = {}
         for (d, j), amt in sorted(amounts.items()):
             start = self.piece_start[j]
-            for k, part in piece_split(self.segs[j], amt, fill.get(j, _ZERO)):
+            for k, part in piece_split(self.segs(j), amt, fill.get(j, _ZERO)):
                 x[d, start + k] += float(part)
             fill[j] = fill.get(j, _ZERO) + amt
         return x
@@ -196,13 +202,14 @@ class Finisher:
         step: dict[Key, tuple[Decimal, Decimal]] = {}
         per_call = [_ZERO] * self.n_calls
         for (d, j), amt in sorted(amounts.items()):
-            segs = self.segs[j]
+            segs = self.segs(j)
             credit = cost = _ZERO
             for k, part in piece_split(segs, amt, fill.get(j, _ZERO)):
                 credit += part * segs[k][1]
                 cost += part * segs[k][2]
-            if self.fee[j] > 0:
-                cost += self.fee[j]
+            fee = self.inp.sources[j].fixed_fee_usd
+            if fee > 0:
+                cost += dec(fee)
             fill[j] = fill.get(j, _ZERO) + amt
             step[(d, j)] = (credit, cost)
             per_call[d] += credit
