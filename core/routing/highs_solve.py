@@ -169,115 +169,147 @@ class HighsSolver:
     def _branch_and_bound(
         self, bins: list[int], col_lower: FloatArray, col_upper: FloatArray
     ) -> HighsResult | None:
-        """Branch and bound over the binaries, on HiGHS's warm-started LP.
+        """Branch and bound over the binaries (``_Search``); ``None`` hands over to HiGHS's MIP."""
+        return _Search(self, np.asarray(bins, dtype=np.int32), col_lower, col_upper).run()
 
-        Routing MILPs have few binaries (fixed fees, minimum tickets) and, with the per-segment
-        links of ``terms.Capacity``, the LP relaxation decides almost all of them; re-solving
-        the LP with one more binary fixed is a few dual-simplex iterations from the previous
-        basis, far cheaper than HiGHS's MIP start-up (presolve, probing, cuts: ~10–40 ms at
-        100 sources). Exact: a node is pruned only when its LP bound is no better than the
-        incumbent (Land & Doig 1960; Wolsey, *Integer Programming*, ch. 7). Returns ``None``
-        to hand over to HiGHS's MIP when a node LP fails or the search exceeds
-        ``_BB_MAX_NODES``.
-        """
-        idx = np.asarray(bins, dtype=np.int32)
-        lo0 = col_lower[idx].copy()
-        up0 = col_upper[idx].copy()
-        time_limit = HighsResult("time_limit", reason=self._time_limit_reason())
 
-        def solve(fix: dict[int, float]) -> tuple[str, float, FloatArray]:
-            if self.seconds_left() <= 0:
-                return "time_limit", math.inf, np.zeros(0)
-            self.bb_nodes_last += 1
-            lo = lo0.copy()
-            up = up0.copy()
-            for k, value in fix.items():
-                lo[k] = up[k] = value
-            self.h.changeColsBounds(len(idx), idx, lo, up)
-            res = self._result(self.run())
-            if res.x is None:
-                return res.status, math.inf, np.zeros(0)
-            return "optimal", float(self.h.getInfo().objective_function_value), res.x
+class _GiveUp(Exception):
+    """The small search stops: a time limit (``result``) or a hand-over to HiGHS's MIP."""
 
-        def fractional(sol: FloatArray) -> FloatArray:
-            y = sol[idx]
-            frac: FloatArray = np.minimum(np.abs(y), np.abs(1.0 - y))
-            return frac
+    def __init__(self, result: HighsResult | None) -> None:
+        super().__init__()
+        self.result = result
 
-        status, root_obj, root = solve({})
+
+# (parent LP bound, insertion order, fixings {binary position: 0/1})
+_Node = tuple[float, int, dict[int, float]]
+
+
+class _Search:
+    """Branch and bound over the binaries, on HiGHS's warm-started LP.
+
+    Routing MILPs have few binaries (fixed fees, minimum tickets) and, with the first-segment
+    links of ``terms.Capacity``, the LP relaxation decides almost all of them; re-solving the
+    LP with one more binary fixed is a few dual-simplex iterations from the previous basis,
+    far cheaper than HiGHS's MIP start-up (presolve, probing, cuts: ~10–40 ms at 100
+    sources). Exact: a node is pruned only when its LP bound is no better than the incumbent
+    (Land & Doig 1960; Wolsey, *Integer Programming*, ch. 7). Rounding heuristics give an
+    early incumbent; nodes are explored depth first until one exists, best bound first after
+    (fewest nodes to prove optimality). ``run`` returns ``None`` to hand over to HiGHS's MIP
+    when a node LP fails or the search exceeds ``_BB_MAX_NODES``.
+    """
+
+    def __init__(
+        self,
+        solver: HighsSolver,
+        idx: npt.NDArray[np.int32],
+        col_lower: FloatArray,
+        col_upper: FloatArray,
+    ) -> None:
+        self.solver = solver
+        self.idx = idx
+        self.lo0 = col_lower[idx].copy()
+        self.up0 = col_upper[idx].copy()
+        self.best_obj = math.inf
+        self.best: FloatArray | None = None
+        self.open: list[_Node] = []
+        self.heap_mode = False
+        self.counter = 0
+        self.time_limit = HighsResult("time_limit", reason=solver._time_limit_reason())
+
+    def run(self) -> HighsResult | None:
+        try:
+            root_obj, root = self.solve_root()
+            if self.fractional(root).max() <= INTEGRAL_TOL:
+                return HighsResult("optimal", root)
+            self.round_for_incumbent(root)
+            self.branch(root_obj, {}, root)
+            self.explore()
+        except _GiveUp as stop:
+            return stop.result
+        return HighsResult("infeasible") if self.best is None else HighsResult("optimal", self.best)
+
+    # ---------------------------------------------------------------- node LPs
+
+    def node(self, fix: dict[int, float]) -> tuple[str, float, FloatArray]:
+        """Solve the LP with the binaries in ``fix`` fixed: ``optimal`` or ``infeasible``."""
+        solver = self.solver
+        if solver.seconds_left() <= 0:
+            raise _GiveUp(self.time_limit)
+        solver.bb_nodes_last += 1
+        lo = self.lo0.copy()
+        up = self.up0.copy()
+        for k, value in fix.items():
+            lo[k] = up[k] = value
+        solver.h.changeColsBounds(len(self.idx), self.idx, lo, up)
+        res = solver._result(solver.run())
+        if res.status == "time_limit":
+            raise _GiveUp(self.time_limit)
+        if res.status == "failed":
+            raise _GiveUp(None)
+        if res.x is None:
+            return res.status, math.inf, np.zeros(0)
+        return "optimal", float(solver.h.getInfo().objective_function_value), res.x
+
+    def solve_root(self) -> tuple[float, FloatArray]:
+        status, obj, root = self.node({})
         if status == "infeasible":
-            return HighsResult("infeasible")
-        if status == "time_limit":
-            return time_limit
-        if status != "optimal":
-            return None
-        frac = fractional(root)
-        if frac.max() <= INTEGRAL_TOL:
-            return HighsResult("optimal", root)
-        best_obj = math.inf
-        best: FloatArray | None = None
-        # Rounding heuristics for an early incumbent: every fractional binary to 0 (drop the
-        # half-used fee sources), then to 1; the others keep their integral root values.
-        y_root = root[idx]
+            raise _GiveUp(HighsResult("infeasible"))
+        return obj, root
+
+    def fractional(self, sol: FloatArray) -> FloatArray:
+        y = sol[self.idx]
+        frac: FloatArray = np.minimum(np.abs(y), np.abs(1.0 - y))
+        return frac
+
+    def prunable(self, bound: float) -> bool:
+        return bound >= self.best_obj - _BB_PRUNE_REL * max(1.0, abs(self.best_obj))
+
+    # ---------------------------------------------------------------- search
+
+    def round_for_incumbent(self, root: FloatArray) -> None:
+        """Every fractional binary to 0 (drop the half-used fee sources), then to 1; the
+        others keep their integral root values."""
+        frac = self.fractional(root)
+        y_root = root[self.idx]
         for value in (0.0, 1.0):
             fix = {
                 k: (value if frac[k] > INTEGRAL_TOL else float(round(y_root[k])))
-                for k in range(len(idx))
+                for k in range(len(self.idx))
             }
-            status, obj, sol = solve(fix)
-            if status == "time_limit":
-                return time_limit
-            if status == "failed":
-                return None
-            if status == "optimal" and obj < best_obj:
-                best_obj, best = obj, sol
+            status, obj, sol = self.node(fix)
+            if status == "optimal" and obj < self.best_obj:
+                self.best_obj, self.best = obj, sol
 
-        def prunable(bound: float) -> bool:
-            return bound >= best_obj - _BB_PRUNE_REL * max(1.0, abs(best_obj))
+    def branch(self, parent_obj: float, fix: dict[int, float], sol: FloatArray) -> None:
+        """Two children on the most fractional binary; the nearer rounding is popped first."""
+        y = sol[self.idx]
+        k = int(np.argmax(self.fractional(sol)))
+        nearer = 1.0 if y[k] >= 0.5 else 0.0
+        for value in (1.0 - nearer, nearer):
+            self.counter += 1
+            node = (parent_obj, self.counter, {**fix, k: value})
+            if self.heap_mode:
+                heapq.heappush(self.open, node)
+            else:
+                self.open.append(node)
 
-        # Open nodes (parent bound, order, fixings): depth first until an incumbent exists,
-        # best bound first after (fewest nodes to prove optimality).
-        counter = 0
-        open_nodes: list[tuple[float, int, dict[int, float]]] = []
-
-        def branch(parent_obj: float, fix: dict[int, float], sol: FloatArray) -> None:
-            nonlocal counter
-            y = sol[idx]
-            f = fractional(sol)
-            k = int(np.argmax(f))
-            nearer = 1.0 if y[k] >= 0.5 else 0.0
-            for value in (1.0 - nearer, nearer):  # the nearer rounding is popped first
-                counter += 1
-                node = (parent_obj, counter, {**fix, k: value})
-                if best is None:
-                    open_nodes.append(node)
-                else:
-                    heapq.heappush(open_nodes, node)
-
-        branch(root_obj, {}, root)
-        heap_mode = best is not None
-        if heap_mode:
-            heapq.heapify(open_nodes)
-        while open_nodes:
-            if self.seconds_left() <= 0:
-                return time_limit
-            if self.bb_nodes_last >= _BB_MAX_NODES:
-                return None
-            if not heap_mode and best is not None:
-                heapq.heapify(open_nodes)
-                heap_mode = True
-            bound, _, fix = heapq.heappop(open_nodes) if heap_mode else open_nodes.pop()
-            if prunable(bound):
+    def explore(self) -> None:
+        while self.open:
+            if self.solver.seconds_left() <= 0:
+                raise _GiveUp(self.time_limit)
+            if self.solver.bb_nodes_last >= _BB_MAX_NODES:
+                raise _GiveUp(None)
+            if not self.heap_mode and self.best is not None:
+                heapq.heapify(self.open)
+                self.heap_mode = True
+            bound, _, fix = heapq.heappop(self.open) if self.heap_mode else self.open.pop()
+            if self.prunable(bound):
                 continue  # the parent's LP bound already cannot beat the incumbent
-            status, obj, sol = solve(fix)
-            if status == "time_limit":
-                return time_limit
-            if status == "failed":
-                return None
-            if status == "infeasible" or prunable(obj):
+            status, obj, sol = self.node(fix)
+            if status == "infeasible" or self.prunable(obj):
                 continue
-            if fractional(sol).max() <= INTEGRAL_TOL:
-                best_obj, best = obj, sol
+            if self.fractional(sol).max() <= INTEGRAL_TOL:
+                self.best_obj, self.best = obj, sol
                 continue
-            branch(obj, fix, sol)
-        return HighsResult("infeasible") if best is None else HighsResult("optimal", best)
+            self.branch(obj, fix, sol)
