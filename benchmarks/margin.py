@@ -16,7 +16,9 @@ same run (alternating rounds, best of each): for delta rows the three lines "sum
 with ``bincount``, one outer product with the scenario moves"; for option rows Black-76 on the
 whole (rows × scenarios) arrays at once, summed per group with ``reduceat``; for the whole book
 both plus the worst-loss scan. ``*_engine_over_numpy`` is engine time / baseline time (below 1:
-the engine is faster); the baselines must agree with the engine.
+the engine is faster); the baselines must agree with the engine. The option block is also timed
+with the engine's worker threads off: ``option_thread_speedup`` is what the threads bring on the
+machine measured (about 1 when the other core is busy).
 
 Run: ``uv run python benchmarks/margin.py [--pools 1000] [--small 250]``; the last line is JSON.
 """
@@ -34,6 +36,7 @@ from decimal import Decimal
 import numpy as np
 from scipy.special import ndtr
 
+import core.margin.engine as engine
 from core.domain import (
     Asset,
     Balance,
@@ -187,6 +190,20 @@ def _side_by_side(pairs: dict[str, Callable[[], object]], rounds: int = 7) -> di
     return best
 
 
+def _one_thread(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` with the engine's worker threads off, to show what the threads bring."""
+
+    def run() -> object:
+        saved = engine._WORKERS
+        engine._WORKERS = 1
+        try:
+            return fn()
+        finally:
+            engine._WORKERS = saved
+
+    return run
+
+
 def _rel_diff(a: FloatArray, b: FloatArray) -> float:
     return float(np.abs(a - b).max() / max(float(np.abs(b).max()), 1.0))
 
@@ -212,6 +229,9 @@ def measure(n_pools: int, rng: np.random.Generator) -> tuple[dict[str, float], C
             "linear_numpy": lambda: numpy_linear(book, matrix),
             "option": lambda: scenario_pnl(only_options, matrix, keep_rows=False),
             "option_numpy": lambda: numpy_options(book, matrix),
+            "option_one_thread": _one_thread(
+                lambda: scenario_pnl(only_options, matrix, keep_rows=False)
+            ),
             "whole": whole,
             "whole_numpy": lambda: numpy_whole(book, matrix),
         }
@@ -234,6 +254,8 @@ def measure(n_pools: int, rng: np.random.Generator) -> tuple[dict[str, float], C
         "option_s": t["option"],
         "option_numpy_s": t["option_numpy"],
         "option_engine_over_numpy": t["option"] / t["option_numpy"],
+        "option_one_thread_s": t["option_one_thread"],
+        "option_thread_speedup": t["option_one_thread"] / t["option"],
         "whole_numpy_s": t["whole_numpy"],
         "whole_engine_over_numpy": t["whole"] / t["whole_numpy"],
         "numpy_max_rel_diff": max(
@@ -356,6 +378,8 @@ def main() -> None:
         "option_s": round(large["option_s"], 4),
         "option_numpy_s": round(large["option_numpy_s"], 4),
         "option_engine_over_numpy": round(large["option_engine_over_numpy"], 2),
+        "option_one_thread_s": round(large["option_one_thread_s"], 4),
+        "option_thread_speedup": round(large["option_thread_speedup"], 2),
         "whole_numpy_s": round(large["whole_numpy_s"], 4),
         "whole_engine_over_numpy": round(large["whole_engine_over_numpy"], 2),
         "numpy_max_rel_diff": large["numpy_max_rel_diff"],
