@@ -162,16 +162,18 @@ def run_demo(
     so the output is byte-identical from run to run.
     """
     from core.config import load_desk
+
+    check_number(vol_up_frac, "--vol-up", gt=-1.0)
+    check_number(deadline_s, "--deadline", gt=0.0)
+    desk = load_desk(desk_file)
+    check_shock(desk, shock)
+    # The engines load only once the options are known to be good.
     from core.margin.api import evaluate_pool
     from core.routing import Router
     from core.routing.from_state import routing_input_from_state
     from core.stress.shocks import shock_portfolio
     from flows.desk_summary import print_desk_summary
 
-    check_number(vol_up_frac, "--vol-up", gt=-1.0)
-    check_number(deadline_s, "--deadline", gt=0.0)
-    desk = load_desk(desk_file)
-    check_shock(desk, shock)
     at = as_of_or_now(as_of)
     state = desk.initial_portfolio(at)
     shocked = shock_portfolio(state, desk.instrument_map(), shock, vol_up_frac=vol_up_frac)
