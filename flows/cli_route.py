@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from core.errors import DataError
+from core.files import read_json_file
 from core.routing.backends import Backend
 from core.routing.sources import Policy
-from flows.cli_common import err_console, handles_pmr_errors, out
+from flows.cli_common import check_money, err_console, handles_pmr_errors, out
 
 if TYPE_CHECKING:
     from core.routing.sources import RoutingInput
@@ -42,22 +42,12 @@ __all__ = ["read_problem", "register", "route"]
 
 def read_problem(path: str) -> Any:
     """Read a problem JSON file (``-``: stdin), refusing unreadable or malformed files."""
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"cannot read problem file: {exc.strerror}", path=path) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"problem file is not valid JSON: {exc.msg}",
-            path=path,
-            line=exc.lineno,
-            column=exc.colno,
-        ) from None
+    return read_json_file(path, what="routing problem", error=DataError, allow_stdin=True)
 
 
 def _print_table(plan_json: dict[str, Any]) -> None:
+    from rich.table import Table
+
     summary = Table(title=f"plan {plan_json['plan_id']} — {plan_json['policy']}", show_header=False)
     summary.add_column("figure")
     summary.add_column("value", justify="right")
@@ -162,6 +152,7 @@ def _input_from_options(
     deadline_s: float,
     deficit_usd: float | None,
 ) -> RoutingInput:
+    check_money(deficit_usd, "--deficit")
     if (problem is None) == (desk is None):
         raise DataError("give exactly one of --problem FILE.json or --desk DESK.toml --pool ID")
     if problem is not None:

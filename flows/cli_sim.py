@@ -29,10 +29,8 @@ from typing import Annotated, Literal
 
 import typer
 
-from core.clock import ManualClock, SystemClock
-from core.config import load_desk
 from core.errors import ConfigError
-from flows.cli_common import EXAMPLE_DESK, handles_pmr_errors, out
+from flows.cli_common import EXAMPLE_DESK, check_port, handles_pmr_errors, out
 
 __all__ = ["prefect_secret_resolver", "register", "sim_check", "sim_serve"]
 
@@ -67,11 +65,14 @@ def sim_serve(
     ] = "pmr-sim-secret",
 ) -> None:
     """Serve the desk's simulated venues over loopback HTTP in Binance's REST dialect."""
+    from core.clock import SystemClock
+    from core.config import load_desk
     from core.venues.factory import sim_exchange_from_desk
     from core.venues.sim.dialect import BinanceDialect
     from core.venues.sim.engine import SimNetwork
     from core.venues.sim.server import SimHttpServer
 
+    check_port(port)
     desk = load_desk(desk_file)
     names = venue or [v.name for v in desk.venues if v.kind == "sim"]
     if not names:
@@ -109,6 +110,8 @@ def sim_check(desk_file: DeskOption = EXAMPLE_DESK) -> None:
 
     Exits 1 if they differ. The last line is JSON.
     """
+    from core.clock import ManualClock
+    from core.config import load_desk
     from core.venues.exercise import exercise_desk
     from core.venues.factory import build_desk_venues
 
