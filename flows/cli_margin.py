@@ -57,11 +57,13 @@ def print_report_table(report: MarginReport) -> None:
     ):
         summary.add_row(name, _fmt(usd), _fmt(report.in_margin_currency(usd), 6))
     summary.add_row("ratio", _fmt(report.ratio, 4), "")
-    summary.add_row("band", report.band.value, "")
+    summary.add_row("venue band", report.venue_band.value, "")
+    summary.add_row("desk level", report.desk_level.value, "")
     summary.add_row("standard MM", _fmt(report.standard_mm_usd), "")
     summary.add_row("capital efficiency", _fmt(report.capital_efficiency, 3), "")
-    if report.crash_loss_usd is not None:
-        summary.add_row("crash loss", _fmt(report.crash_loss_usd), "")
+    if report.crash_loss_weighted_usd is not None:
+        summary.add_row("crash loss (raw)", _fmt(report.crash_loss_raw_usd), "")
+        summary.add_row("crash loss (weighted)", _fmt(report.crash_loss_weighted_usd), "")
     out.print(summary)
     if report.worst_scenarios:
         units = Table(title="worst scenario per risk unit")
