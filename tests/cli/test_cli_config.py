@@ -66,3 +66,28 @@ def test_config_check_error_keeps_bracketed_hints_and_odd_names_intact(tmp_path:
     shown = runner.invoke(app, ["config", "check", str(good)])
     assert shown.exit_code == 0, shown.output
     assert "[desk-1] [/x] N" in shown.output
+
+
+def test_config_check_with_call_below_the_venue_margin_call_warns_but_passes(
+    tmp_path: Path,
+) -> None:
+    clean = runner.invoke(app, ["config", "check", str(EXAMPLE)])
+    assert "warning" not in clean.output
+    risky = tmp_path / "desk.toml"
+    risky.write_text(
+        EXAMPLE.read_text().replace(
+            "thresholds = { warn = 2.0, call = 1.6, reduce_only = 1.35, liquidation = 1.2, "
+            "target = 2.0 }",
+            "thresholds = { warn = 1.5, call = 1.2, reduce_only = 1.05, liquidation = 1.0, "
+            "target = 1.5 }",
+            1,
+        )
+    )
+    result = runner.invoke(app, ["config", "check", str(risky)])
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert (
+        "warning: pools[0] sim-a.pm: thresholds.call 1.2 is below the venue's margin-call "
+        "level 1.5" in flat
+    )
+    assert "is a valid desk configuration" in flat

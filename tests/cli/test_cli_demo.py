@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+
 from typer.testing import CliRunner
 
+from core.config import parse_desk
+from core.margin import DeskLevel, VenueBand, evaluate_pool
 from flows.cli import app
-from flows.demo import parse_shock
+from flows.demo import breached_pools, parse_shock
 
 runner = CliRunner()
 
@@ -36,3 +42,18 @@ def test_demo_with_malformed_shock_exits_2() -> None:
 
 def test_parse_shock_with_several_assets() -> None:
     assert parse_shock("eth=-0.25, BTC=0.1") == {"ETH": -0.25, "BTC": 0.1}
+
+
+def test_breached_pools_follow_the_desk_level_even_when_the_venue_band_is_normal() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "desk.toml"
+    data = tomllib.loads(example.read_text())
+    # sim-b.opt sits at a ratio of 1.99: normal for the venue (> 1.5); a desk calling at 2.1
+    # raises a margin call now, before the venue restricts anything.
+    data["pools"][2]["thresholds"] = {"warn": 2.5, "call": 2.1, "reduce_only": 1.6,
+                                      "liquidation": 1.3, "target": 2.5}  # fmt: skip
+    desk = parse_desk(data)
+    state = desk.initial_portfolio(datetime(2026, 11, 27, 12, tzinfo=UTC))
+    reports = {p.id: evaluate_pool(desk, p.id, state) for p in desk.pools}
+    opt = reports["sim-b.opt"]
+    assert (opt.venue_band, opt.desk_level) == (VenueBand.NORMAL, DeskLevel.CALL)
+    assert breached_pools(desk, reports) == ["sim-b.opt"]
