@@ -205,6 +205,7 @@ def test_hedge_mode_legs_read_from_the_venue_stay_apart_in_store_and_margin(
     assert (long_leg.mm_usd, short_leg.mm_usd) == (D("152.5"), D("91.5"))
     assert r.mm_usd == D(244)
     assert r.adjusted_equity_usd == D(10_800)
+    assert MarginReport.from_json(r.to_json()) == r  # the side survives JSON
 
     # the scenario model re-prices each leg on its own: worst BTC move −16 %
     pool = Pool("sim-x.pm", "sim-x", frozenset({WalletKind.MARGIN, WalletKind.UM}),
