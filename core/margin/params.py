@@ -281,7 +281,8 @@ class CrashScenario(FrozenModel):
     R_u/(2|m|) for |m| ≤ 1, R_u/(2m²) above, R_u = the unit's ``price_range_frac``), times
     ``weight``; the weighted crash loss max(0, −Σ_u weight·w_u·PnL_u) floors IM (and
     ``mm_factor`` × it floors MM). So the crash is a floor against over-credited cross-unit
-    offsets, not the IM of every directional book (DESIGN §3.2).
+    offsets and losses the grid misses, not the IM of every directional book (DESIGN §3.2):
+    a linear position's weighted crash loss is R/(2|m|)·|m|·notional, half its own scan.
     """
 
     move_frac: float = Field(-0.3, gt=-1, lt=0)

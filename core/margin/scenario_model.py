@@ -15,8 +15,10 @@ portfolio-margin docs, in the shape DESIGN §3.2 fixes:
   pair of correlated coins, OCC/SPAN inter-commodity credit), half to each unit;
 - MM_u = mm_factor_u × IM_u; the joint crash (all units move together, vol up) floors the total.
   Each unit's crash PnL is weighted like the extended tail table, w_u = crash.weight ·
-  R_u/(2|m|) (R_u/(2m²) above 100 %), so a directional book is margined by its own scan and
-  the crash only catches offsets credited too generously: weighted loss
+  R_u/(2|m|) (R_u/(2m²) above 100 %), so a directional book is margined by its own scan (a
+  linear position's weighted crash loss is exactly half its scan) and the crash is a floor only
+  where the joint move finds what the scans and credits miss (a loss reached at the crash move
+  but not on the grid, offsets credited more than the joint move supports): weighted loss
   C = max(0, −Σ_u w_u·PnL_u), IM = max(Σ IM_u, C), MM = max(Σ MM_u, crash.mm_factor × C).
   The raw (unweighted) loss max(0, −Σ_u PnL_u) is reported next to it.
 
