@@ -48,6 +48,7 @@ from core.domain import (
     Pool,
     Portfolio,
     Position,
+    PositionSide,
     Settlement,
     WalletKind,
 )
@@ -63,6 +64,7 @@ from core.margin.params import (
     ScenarioParams,
     StandardParams,
     Thresholds,
+    VenueLevels,
 )
 
 __all__ = [
@@ -182,6 +184,9 @@ class PoolCfg(FrozenModel):
     model: MarginModelKind
     margin_currency: AssetCode = "USDT"
     thresholds: Thresholds = Thresholds()
+    venue_levels: VenueLevels = Field(
+        VenueLevels(), description="the venue's own band levels (default: Binance PM Pro)"
+    )
     loan_leverage: Literal[3, 5, 10] = Field(
         3, description="Binance PM loan MMR: 3x→10 %, 5x→8 %, 10x→5 %"
     )
@@ -235,14 +240,27 @@ class InstrumentCfg(FrozenModel):
 
 
 class BalanceCfg(FrozenModel):
-    """An initial wallet balance (seeds simulated venues and offline reports)."""
+    """An initial wallet balance (seeds simulated venues and offline reports).
+
+    ``amount`` may be negative in a futures, options or PM wallet (a negative wallet balance,
+    not a loan: ``WalletKind.may_go_negative``); margin loans go in ``loan``.
+    """
 
     venue: Name
     wallet: WalletKind
     asset: AssetCode
-    amount: NonNegDecimal
+    amount: SignedDecimal
     loan: NonNegDecimal = Decimal(0)
     interest: NonNegDecimal = Decimal(0)
+
+    @model_validator(mode="after")
+    def _sign(self) -> BalanceCfg:
+        if self.amount < 0 and not self.wallet.may_go_negative:
+            raise ValueError(
+                f"amount {self.amount} is negative in a {self.wallet.value} wallet, which cannot "
+                "go below zero; book what is borrowed as 'loan'"
+            )
+        return self
 
     def to_domain(self) -> Balance:
         return Balance(
@@ -258,13 +276,17 @@ class PositionCfg(FrozenModel):
     symbol: str
     qty: SignedDecimal
     entry_price: NonNegDecimal
+    side: PositionSide = PositionSide.BOTH  # long / short: a hedge-mode leg
 
 
 class PriceCfg(FrozenModel):
-    """An initial mark: an asset's USD price or an instrument's mark (and IV for options)."""
+    """An initial mark: an asset's USD price or an instrument's mark (and IV for options).
+
+    ``mark`` may be 0 (a worthless option); margin refuses 0 for assets and futures.
+    """
 
     symbol: str
-    mark: PosDecimal
+    mark: NonNegDecimal
     index: PosDecimal | None = None
     iv: PosDecimal | None = None
 
@@ -427,7 +449,7 @@ class DeskConfig(FrozenModel):
     def initial_positions(self) -> tuple[Position, ...]:
         instruments = self.instrument_map()
         return tuple(
-            Position(p.venue, p.wallet, instruments[p.symbol], p.qty, p.entry_price)
+            Position(p.venue, p.wallet, instruments[p.symbol], p.qty, p.entry_price, p.side)
             for p in self.positions
         )
 
@@ -477,6 +499,23 @@ class DeskConfig(FrozenModel):
                     f"positions[{i}].symbol: {what} {pos.symbol!r} expired at "
                     f"{inst.expiry.isoformat()}; close or roll the position"
                 )
+
+    def warnings(self) -> tuple[str, ...]:
+        """Valid but risky settings, one line each (``pmr config check`` prints them).
+
+        A pool whose ``call`` threshold is below its venue's margin-call level would let the
+        venue restrict the account before the desk raises its own margin call.
+        """
+        out = []
+        for i, p in enumerate(self.pools):
+            venue_call = p.venue_levels.margin_call
+            if p.thresholds.call < venue_call:
+                out.append(
+                    f"pools[{i}] {p.id}: thresholds.call {p.thresholds.call} is below the "
+                    f"venue's margin-call level {venue_call}; the venue restricts the account "
+                    "before the desk calls"
+                )
+        return tuple(out)
 
     def redacted(self) -> dict[str, Any]:
         """A JSON-able dump safe to echo: credentials are references only, shown as names."""
@@ -538,6 +577,11 @@ class DeskConfig(FrozenModel):
         for i, b in enumerate(self.balances):
             yield from need_venue(f"balances[{i}].venue", b.venue)
             yield from need_asset(f"balances[{i}].asset", b.asset)
+        yield from _dupes(
+            "positions",
+            "venue/wallet/symbol/side",
+            [f"{p.venue}/{p.wallet.value}/{p.symbol}/{p.side.value}" for p in self.positions],
+        )
         for i, pos in enumerate(self.positions):
             yield from need_venue(f"positions[{i}].venue", pos.venue)
             if pos.symbol not in symbols:

@@ -66,8 +66,9 @@ def print_report_table(report: MarginReport) -> None:
         (f"deficit to target {report.thresholds.target}", report.deficit(report.thresholds.target)),
         ("standard MM", report.standard_mm_usd),
     ]
-    if report.crash_loss_usd is not None:
-        money.append(("crash loss", report.crash_loss_usd))
+    if report.crash_loss_weighted_usd is not None:
+        money.append(("crash loss (raw)", report.crash_loss_raw_usd))
+        money.append(("crash loss (weighted)", report.crash_loss_weighted_usd))
     for name, usd in money:
         in_mc = None if usd is None else report.in_margin_currency(usd)
         summary.add_row(name, _fmt(usd), _fmt(in_mc, 6))
@@ -76,7 +77,8 @@ def print_report_table(report: MarginReport) -> None:
     state.add_column("measure")
     state.add_column("value", justify="right")
     state.add_row("margin ratio", _fmt(report.ratio, 4))
-    state.add_row("band", report.band.value)
+    state.add_row("venue band", report.venue_band.value)
+    state.add_row("desk level", report.desk_level.value)
     state.add_row("capital efficiency (standard MM / MM)", _fmt(report.capital_efficiency, 3))
     out.print(state)
     if report.worst_scenarios:

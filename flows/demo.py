@@ -38,7 +38,6 @@ if TYPE_CHECKING:  # loaded when the demo runs, so `pmr --help` stays fast
 __all__ = ["DEFAULT_SHOCK", "breached_pools", "check_shock", "parse_shock", "run_demo"]
 
 DEFAULT_SHOCK = "ETH=-0.26,BTC=0.08"
-_BREACH_BANDS = {"margin_call", "reduce_only", "liquidation", "bankrupt"}
 
 
 def parse_shock(text: str) -> dict[str, float]:
@@ -77,15 +76,8 @@ def check_shock(desk: DeskConfig, moves: Mapping[str, float]) -> None:
 
 
 def breached_pools(desk: DeskConfig, reports: Mapping[str, MarginReport]) -> list[str]:
-    """Pools whose ratio is at or below their own ``call`` level: they need a margin call."""
-    out_ids = []
-    for pool in desk.pools:
-        r = reports[pool.id]
-        if (r.ratio is not None and float(r.ratio) <= pool.thresholds.call) or (
-            r.ratio is None and r.band.value in _BREACH_BANDS
-        ):
-            out_ids.append(pool.id)
-    return out_ids
+    """Pools whose ``desk_level`` is at or below their own ``call``: they need a margin call."""
+    return [pool.id for pool in desk.pools if reports[pool.id].margin_call_due]
 
 
 def _usd(value: Decimal | None) -> str:
@@ -108,7 +100,7 @@ def _margin_table(title: str, desk: DeskConfig, reports: Mapping[str, MarginRepo
             _usd(r.adjusted_equity_usd),
             _usd(r.mm_usd),
             "-" if r.ratio is None else f"{r.ratio:.2f}",
-            r.band.value,
+            r.venue_band.value,
             f"{pool.thresholds.call}",
             _usd(r.standard_mm_usd),
             "-" if r.capital_efficiency is None else f"{r.capital_efficiency:.2f}x",

@@ -97,3 +97,5 @@ def print_desk_summary(desk: DeskConfig, *, source: str) -> None:
         f"{len(desk.assets)} assets, {len(desk.instruments)} instruments, "
         f"{len(desk.positions)} positions, {len(desk.preauth)} pre-authorised routes"
     )
+    for line in desk.warnings():
+        out.print(f"[yellow]warning[/]: {escape(line)}")

@@ -82,12 +82,14 @@ CREATE TABLE IF NOT EXISTS position_snapshot (
     settlement VARCHAR(16),
     qty NUMERIC(38, 18) NOT NULL,
     entry_price NUMERIC(38, 18) NOT NULL,
+    side VARCHAR(16) DEFAULT 'both' NOT NULL,
     CONSTRAINT pk_position_snapshot PRIMARY KEY (id),
-    CONSTRAINT uq_position_snapshot_snapshot_id_venue_id_wallet_symbol UNIQUE (snapshot_id, venue_id, wallet, symbol),
+    CONSTRAINT uq_position_snapshot_snapshot_id_venue_id_wallet_symbol_side UNIQUE (snapshot_id, venue_id, wallet, symbol, side),
     CONSTRAINT ck_position_snapshot_wallet CHECK (wallet IN ('spot', 'funding', 'margin', 'um', 'cm', 'options', 'pm')),
     CONSTRAINT ck_position_snapshot_instrument_kind CHECK (instrument_kind IN ('spot', 'linear_perp', 'linear_future', 'inverse_perp', 'inverse_future', 'option')),
     CONSTRAINT ck_position_snapshot_option_right CHECK (option_right IN ('call', 'put')),
     CONSTRAINT ck_position_snapshot_settlement CHECK (settlement IN ('linear', 'inverse')),
+    CONSTRAINT ck_position_snapshot_side CHECK (side IN ('both', 'long', 'short')),
     CONSTRAINT fk_position_snapshot_snapshot_id_snapshot FOREIGN KEY (snapshot_id) REFERENCES snapshot (id),
     CONSTRAINT fk_position_snapshot_venue_id_venue FOREIGN KEY (venue_id) REFERENCES venue (id)
 );

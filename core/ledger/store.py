@@ -302,9 +302,15 @@ def record_snapshot(
     """Store one snapshot of balances, positions and prices; return its id.
 
     All values are mapped (and checked against the column precision) before anything is added
-    to the session, so a bad value refuses the whole snapshot rather than half of it.
+    to the session, so a bad value refuses the whole snapshot rather than half of it. Two rows
+    for one natural key (a balance's venue/wallet/asset, a position's venue/wallet/symbol/side,
+    a price's symbol) are refused with a ``DataError`` naming it, not a database error: the two
+    legs of a hedge-mode position differ by ``side`` and are stored side by side.
     """
     balances, positions, prices = tuple(balances), tuple(positions), tuple(prices)
+    _refuse_duplicates("balance", [f"{b.venue}/{b.wallet.value}/{b.asset}" for b in balances])
+    _refuse_duplicates("position", [p.key for p in positions])
+    _refuse_duplicates("price", [m.symbol for m in prices])
     # Map once with a placeholder id to validate everything up front.
     for b in balances:
         balance_to_row(b, 0)
@@ -323,6 +329,14 @@ def record_snapshot(
     session.add_all([price_to_row(m, sid) for m in prices])
     session.flush()
     return sid
+
+
+def _refuse_duplicates(kind: str, keys: list[str]) -> None:
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise DataError(f"two {kind} rows for one key in a snapshot", key=key)
+        seen.add(key)
 
 
 def load_snapshot(session: Session, snapshot_id: int) -> Snapshot:

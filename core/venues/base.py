@@ -28,7 +28,7 @@ from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
 
 from core.clock import Clock, ns_to_datetime
-from core.domain import Asset, Balance, MarkPrice, WalletKind, to_decimal
+from core.domain import Asset, Balance, MarkPrice, PositionSide, WalletKind, to_decimal
 from core.errors import DataError, OutcomeUnknown, VenueError, VenueRejected
 from core.margin.params import Bracket
 from core.venues.wallets import binance_transfer_type
@@ -133,7 +133,10 @@ class TransferStatusReport:
 
 @dataclass(frozen=True, slots=True)
 class PositionReport:
-    """A futures position as the venue reports it; ``qty`` in contracts, signed."""
+    """A futures position as the venue reports it; ``qty`` in contracts, signed.
+
+    ``side`` is the hedge-mode leg (``long``/``short``) or ``both`` in one-way mode.
+    """
 
     venue: str
     wallet: WalletKind
@@ -143,6 +146,7 @@ class PositionReport:
     mark_price: Decimal
     unrealized_pnl: Decimal
     margin_asset: Asset
+    side: PositionSide = PositionSide.BOTH
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 from core.clock import ManualClock
 from core.config import DeskConfig
-from core.domain import Asset, WalletKind
+from core.domain import Asset, PositionSide, WalletKind
 from core.venues.ccxt_venue import CcxtVenue
 
 __all__ = ["exercise_desk", "snapshot"]
@@ -34,7 +34,12 @@ def snapshot(venue: CcxtVenue) -> dict[str, Any]:
         }
     for wallet in (WalletKind.UM, WalletKind.CM):
         out["positions"][wallet.value] = {
-            p.symbol: [str(p.qty), str(p.entry_price), str(p.mark_price), str(p.unrealized_pnl)]
+            (p.symbol if p.side is PositionSide.BOTH else f"{p.symbol}:{p.side.value}"): [
+                str(p.qty),
+                str(p.entry_price),
+                str(p.mark_price),
+                str(p.unrealized_pnl),
+            ]
             for p in venue.positions(wallet)
         }
         out["marks"][wallet.value] = {

@@ -25,7 +25,7 @@ import ccxt
 
 from core.clock import Clock
 from core.config import DeskConfig, VenueCfg
-from core.domain import InstrumentKind, WalletKind
+from core.domain import InstrumentKind, PositionSide, WalletKind
 from core.errors import ConfigError
 from core.venues.ccxt_venue import CcxtVenue, rewrite_api_urls
 from core.venues.ratelimit import SAPI_UID_FAMILY
@@ -51,6 +51,12 @@ __all__ = [
 
 SecretResolver = Callable[[str], str]
 Transport = Literal["inprocess", "http"]
+# Binance ``positionSide`` of each domain leg (one-way BOTH, hedge-mode LONG / SHORT).
+_BINANCE_SIDE: dict[PositionSide, Literal["BOTH", "LONG", "SHORT"]] = {
+    PositionSide.BOTH: "BOTH",
+    PositionSide.LONG: "LONG",
+    PositionSide.SHORT: "SHORT",
+}
 
 
 def _sim_limits(cfg: VenueCfg) -> dict[str, int]:
@@ -139,7 +145,7 @@ def sim_exchange_from_desk(
         if pos.venue != venue:
             continue
         if pos.symbol in engine.instruments:
-            engine.open_position(pos.symbol, pos.qty, pos.entry_price)
+            engine.open_position(pos.symbol, pos.qty, pos.entry_price, _BINANCE_SIDE[pos.side])
         else:
             skipped.append(f"position {venue}/{pos.wallet.value}/{pos.symbol} (not simulated)")
     return engine, skipped

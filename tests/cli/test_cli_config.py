@@ -150,3 +150,28 @@ def test_help_of_every_command_labels_no_flag_bool_and_promises_no_missing_comma
         assert helped.exit_code == 0, command
         assert "<bool>" not in helped.stdout, command
         assert "--help" in helped.stdout
+
+
+def test_config_check_with_call_below_the_venue_margin_call_warns_but_passes(
+    tmp_path: Path,
+) -> None:
+    clean = runner.invoke(app, ["config", "check", str(EXAMPLE)])
+    assert "warning" not in clean.output
+    risky = tmp_path / "desk.toml"
+    risky.write_text(
+        EXAMPLE.read_text().replace(
+            "thresholds = { warn = 2.0, call = 1.6, reduce_only = 1.35, liquidation = 1.2, "
+            "target = 2.0 }",
+            "thresholds = { warn = 1.5, call = 1.2, reduce_only = 1.05, liquidation = 1.0, "
+            "target = 1.5 }",
+            1,
+        )
+    )
+    result = runner.invoke(app, ["config", "check", str(risky)])
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert (
+        "warning: pools[0] sim-a.pm: thresholds.call 1.2 is below the venue's margin-call "
+        "level 1.5" in flat
+    )
+    assert "is a valid desk configuration" in flat

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
+from core.config import parse_desk
+from core.margin import DeskLevel, VenueBand, evaluate_pool
 from flows.cli import app
-from flows.demo import parse_shock
+from flows.demo import breached_pools, parse_shock
 
 runner = CliRunner()
 
@@ -92,3 +98,18 @@ def test_demo_with_as_of_after_an_option_expiry_exits_2_naming_the_position() ->
     assert result.exit_code == 2
     assert "positions[6].symbol: option 'BTC-270326-100000-C' expired" in result.stderr
     assert result.stdout == ""
+
+
+def test_breached_pools_follow_the_desk_level_even_when_the_venue_band_is_normal() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "desk.toml"
+    data = tomllib.loads(example.read_text())
+    # sim-b.opt sits at a ratio of 1.99: normal for the venue (> 1.5); a desk calling at 2.1
+    # raises a margin call now, before the venue restricts anything.
+    data["pools"][2]["thresholds"] = {"warn": 2.5, "call": 2.1, "reduce_only": 1.6,
+                                      "liquidation": 1.3, "target": 2.5}  # fmt: skip
+    desk = parse_desk(data)
+    state = desk.initial_portfolio(datetime(2026, 11, 27, 12, tzinfo=UTC))
+    reports = {p.id: evaluate_pool(desk, p.id, state) for p in desk.pools}
+    opt = reports["sim-b.opt"]
+    assert (opt.venue_band, opt.desk_level) == (VenueBand.NORMAL, DeskLevel.CALL)
+    assert breached_pools(desk, reports) == ["sim-b.opt"]

@@ -398,3 +398,80 @@ def test_key_path_puts_indexes_in_brackets_and_keys_after_dots(
 def test_load_desk_with_a_directory_names_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"desk config path is a directory.*file="):
         load_desk(tmp_path)
+
+
+def test_example_desk_calls_at_or_above_each_venue_margin_call_level() -> None:
+    desk = load_desk(EXAMPLE)
+    for p in desk.pools:
+        assert p.thresholds.call >= p.venue_levels.margin_call, p.id
+    assert desk.warnings() == ()
+
+
+def test_pool_calling_below_its_venue_margin_call_level_is_a_warning_not_an_error(
+    example_data: dict[str, Any],
+) -> None:
+    data = copy.deepcopy(example_data)
+    data["pools"][1]["thresholds"] = {"warn": 1.5, "call": 1.2, "reduce_only": 1.05,
+                                      "liquidation": 1.0, "target": 1.5}  # fmt: skip
+    data["pools"][2]["venue_levels"] = {"margin_call": 1.7, "reduce_only": 1.3,
+                                        "liquidation": 1.1, "bankrupt": 1.0}  # fmt: skip
+    desk = parse_desk(data)
+    assert desk.warnings() == (
+        "pools[1] sim-b.um: thresholds.call 1.2 is below the venue's margin-call level 1.5; "
+        "the venue restricts the account before the desk calls",
+        "pools[2] sim-b.opt: thresholds.call 1.6 is below the venue's margin-call level 1.7; "
+        "the venue restricts the account before the desk calls",
+    )
+
+
+def test_venue_levels_out_of_order_name_the_pool(example_data: dict[str, Any]) -> None:
+    def mutate(d: dict[str, Any]) -> None:
+        d["pools"][0]["venue_levels"] = {"margin_call": 1.1, "reduce_only": 1.2}
+
+    msg = _broken(example_data, mutate)
+    assert "pools[0].venue_levels" in msg
+    assert "margin_call >= reduce_only" in msg
+
+
+def test_negative_balance_is_accepted_in_a_futures_wallet_and_refused_in_spot(
+    example_data: dict[str, Any],
+) -> None:
+    data = copy.deepcopy(example_data)
+    i_um = next(i for i, b in enumerate(data["balances"]) if b["wallet"] == "um")
+    data["balances"][i_um]["amount"] = "-8000"
+    b = parse_desk(data).initial_balances()[i_um]
+    assert (b.wallet, b.amount, b.loan) == (WalletKind.UM, Decimal(-8000), 0)
+
+    def spot_negative(d: dict[str, Any]) -> None:
+        i = next(i for i, b in enumerate(d["balances"]) if b["wallet"] == "spot")
+        d["balances"][i]["amount"] = "-1"
+
+    msg = _broken(example_data, spot_negative)
+    assert "negative in a spot wallet" in msg
+    assert "book what is borrowed as 'loan'" in msg
+
+
+def test_hedge_mode_legs_in_config_become_two_positions_and_a_third_is_a_duplicate(
+    example_data: dict[str, Any],
+) -> None:
+    data = copy.deepcopy(example_data)
+    legs = [
+        {"venue": "sim-b", "wallet": "um", "symbol": "SOLUSDT", "qty": "10",
+         "entry_price": "170", "side": "long"},
+        {"venue": "sim-b", "wallet": "um", "symbol": "SOLUSDT", "qty": "-4",
+         "entry_price": "175", "side": "short"},
+    ]  # fmt: skip
+    data["positions"] = [*data["positions"], *legs]
+    keys = [p.key for p in parse_desk(data).initial_positions()][-2:]
+    assert keys == ["sim-b/um/SOLUSDT:long", "sim-b/um/SOLUSDT:short"]
+    data["positions"].append(dict(legs[0]))
+    with pytest.raises(ConfigError, match=r"positions\[11\].*duplicated.*SOLUSDT/long"):
+        parse_desk(data)
+
+
+def test_zero_mark_is_accepted_in_the_price_list(example_data: dict[str, Any]) -> None:
+    data = copy.deepcopy(example_data)
+    i = next(i for i, p in enumerate(data["prices"]) if p["symbol"] == "ETH-270625-3500-C")
+    data["prices"][i]["mark"] = 0
+    desk = parse_desk(data)
+    assert desk.prices[i].mark == 0

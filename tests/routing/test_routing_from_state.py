@@ -85,7 +85,8 @@ def test_sources_with_route_out_of_a_pool_carry_origin_headroom(desk_state: Desk
     src = {s.id: s for s in built.input.sources}["sim-b.opt:b.um-options.usdt"]
     assert src.origin_pool == "sim-b.um"
     um = reports["sim-b.um"]
-    expected = float(um.adjusted_equity_usd - Decimal("1.2") * um.mm_usd)
+    call = Decimal(str(desk.pool("sim-b.um").thresholds.call))  # 1.6 in the example desk
+    expected = float(um.adjusted_equity_usd - call * um.mm_usd)
     assert built.input.origin_headroom_usd["sim-b.um"] == pytest.approx(max(0.0, expected))
 
 

@@ -655,7 +655,7 @@ class BinanceDialect:
             "positions": [
                 {
                     "symbol": pos.symbol,
-                    "positionSide": "BOTH",
+                    "positionSide": pos.side,
                     "positionAmt": _s(pos.qty),
                     "unrealizedProfit": _s8(e.unrealized_pnl(pos)),
                     "isolatedMargin": "0",
@@ -690,7 +690,7 @@ class BinanceDialect:
                     "openOrderInitialMargin": "0",
                     "leverage": "20",
                     "isolated": False,
-                    "positionSide": "BOTH",
+                    "positionSide": pos.side,
                     "entryPrice": _s8(pos.entry_price),
                     "breakEvenPrice": _s8(pos.entry_price),
                     "maxQty": "250",
@@ -783,7 +783,7 @@ class BinanceDialect:
             out.append(
                 {
                     "symbol": pos.symbol,
-                    "positionSide": "BOTH",
+                    "positionSide": pos.side,
                     "positionAmt": _s(pos.qty),
                     "entryPrice": _s(pos.entry_price),
                     "breakEvenPrice": _s(pos.entry_price),
@@ -824,7 +824,7 @@ class BinanceDialect:
                     "marginType": "cross",
                     "isolatedMargin": "0.00000000",
                     "isAutoAddMargin": "false",
-                    "positionSide": "BOTH",
+                    "positionSide": pos.side,
                     "notionalValue": _s8(e.notional(pos)),
                     "isolatedWallet": "0",
                     "updateTime": e.now_ms(),

@@ -117,6 +117,7 @@ class SimPosition:
     symbol: str
     qty: Decimal  # contracts, signed
     entry_price: Decimal
+    side: Literal["BOTH", "LONG", "SHORT"] = "BOTH"  # Binance positionSide (hedge-mode leg)
 
 
 @dataclass(slots=True)
@@ -296,7 +297,7 @@ class SimExchange:
             start_ns=clock.timestamp_ns(),
         )
         self.wallets: dict[WalletKind, dict[str, WalletLine]] = {k: {} for k in WalletKind}
-        self.positions: dict[str, SimPosition] = {}
+        self.positions: dict[tuple[str, str], SimPosition] = {}  # (symbol, positionSide)
         self.transfers: list[SimTransfer] = []
         self.quotes: dict[str, SimConvertQuote] = {}
         self.convert_orders: dict[int, SimConvertOrder] = {}
@@ -327,11 +328,27 @@ class SimExchange:
         line.borrowed += Decimal(loan)
         line.interest += Decimal(interest)
 
-    def open_position(self, symbol: str, qty: Decimal, entry_price: Decimal) -> None:
-        """Seed a futures position (desk config ``[[positions]]`` in ``um``/``cm``)."""
+    def open_position(
+        self,
+        symbol: str,
+        qty: Decimal,
+        entry_price: Decimal,
+        side: Literal["BOTH", "LONG", "SHORT"] = "BOTH",
+    ) -> None:
+        """Seed a futures position (desk config ``[[positions]]`` in ``um``/``cm``).
+
+        ``side`` LONG / SHORT seeds a hedge-mode leg (Binance ``dualSidePosition``): the two
+        legs of a symbol are separate positions; a symbol is either one-way (BOTH) or hedged.
+        """
         if symbol not in self.instruments:
             raise KeyError(f"unknown instrument {symbol!r} on simulated venue {self.name}")
-        self.positions[symbol] = SimPosition(symbol, Decimal(qty), Decimal(entry_price))
+        q = Decimal(qty)
+        if (side == "LONG" and q < 0) or (side == "SHORT" and q > 0):
+            raise ValueError(f"a {side} leg of {symbol} cannot hold {q}")
+        other_mode = {"BOTH"} if side != "BOTH" else {"LONG", "SHORT"}
+        if any((symbol, s) in self.positions for s in other_mode):
+            raise ValueError(f"{symbol} cannot be one-way and hedge mode at once")
+        self.positions[(symbol, side)] = SimPosition(symbol, q, Decimal(entry_price), side)
 
     # -- helpers ------------------------------------------------------------------------------
     def _book(self, wallet: WalletKind) -> dict[str, WalletLine]:
