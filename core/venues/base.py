@@ -31,6 +31,7 @@ from core.clock import Clock, ns_to_datetime
 from core.domain import Asset, Balance, MarkPrice, WalletKind, to_decimal
 from core.errors import DataError, OutcomeUnknown, VenueError, VenueRejected
 from core.margin.params import Bracket
+from core.venues.errors import ClockSkewRejected
 from core.venues.wallets import binance_transfer_type
 
 __all__ = [
@@ -70,7 +71,9 @@ class TransferStatus(StrEnum):
 class TransferIntent:
     """What was (or is about to be) sent under one idempotency key.
 
-    ``ts_sent_ns`` is when the request left; history matching searches around it.
+    ``ts_sent_ns`` is when the request left, on the venue's clock as the adapter knew it (the
+    desk's clock less the measured offset, the same time ccxt signed with); history matching
+    searches around it.
     """
 
     key: str
@@ -331,6 +334,18 @@ class BaseVenue(abc.ABC):
         self._journal: dict[str, _JournalEntry] = {}
 
     # -- backend hooks ------------------------------------------------------------------------
+    def _venue_offset_ns(self) -> int:
+        """Desk clock minus venue clock as last measured (0 until a backend measures it)."""
+        return 0
+
+    def venue_now_ns(self) -> int:
+        """Now on the venue's clock, as best known: the desk's clock less the measured offset.
+
+        Every time the venue template stamps (a transfer's send time, a lookup's window) is on
+        the venue's clock, so matching the venue's own history works whatever the desk's skew.
+        """
+        return self._clock.timestamp_ns() - self._venue_offset_ns()
+
     @abc.abstractmethod
     def _send_transfer(self, intent: TransferIntent) -> tuple[str, TransferStatus]:
         """Send one transfer exactly once; return the venue's id and its status.
@@ -409,19 +424,21 @@ class BaseVenue(abc.ABC):
                 venue=self.name,
             )
         requested = to_decimal(amount, "amount")
-        t0 = self._clock.timestamp_ns()
+        t0 = self.venue_now_ns()
         intent = TransferIntent(idempotency_key, asset, sent, src, dst, t0, venue_type)
         entry = _JournalEntry(intent)
         self._journal[idempotency_key] = entry
         try:
             venue_id, status = self._send_transfer(intent)
-        except OutcomeUnknown:
-            raise  # the journal keeps the intent: lookup_transfer can find it
+        except (OutcomeUnknown, ClockSkewRejected):
+            # The journal keeps the intent: a resend under this key is refused until
+            # lookup_transfer has looked (a -1021 was not applied, but is never resent blind).
+            raise
         except VenueError:
             del self._journal[idempotency_key]  # refused: nothing applied, the key is free
             raise
         entry.venue_transfer_id = venue_id
-        t1 = self._clock.timestamp_ns()
+        t1 = self.venue_now_ns()
         return TransferReceipt(
             venue=self.name,
             key=idempotency_key,
@@ -452,9 +469,7 @@ class BaseVenue(abc.ABC):
             self._journal[key] = entry
         intent = entry.intent
         start = intent.ts_sent_ns - 5_000_000_000
-        end = max(
-            self._clock.timestamp_ns(), intent.ts_sent_ns + round(self._lookup_window_s * 1e9)
-        )
+        end = max(self.venue_now_ns(), intent.ts_sent_ns + round(self._lookup_window_s * 1e9))
         rows = self._transfer_history(intent, start, end)
         if entry.venue_transfer_id is not None:
             for r in rows:

@@ -37,6 +37,7 @@ from core.venues.sim.engine import (
     SimInstrument,
     SimNetwork,
 )
+from core.venues.sim.faults import SkewedClock
 from core.venues.sim.server import SimHttpServer
 from core.venues.sim.transport import sim_session
 
@@ -70,8 +71,13 @@ def sim_exchange_from_desk(
     *,
     network: SimNetwork | None = None,
     api_secret: str | None = None,
+    frozen_prices: bool = False,
 ) -> tuple[SimExchange, list[str]]:
     """Build the simulated exchange of ``venue`` with the desk's initial state.
+
+    ``frozen_prices=True`` keeps every asset at the desk's declared price (the seeded path with
+    zero volatility) whatever the clock says: what a wall-clock server (``pmr sim serve
+    --prices frozen``) needs for an HTTP client to see the same figures in every run.
 
     Returns the engine and the list of config items the simulator does not hold (options
     positions: Binance options are not simulated yet), so callers can say so.
@@ -111,7 +117,7 @@ def sim_exchange_from_desk(
     )
     config = SimConfig(
         seed=cfg.sim.seed,
-        price_vol_annual_frac=cfg.sim.price_vol_annual_frac,
+        price_vol_annual_frac=0.0 if frozen_prices else cfg.sim.price_vol_annual_frac,
         transfer_latency_s=cfg.sim.transfer_latency_s,
         withdraw_latency_s=cfg.sim.withdraw_latency_s,
         weight_limits_per_min=_sim_limits(cfg),
@@ -170,7 +176,7 @@ def _sim_ccxt_venue(
     return CcxtVenue(
         engine.name,
         ex,
-        clock,
+        SkewedClock(clock, engine.faults),  # the desk's host clock, skewable as a fault
         asset_decimals=asset_decimals,
         weight_limits_per_min=engine.config.weight_limits_per_min,
         portfolio_margin=engine.config.portfolio_margin,

@@ -30,10 +30,22 @@ from core.venues.ratelimit import SAPI_UID_FAMILY, budget_family, request_weight
 from core.venues.sim.engine import SimError, SimExchange, SimPosition
 from core.venues.sim.faults import FaultKind
 
-__all__ = ["BinanceDialect", "SimResponse"]
+__all__ = [
+    "RECV_WINDOW_DEFAULT_MS",
+    "RECV_WINDOW_MAX_MS",
+    "TIMESTAMP_AHEAD_LIMIT_MS",
+    "BinanceDialect",
+    "SimResponse",
+]
 
 Json = Any
 Params = dict[str, str]
+
+# Binance's timing rule for signed requests (spot REST docs, "Timing security"; the futures APIs
+# document the same): the default and largest recvWindow, and how far ahead a timestamp may be.
+RECV_WINDOW_DEFAULT_MS = 5000
+RECV_WINDOW_MAX_MS = 60_000
+TIMESTAMP_AHEAD_LIMIT_MS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +91,12 @@ class BinanceDialect:
         self._banned_until_ns: dict[str, int] = {}
         self.request_log: list[tuple[str, str]] = []
         self.throttled = 0  # 429/418 answers given (rate limit or injected)
+        self.clock_rejections = 0  # -1021 answers given (request stamped outside the window)
         self.routes: dict[tuple[str, str], _Route] = {
             ("GET", "/api/v3/ping"): _Route(lambda p: {}, False),
             ("GET", "/api/v3/time"): _Route(lambda p: {"serverTime": e.now_ms()}, False),
+            ("GET", "/fapi/v1/time"): _Route(lambda p: {"serverTime": e.now_ms()}, False),
+            ("GET", "/dapi/v1/time"): _Route(lambda p: {"serverTime": e.now_ms()}, False),
             ("GET", "/api/v3/exchangeInfo"): _Route(self._spot_exchange_info, False),
             ("GET", "/fapi/v1/exchangeInfo"): _Route(self._um_exchange_info, False),
             ("GET", "/dapi/v1/exchangeInfo"): _Route(self._cm_exchange_info, False),
@@ -143,6 +158,9 @@ class BinanceDialect:
                 denied = self._authenticate(method, query, body, headers)
                 if denied is not None:
                     return denied
+                late = self._check_timestamp(params)
+                if late is not None:
+                    return late
             if fault is not None and fault.kind is FaultKind.INSUFFICIENT_FUNDS:
                 return self._error(
                     SimError(400, -5013, "Asset transfer failed: insufficient balance")
@@ -199,6 +217,46 @@ class BinanceDialect:
         if not hmac.compare_digest(expected, signature):
             return SimResponse(
                 400, {"code": -1022, "msg": "Signature for this request is not valid."}
+            )
+        return None
+
+    def _check_timestamp(self, params: Params) -> SimResponse | None:
+        """Binance's timing rule for signed requests (spot REST docs, "Timing security")::
+
+            if timestamp < serverTime + 1000 and serverTime - timestamp <= recvWindow: process
+            else: reject with -1021
+
+        ``recvWindow`` defaults to 5000 ms and may not exceed 60000 ms (-1131). A refused
+        request is never processed, so nothing is applied.
+        """
+        try:
+            ts_ms = int(params["timestamp"])
+        except (KeyError, ValueError):
+            return self._error(
+                SimError(
+                    400,
+                    -1102,
+                    "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.",
+                )
+            )
+        try:
+            recv_window_ms = int(params.get("recvWindow", RECV_WINDOW_DEFAULT_MS))
+        except ValueError:
+            return self._error(SimError(400, -1100, "Illegal characters found in 'recvWindow'."))
+        if not 0 < recv_window_ms <= RECV_WINDOW_MAX_MS:
+            return self._error(SimError(400, -1131, "recvWindow must be less than 60000"))
+        server_ms = self.engine.now_ms()
+        if ts_ms >= server_ms + TIMESTAMP_AHEAD_LIMIT_MS:
+            self.clock_rejections += 1
+            return self._error(
+                SimError(
+                    400, -1021, "Timestamp for this request was 1000ms ahead of the server's time."
+                )
+            )
+        if server_ms - ts_ms > recv_window_ms:
+            self.clock_rejections += 1
+            return self._error(
+                SimError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
             )
         return None
 
