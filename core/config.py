@@ -52,6 +52,7 @@ from core.margin.params import (
     StandardParams,
     Thresholds,
 )
+from core.venues.capabilities import ConversionMethod, desk_capability_problems
 
 __all__ = [
     "BalanceCfg",
@@ -294,11 +295,17 @@ class SwapLevel(FrozenModel):
 
 
 class SwapCfg(FrozenModel):
-    """A conversion (Binance Convert) of one asset into another inside a wallet."""
+    """A conversion of one asset into another inside a wallet.
+
+    ``method`` says how the venue does it: ``convert`` (Binance Convert: spot or funding wallet
+    only) or ``margin_order`` (a MARKET order on the cross-margin book, inside the margin
+    wallet); the venue's capabilities are checked on load (``core.venues.capabilities``).
+    """
 
     id: Name
     venue: Name
     wallet: WalletKind
+    method: ConversionMethod = ConversionMethod.CONVERT
     from_asset: AssetCode
     to_asset: AssetCode
     latency_s: float = Field(ge=0)
@@ -499,6 +506,7 @@ class DeskConfig(FrozenModel):
             if pa.group is not None and pa.group not in self.preauth_groups:
                 yield f"preauth[{i}].group: unknown group {pa.group!r} (declare in [preauth_groups])"
         yield from _dupes("preauth", "route", [pa.route for pa in self.preauth])
+        yield from desk_capability_problems(self)
 
 
 def _dupes(section: str, key: str, values: list[str]) -> Iterable[str]:

@@ -40,6 +40,7 @@ __all__ = [
     "ConvertResult",
     "DepositReport",
     "DuplicateIdempotencyKey",
+    "MarginOrderResult",
     "PositionReport",
     "TransferHistoryRow",
     "TransferIntent",
@@ -177,6 +178,28 @@ class ConvertResult:
 
 
 @dataclass(frozen=True, slots=True)
+class MarginOrderResult:
+    """A MARKET order on the cross-margin book, as the venue reports it.
+
+    It converts ``from_amount`` of ``from_asset`` into ``to_amount`` of ``to_asset`` inside the
+    margin wallet (a SELL of the base asset, or a BUY spending the quote asset). ``key`` is our
+    idempotency key, sent as Binance's ``newClientOrderId``.
+    """
+
+    venue: str
+    key: str
+    order_id: str
+    symbol: str
+    side: Literal["BUY", "SELL"]
+    status: str  # Binance order status: FILLED, PARTIALLY_FILLED, EXPIRED ...
+    from_asset: Asset
+    to_asset: Asset
+    from_amount: Decimal
+    to_amount: Decimal
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class WithdrawalReceipt:
     """A withdrawal the venue accepted (it is credited on the far side later)."""
 
@@ -205,7 +228,11 @@ class DepositReport:
 
 @dataclass(frozen=True, slots=True)
 class VenueCapabilities:
-    """What a venue supports, declared as data (STYLE rule 5)."""
+    """What a venue supports, declared as data (STYLE rule 5).
+
+    ``conversion_wallets`` and ``route_kinds`` come from the exchange's record in
+    :mod:`core.venues.capabilities`, the same data the desk check reads.
+    """
 
     exchange: str
     transfer_types: frozenset[str]
@@ -213,6 +240,9 @@ class VenueCapabilities:
     required_ccxt_has: tuple[str, ...]
     weight_limits_per_min: Mapping[str, int]
     asset_decimals: Mapping[str, int] = field(default_factory=dict)
+    conversion_wallets: Mapping[str, frozenset[WalletKind]] = field(default_factory=dict)
+    route_kinds: frozenset[str] = frozenset()
+    portfolio_margin: bool = False
 
 
 @runtime_checkable
@@ -258,6 +288,14 @@ class Venue(Protocol):
     ) -> ConvertQuote: ...
 
     def accept_quote(self, quote: ConvertQuote) -> ConvertResult: ...
+
+    def margin_order(
+        self, from_asset: Asset, to_asset: Asset, from_amount: Decimal, idempotency_key: str
+    ) -> MarginOrderResult: ...
+
+    def lookup_margin_order(
+        self, key: str, from_asset: Asset, to_asset: Asset
+    ) -> MarginOrderResult | None: ...
 
     def deposit_address(self, asset: Asset, network: str) -> str: ...
 

@@ -25,6 +25,7 @@ What the adapter owns (DESIGN §6):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -37,10 +38,12 @@ from core.clock import Clock, ns_to_datetime
 from core.domain import Asset, Balance, MarkPrice, WalletKind
 from core.errors import (
     DataError,
+    OutcomeUnknown,
     RateLimited,
     TransferNotAllowed,
     VenueError,
     VenueFatal,
+    VenueRejected,
 )
 from core.margin.params import Bracket
 from core.venues import parse
@@ -49,6 +52,8 @@ from core.venues.base import (
     ConvertQuote,
     ConvertResult,
     DepositReport,
+    DuplicateIdempotencyKey,
+    MarginOrderResult,
     PositionReport,
     TransferHistoryRow,
     TransferIntent,
@@ -56,12 +61,14 @@ from core.venues.base import (
     VenueCapabilities,
     WithdrawalReceipt,
 )
+from core.venues.capabilities import EXCHANGE_CAPABILITIES, ConversionMethod
 from core.venues.errors import (
     ClockSkewRejected,
     api_family,
     is_retryable,
     translate_ccxt_errors,
 )
+from core.venues.parse_orders import parse_margin_order
 from core.venues.ratelimit import SAPI_UID_FAMILY, WeightLimiter, budget_family, request_weight
 from core.venues.wallets import BINANCE_TRANSFER_TYPES
 
@@ -91,6 +98,21 @@ _ACCOUNT_NAME: Mapping[WalletKind, str] = {
     WalletKind.OPTIONS: "option",
     WalletKind.PM: "portfolio_margin",
 }
+
+
+# Binance ``newClientOrderId``: "^[\.A-Z\:/a-z0-9_-]{1,36}$" (spot/margin "New order").
+_CLIENT_ORDER_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
+
+
+def _client_order_id(key: str, venue: str) -> str:
+    if not isinstance(key, str) or not _CLIENT_ORDER_ID_RE.match(key):
+        raise DataError(
+            "an order key must be 1-36 characters of A-Z a-z 0-9 . : / _ - (Binance "
+            "newClientOrderId)",
+            key=key,
+            venue=venue,
+        )
+    return key
 
 
 def canonical_path(url: str) -> str:
@@ -191,6 +213,7 @@ class CcxtVenue(BaseVenue):
         self._weight_limits = dict(weight_limits_per_min)
         self.http_requests = 0
         self.clock_syncs = 0
+        self._order_keys: set[str] = set()
         self.request_log: list[tuple[str, str]] = []
         self._headers = _LazyHeaders(exchange)
         self._configure_exchange()
@@ -260,13 +283,20 @@ class CcxtVenue(BaseVenue):
 
     @property
     def capabilities(self) -> VenueCapabilities:
+        caps = EXCHANGE_CAPABILITIES[str(self._ex.id)]
+        wallets = frozenset(WalletKind) - (
+            frozenset() if self.portfolio_margin else caps.pm_wallets
+        )
         return VenueCapabilities(
             exchange=str(self._ex.id),
             transfer_types=frozenset(BINANCE_TRANSFER_TYPES.values()),
-            wallets=frozenset(WalletKind),
+            wallets=wallets,
             required_ccxt_has=BINANCE_REQUIRED_HAS,
             weight_limits_per_min=self._weight_limits,
             asset_decimals=dict(self._asset_decimals),
+            conversion_wallets={m.value: ws for m, ws in caps.conversion_wallets.items()},
+            route_kinds=caps.route_kinds,
+            portfolio_margin=self.portfolio_margin,
         )
 
     def check_capabilities(self) -> None:
@@ -551,16 +581,23 @@ class CcxtVenue(BaseVenue):
         from_amount: Decimal,
         wallet: WalletKind = WalletKind.SPOT,
     ) -> ConvertQuote:
-        """Ask for a Binance Convert quote (POST /sapi/v1/convert/getQuote) from spot or funding."""
+        """Ask for a Binance Convert quote (POST /sapi/v1/convert/getQuote) from spot or funding.
+
+        Any other wallet is refused before a request (the exchange's capability record): convert
+        collateral in the margin wallet with :meth:`margin_order`.
+        """
+        problem = EXCHANGE_CAPABILITIES[str(self._ex.id)].swap_problem(
+            ConversionMethod.CONVERT, wallet
+        )
+        if problem is not None:
+            raise TransferNotAllowed(problem, venue=self.name, wallet=str(wallet))
         match wallet:
             case WalletKind.SPOT:
                 wallet_type = "SPOT"
             case WalletKind.FUNDING:
                 wallet_type = "FUNDING"
-            case _:
-                raise TransferNotAllowed(
-                    "Binance Convert works on spot or funding wallets only", wallet=str(wallet)
-                )
+            case _:  # pragma: no cover - the capability record admits spot and funding only
+                raise TransferNotAllowed("no Binance Convert walletType", wallet=str(wallet))
         amount = self.prepare_amount(from_asset, from_amount)
         q = self._read(
             "convert_quote",
@@ -604,6 +641,120 @@ class CcxtVenue(BaseVenue):
             from_amount=quote.from_amount,
             to_amount=quote.to_amount,
         )
+
+    # -- margin orders ------------------------------------------------------------------------
+    def _margin_market(
+        self, from_asset: Asset, to_asset: Asset
+    ) -> tuple[str, Literal["BUY", "SELL"]]:
+        """The spot/margin market converting ``from_asset`` into ``to_asset``, and the side."""
+        for symbol, side in (
+            (f"{from_asset.code}/{to_asset.code}", "SELL"),
+            (f"{to_asset.code}/{from_asset.code}", "BUY"),
+        ):
+            market = self._ex.markets.get(symbol)
+            if market is not None and market.get("spot"):
+                return symbol, "SELL" if side == "SELL" else "BUY"
+        raise TransferNotAllowed(
+            "no spot/margin market between the two assets",
+            venue=self.name,
+            from_asset=from_asset.code,
+            to_asset=to_asset.code,
+        )
+
+    def _margin_params(self, key: str) -> dict[str, Any]:
+        # A Portfolio Margin account trades margin through papi; a classic one through sapi.
+        mode: dict[str, Any] = (
+            {"portfolioMargin": True} if self.portfolio_margin else {"marginMode": "cross"}
+        )
+        return {**mode, "newClientOrderId": key}
+
+    def margin_order(
+        self, from_asset: Asset, to_asset: Asset, from_amount: Decimal, idempotency_key: str
+    ) -> MarginOrderResult:
+        """Convert inside the cross-margin wallet with one MARKET order, sent once.
+
+        Binance Convert works from spot or funding only; collateral that sits in the margin
+        wallet (a Portfolio Margin account's included) is converted by trading it on the
+        margin book instead: ``POST /sapi/v1/margin/order`` (``/papi/v1/margin/order`` on a PM
+        account), no borrowing. A SELL when ``from_asset`` is the base (DOGE → USDT sells
+        DOGEUSDT), a BUY spending ``quoteOrderQty`` when it is the quote. The key goes out as
+        ``newClientOrderId``; Binance keeps that unique among *open* orders only, so a filled
+        order's key could be reused: an unanswered order (``OutcomeUnknown``) or a ``-1021``
+        refusal is looked up with :meth:`lookup_margin_order` before any resend, and a second
+        send under a held key raises ``DuplicateIdempotencyKey``.
+
+        Examples
+        --------
+        >>> venue.margin_order(Asset("DOGE"), Asset("USDT"), Decimal("400000"),
+        ...                    "call-7-s2")  # doctest: +SKIP
+        """
+        key = _client_order_id(idempotency_key, self.name)
+        if key in self._order_keys:
+            raise DuplicateIdempotencyKey(
+                "an order with this key was already sent; look it up instead",
+                key=key,
+                venue=self.name,
+            )
+        if not self._ex.markets:
+            self.load_markets()
+        symbol, side = self._margin_market(from_asset, to_asset)
+        amount = self.prepare_amount(from_asset, from_amount)
+        params = self._margin_params(key)
+        if side == "BUY":
+            params["quoteOrderQty"] = str(amount)  # a BUY spends the quote asset
+
+        def call() -> Any:
+            if side == "SELL":
+                return self._ex.create_order(symbol, "market", "sell", str(amount), None, params)
+            return self._ex.create_order(symbol, "market", "buy", None, None, params)
+
+        self._order_keys.add(key)
+        try:
+            order = self._write(
+                "margin_order",
+                call,
+                asset=from_asset.code,
+                to_asset=to_asset.code,
+                amount=str(amount),
+                key=key,
+            )
+        except (OutcomeUnknown, ClockSkewRejected):
+            raise  # the key stays held: look the order up first
+        except VenueError:
+            self._order_keys.discard(key)  # refused: nothing traded, the key is free
+            raise
+        return parse_margin_order(self.name, key, order["info"], from_asset, to_asset)
+
+    def lookup_margin_order(
+        self, key: str, from_asset: Asset, to_asset: Asset
+    ) -> MarginOrderResult | None:
+        """The margin order sent under ``key``, or ``None`` if the venue has none (-2013).
+
+        ``None`` means nothing was traded: :meth:`forget_margin_order` frees the key for a
+        resend. Queries ``GET /sapi/v1/margin/order`` (``/papi/v1/margin/order`` on a PM
+        account) by ``origClientOrderId``.
+        """
+        key = _client_order_id(key, self.name)
+        if not self._ex.markets:
+            self.load_markets()
+        symbol, _ = self._margin_market(from_asset, to_asset)
+        params = {**self._margin_params(key), "clientOrderId": key}
+        del params["newClientOrderId"]
+        try:
+            order = self._read(
+                "lookup_margin_order",
+                lambda: self._ex.fetch_order(None, symbol, params),
+                key=key,
+            )
+        except VenueRejected as exc:
+            if exc.context.get("binance_code") == -2013:  # NO_SUCH_ORDER
+                return None
+            raise
+        return parse_margin_order(self.name, key, order["info"], from_asset, to_asset)
+
+    def forget_margin_order(self, key: str) -> None:
+        """Free a key whose lookup found no order, so it may be sent again."""
+        self._order_keys.discard(key)
 
     # -- cross-venue moves --------------------------------------------------------------------
     def deposit_address(self, asset: Asset, network: str) -> str:

@@ -25,8 +25,9 @@ import ccxt
 
 from core.clock import Clock
 from core.config import DeskConfig, VenueCfg
-from core.domain import InstrumentKind, WalletKind
+from core.domain import InstrumentKind
 from core.errors import ConfigError
+from core.venues.capabilities import is_portfolio_margin_account
 from core.venues.ccxt_venue import CcxtVenue, rewrite_api_urls
 from core.venues.ratelimit import SAPI_UID_FAMILY
 from core.venues.sim.dialect import BinanceDialect
@@ -111,10 +112,7 @@ def sim_exchange_from_desk(
         for s in desk.swaps
         if s.venue == venue
     }
-    pm = any(
-        pool.venue == venue and pool.model.value == "unified" and WalletKind.MARGIN in pool.wallets
-        for pool in desk.pools
-    )
+    pm = is_portfolio_margin_account(desk, venue)
     config = SimConfig(
         seed=cfg.sim.seed,
         price_vol_annual_frac=0.0 if frozen_prices else cfg.sim.price_vol_annual_frac,
@@ -317,7 +315,7 @@ def build_desk_venues(
                     decimals,
                 )
             else:
-                pm = any(p.venue == v.name and p.model.value == "unified" for p in desk.pools)
+                pm = is_portfolio_margin_account(desk, v.name)
                 out.venues[v.name] = live_venue(
                     v, clock, decimals, resolver=resolver, env=env, portfolio_margin=pm
                 )

@@ -22,7 +22,7 @@ def test_sim_check_with_example_desk_reports_same_results() -> None:
     result = CliRunner().invoke(app, ["sim", "check"])
     assert result.exit_code == 0, result.output
     last = json.loads(result.output.strip().splitlines()[-1])
-    assert last == {"same_results": True, "steps": 16, "venues": ["sim-a", "sim-b"]}
+    assert last == {"same_results": True, "steps": 17, "venues": ["sim-a", "sim-b"]}
 
 
 def test_sim_serve_with_missing_desk_exits_2_with_one_line() -> None:
