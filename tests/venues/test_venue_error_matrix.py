@@ -30,6 +30,7 @@ from core.venues.sim.faults import FaultKind
 
 W = WalletKind
 USDT = Asset("USDT")
+DOGE = Asset("DOGE")
 
 # name → (call, path, method, is_write)
 Op = tuple[Callable[[CcxtVenue], Any], str, str, bool]
@@ -52,6 +53,12 @@ WRITES: dict[str, Op] = {
         "POST",
         True,
     ),
+    "margin_order": (  # sim-a is a Portfolio Margin account: papi
+        lambda v: v.margin_order(DOGE, USDT, Decimal(100_000), "k-mo"),
+        "/papi/v1/margin/order",
+        "POST",
+        True,
+    ),
 }
 READS: dict[str, Op] = {
     "balances_spot": (lambda v: v.balances(W.SPOT), "/api/v3/account", "GET", False),
@@ -62,6 +69,12 @@ READS: dict[str, Op] = {
         lambda v: v.convert_quote(Asset("USDC"), USDT, Decimal(1000)),
         "/sapi/v1/convert/getQuote",
         "POST",
+        False,
+    ),
+    "lookup_margin_order": (
+        lambda v: v.lookup_margin_order("k-none", DOGE, USDT),
+        "/papi/v1/margin/order",
+        "GET",
         False,
     ),
 }
@@ -153,7 +166,7 @@ def test_every_write_with_venue_halt_raises_not_allowed(sims: DeskVenues) -> Non
     venue = sims.venues["sim-a"]
     _warm(venue)
     sims.engines["sim-a"].faults.halt_venue()
-    for op in ("transfer", "withdraw"):
+    for op in ("transfer", "withdraw", "margin_order"):
         call, path, method, _ = WRITES[op]
         with pytest.raises(TransferNotAllowed):
             call(venue)
@@ -194,6 +207,7 @@ SKEW_WRITES: dict[str, tuple[Callable[[CcxtVenue], Any], Callable[[CcxtVenue, An
         lambda v, quote: v.accept_quote(quote),
     ),
     "withdraw": (lambda v: None, lambda v, _: WRITES["withdraw"][0](v)),
+    "margin_order": (lambda v: None, lambda v, _: WRITES["margin_order"][0](v)),
 }
 
 
