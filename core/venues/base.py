@@ -442,7 +442,10 @@ class BaseVenue(abc.ABC):
 
         Validation and wallet mapping happen before any request; an unknown wallet pair raises
         ``TransferNotAllowed``; a key already used raises ``DuplicateIdempotencyKey``.
-        ``OutcomeUnknown`` means: call :meth:`lookup_transfer` before anything else.
+        ``OutcomeUnknown`` (no answer) and ``ClockSkewRejected`` (Binance -1021: refused, not
+        applied, clock already re-synced) both mean: call :meth:`lookup_transfer` before
+        anything else; the key stays held until then, and ``forget_transfer`` frees it after a
+        ``not_found``.
 
         Examples
         --------
@@ -549,5 +552,9 @@ class BaseVenue(abc.ABC):
                 )
 
     def forget_transfer(self, key: str) -> None:
-        """Drop a key whose lookup said NOT_FOUND after the window, so it may be resent."""
+        """Drop a key whose lookup said NOT_FOUND, so it may be resent.
+
+        After a timeout, only once the lookup window has passed (a slow venue may still book
+        it); after a ``ClockSkewRejected`` at once (the venue refused it before processing).
+        """
         self._journal.pop(key, None)
