@@ -66,6 +66,7 @@ from core.margin.params import (
     Thresholds,
     VenueLevels,
 )
+from core.venues.capabilities import ConversionMethod, desk_capability_problems
 
 __all__ = [
     "BalanceCfg",
@@ -333,11 +334,17 @@ class SwapLevel(FrozenModel):
 
 
 class SwapCfg(FrozenModel):
-    """A conversion (Binance Convert) of one asset into another inside a wallet."""
+    """A conversion of one asset into another inside a wallet.
+
+    ``method`` says how the venue does it: ``convert`` (Binance Convert: spot or funding wallet
+    only) or ``margin_order`` (a MARKET order on the cross-margin book, inside the margin
+    wallet); the venue's capabilities are checked on load (``core.venues.capabilities``).
+    """
 
     id: Name
     venue: Name
     wallet: WalletKind
+    method: ConversionMethod = ConversionMethod.CONVERT
     from_asset: AssetCode
     to_asset: AssetCode
     latency_s: float = Field(ge=0)
@@ -637,6 +644,7 @@ class DeskConfig(FrozenModel):
             for i, pool in enumerate(self.pools):
                 path = f"pools[{i}].margin_currency"
                 yield from need_usd_price(path, pool.margin_currency, f"pool {pool.id!r}")
+        yield from desk_capability_problems(self)
 
 
 def _dupes(section: str, key: str, values: list[str]) -> Iterable[str]:
