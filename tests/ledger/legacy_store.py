@@ -1,8 +1,9 @@
 """A store as the previous release (commit 77b45ba, no migrations) left it, full of rows.
 
 The DDL is that release's own: ``fixtures/release_77b45ba/schema.postgresql.sql`` is its
-``sql/schema.sql`` (``git show 77b45ba:sql/schema.sql``) and ``schema.sqlite.sql`` is what its
-``LedgerTable.metadata.create_all`` wrote into ``sqlite_master``. Rows go in through the
+``sql/schema.sql`` (``git show 77b45ba:sql/schema.sql``), ``views.postgresql.sql`` its
+``sql/views.sql`` (its ``pmr db init`` created those views on PostgreSQL), and
+``schema.sqlite.sql`` is what its ``LedgerTable.metadata.create_all`` wrote into ``sqlite_master``. Rows go in through the
 baseline revision's frozen tables (the same column types that release wrote with), one or more
 in every table, the audit trail a chain whose hashes that release's ``core.ledger.chain``
 computed (pasted below as literals, so the test proves an old chain still verifies).
@@ -161,6 +162,8 @@ def build_legacy_store(engine: Engine) -> None:
             conn.connection.dbapi_connection.executescript(ddl)  # type: ignore[union-attr]
         else:
             conn.exec_driver_sql(ddl)
+            views = (FIXTURES / "views.postgresql.sql").read_text(encoding="utf-8")
+            conn.exec_driver_sql(views)
         tables = baseline_metadata().tables
         for name, rows in ROWS.items():
             conn.execute(insert(tables[name]), rows)

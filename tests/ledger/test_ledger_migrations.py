@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from ledger_helpers import fresh_pg_schema
+from ledger_helpers import T0, fresh_pg_schema
 from legacy_store import (
     HASH_3,
     ROWS,
@@ -45,7 +45,7 @@ from core.ledger.migrations.config import (
 )
 from core.ledger.migrations.status import baseline_metadata, read_status
 from core.ledger.store import init_db, load_snapshot, make_engine, session_scope, upgrade_db
-from core.ledger.tables import LedgerTable
+from core.ledger.tables import LedgerTable, VenueRow, WalletRow
 
 HEAD = head_revision()
 
@@ -121,6 +121,12 @@ def test_upgrade_with_previous_release_store_full_of_rows_keeps_every_row_and_th
         assert (verdict.ok, verdict.checked) == (True, 3), str(verdict)
         snapshot = load_snapshot(s, 1)
     assert [p.qty for p in snapshot.positions] == [Decimal("-3.5"), Decimal("2.5")]
+    if store.dialect.name == "postgresql":  # the old views were dropped and re-created
+        assert report.views == ("transfer_latency_by_route", "source_mix_per_call",
+                                "transfer_failure_rates")  # fmt: skip
+        with store.connect() as conn:
+            delivered = conn.execute(text("SELECT delivered_usd FROM source_mix_per_call")).scalar()
+        assert delivered == Decimal("50000")
     assert snapshot.balances[1].amount == Decimal("12345678901234567.123456789012345678")
     # Today's code keeps writing the old chain, and a second upgrade has nothing to do.
     with session_scope(store) as s:
@@ -174,6 +180,25 @@ def test_upgrade_with_empty_database_is_refused_and_creates_no_table(store: Engi
         upgrade_db(store)
     with store.connect() as conn:
         assert inspect(conn).get_table_names() == []
+
+
+def test_init_db_with_memory_sqlite_leaves_foreign_keys_on_and_rollback_working() -> None:
+    """The migration borrows StaticPool's one connection in autocommit mode; it gives it back."""
+    engine = make_engine("sqlite://")
+    init_db(engine)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+    def book_venue_then_orphan_wallet() -> None:
+        with session_scope(engine) as s:
+            s.add(VenueRow(id="sim-a", exchange="sim", mode="sim", created_at=T0))
+            s.flush()
+            s.add(WalletRow(venue_id="no-such-venue", account="main", kind="spot"))
+
+    with pytest.raises(IntegrityError):
+        book_venue_then_orphan_wallet()
+    with Session(engine) as s:
+        assert s.get(VenueRow, "sim-a") is None  # the whole transaction rolled back
 
 
 def test_init_with_empty_database_applies_every_revision_then_nothing(store: Engine) -> None:
