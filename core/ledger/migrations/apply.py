@@ -132,10 +132,19 @@ def _plan(conn: Connection, status: SchemaStatus, *, create: bool, url: str) -> 
             return None
 
 
-def _qualified_views(conn: Connection) -> list[str]:
+def _drop_views(conn: Connection) -> None:
+    """Drop our views in the store's own schema (qualified: never a namesake further along)."""
     prep = conn.dialect.identifier_preparer
     schema = prep.quote_identifier(str(conn.execute(text("SELECT current_schema()")).scalar_one()))
-    return [f"{schema}.{prep.quote_identifier(name)}" for name in view_statements()]
+    for name in view_statements():
+        conn.execute(text(f"DROP VIEW IF EXISTS {schema}.{prep.quote_identifier(name)}"))
+
+
+def _create_views(conn: Connection) -> tuple[str, ...]:
+    statements = view_statements()
+    for sql in statements.values():
+        conn.execute(text(sql))
+    return tuple(statements)
 
 
 def migrate_store(
@@ -190,15 +199,9 @@ def migrate_store(
                 command.stamp(cfg, stamp)
             if status.state != "current":
                 if backend == "postgresql":
-                    for view in _qualified_views(conn):
-                        conn.execute(text(f"DROP VIEW IF EXISTS {view}"))
+                    _drop_views(conn)
                 command.upgrade(cfg, "head")
-            views: tuple[str, ...] = ()
-            if backend == "postgresql":
-                statements = view_statements()
-                for sql in statements.values():
-                    conn.execute(text(sql))
-                views = tuple(statements)
+            views = _create_views(conn) if backend == "postgresql" else ()
     except DBAPIError as exc:
         raise ConfigError(f"cannot {verb} the store: {db_error_reason(exc)}", url=url) from None
     except CommandError as exc:
