@@ -237,3 +237,17 @@ def test_db_init_with_search_path_of_user_schema_only_is_refused(postgres_url: s
     assert result.exit_code == 2
     assert "no schema of the search_path exists; name one in the URL" in result.output
     assert not _schema_exists(postgres_url, role)
+
+
+def test_db_info_with_store_from_a_newer_pmr_says_so_and_upgrade_refuses(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'pmr.db'}"
+    assert runner.invoke(_app(), ["db", "init", "--url", url]).exit_code == 0
+    with sqlite3.connect(tmp_path / "pmr.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    info = runner.invoke(_app(), ["db", "info", "--url", url])
+    assert info.exit_code == 0, info.output
+    assert f"schema revision: 9999, unknown to this pmr (head {HEAD})" in info.output
+    assert "audit chain: not verified until the store is at head" in info.output
+    upgrade = runner.invoke(_app(), ["db", "upgrade", "--url", url])
+    assert upgrade.exit_code == 2
+    assert "revision 9999, which this pmr does not have" in upgrade.output

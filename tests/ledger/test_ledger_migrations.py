@@ -38,12 +38,13 @@ from core.ledger.migrations.__main__ import model_differences
 from core.ledger.migrations.apply import migrate_store
 from core.ledger.migrations.config import (
     BASELINE,
+    alembic_config,
     head_revision,
     next_revision_id,
     render_item,
     script_directory,
 )
-from core.ledger.migrations.status import baseline_metadata, read_status
+from core.ledger.migrations.status import SchemaStatus, baseline_metadata, read_status
 from core.ledger.store import init_db, load_snapshot, make_engine, session_scope, upgrade_db
 from core.ledger.tables import LedgerTable, VenueRow, WalletRow
 
@@ -433,3 +434,37 @@ def test_init_from_four_threads_at_once_applies_each_revision_once(store: Engine
         (),
         tuple(reversed([s.revision for s in script_directory().walk_revisions()])),
     ]
+
+
+@pytest.mark.parametrize(
+    ("current", "known", "tables", "state", "line"),
+    [
+        (None, False, (), "empty", "schema revision: none (no pmr tables); run `pmr db init`"),
+        (None, False, ("venue",), "unversioned",
+         "schema revision: none recorded (a store of the previous release?); run `pmr db upgrade`"),
+        ("0002", True, ("venue",), "current", "schema revision: 0002 (head)"),
+        ("0001", True, ("venue",), "behind",
+         "schema revision: 0001, behind head 0002; run `pmr db upgrade`"),
+        ("0003", False, ("venue",), "unknown",
+         "schema revision: 0003, unknown to this pmr (head 0002): a newer pmr upgraded this "
+         "store; use that version"),
+    ],
+)  # fmt: skip
+def test_schema_status_with_each_state_says_what_to_do(
+    current: str | None, known: bool, tables: tuple[str, ...], state: str, line: str
+) -> None:
+    status = SchemaStatus(current=current, head="0002", known=known, tables=tables)
+    assert (status.state, str(status)) == (state, line)
+
+
+def test_read_status_with_store_behind_an_unshipped_revision_reports_behind(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'pmr.db'}")
+    init_db(engine)
+    extra = _revision_file(tmp_path / "v", "9001", "pass")
+    with engine.connect() as conn:
+        cfg = alembic_config(extra_version_locations=[extra])
+        status = read_status(conn, script_directory(cfg))
+    engine.dispose()
+    assert (status.current, status.head, status.state) == (HEAD, "9001", "behind")
