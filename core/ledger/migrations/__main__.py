@@ -18,12 +18,14 @@ test catches a forgotten one.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
 
@@ -58,10 +60,23 @@ def model_differences(conn: Connection) -> list[object]:
     return list(compare_metadata(context, LedgerTable.metadata))
 
 
+def _format_with_ruff(cfg: Config) -> None:
+    """Have Alembic run ``python -m ruff format`` on the file it writes (a dev dependency)."""
+    if importlib.util.find_spec("ruff") is None:
+        return
+    cfg.set_section_option("post_write_hooks", "hooks", "ruff_format")
+    cfg.set_section_option("post_write_hooks", "ruff_format.type", "module")
+    cfg.set_section_option("post_write_hooks", "ruff_format.module", "ruff")
+    cfg.set_section_option(
+        "post_write_hooks", "ruff_format.options", "format REVISION_SCRIPT_FILENAME"
+    )
+
+
 def _revision(message: str, *, empty: bool, url: str | None) -> int:
     rev_id = next_revision_id()
     with _scratch_at_head(url) as conn:
         cfg = alembic_config(connection=conn)
+        _format_with_ruff(cfg)
         if not empty and not model_differences(conn):
             print("the models match head: nothing to generate (use --empty for a data migration)")
             return 1
