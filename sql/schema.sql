@@ -1,4 +1,4 @@
--- pmr store: PostgreSQL DDL (DESIGN §8), at schema revision 0001.
+-- pmr store: PostgreSQL DDL (DESIGN §8), at schema revision 0002.
 --
 -- This file, core/ledger/tables.py and the migrations in core/ledger/migrations/versions/
 -- describe the same schema; tests/ledger/test_ledger_schema_sql.py builds a database from each on
@@ -126,7 +126,8 @@ CREATE TABLE IF NOT EXISTS margin_report (
     initial_margin NUMERIC(38, 18) NOT NULL,
     maint_margin NUMERIC(38, 18) NOT NULL,
     ratio NUMERIC(38, 18),
-    band VARCHAR(16) NOT NULL,
+    venue_band VARCHAR(16) NOT NULL,
+    desk_level VARCHAR(16),
     target_ratio NUMERIC(38, 18) NOT NULL,
     deficit_to_target NUMERIC(38, 18) NOT NULL,
     equity_usd NUMERIC(38, 18) NOT NULL,
@@ -334,4 +335,4 @@ CREATE TABLE IF NOT EXISTS alembic_version (
     CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
 INSERT INTO alembic_version (version_num)
-SELECT '0001' WHERE NOT EXISTS (SELECT 1 FROM alembic_version);
+SELECT '0002' WHERE NOT EXISTS (SELECT 1 FROM alembic_version);

@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, literal_column, select
 
 from core.ledger.migrations.status import baseline_metadata
 
@@ -28,6 +28,9 @@ HASH_1 = "0d851860853e75ad9a00fd8a6cd57adaa479b95c064cafe58769924526bf789c"
 HASH_2 = "da2aeb5873c995fd0097c23fbfc812f4d3439b07447f2e8ec4ab55cad9d39679"
 HASH_3 = "d5407eaad85cc65247a03e224442f7218162d817772b4072960f9400889f0b08"
 PRIMARY_KEY = {"audit_event": "seq"}  # every other table's key is ``id``
+#: Columns later revisions renamed, (table, old name) -> name at head: the row must keep its
+#: value under the new name (0002: ``margin_report.band`` was always the venue's band).
+RENAMED_AT_HEAD = {("margin_report", "band"): "venue_band"}
 
 _CALL_REFS = {"margin_call_id": "call-1", "plan_id": None, "transfer_key": None}
 _STEP_REFS = {"margin_call_id": "call-1", "plan_id": "plan-1", "transfer_key": KEY}
@@ -169,15 +172,29 @@ def build_legacy_store(engine: Engine) -> None:
             conn.execute(insert(tables[name]), rows)
 
 
-def typed_rows(conn: Connection, table: str) -> list[dict[str, Any]]:
-    """Read ``table`` through the baseline's column types, ordered by primary key."""
+def typed_rows(conn: Connection, table: str, *, at_head: bool = False) -> list[dict[str, Any]]:
+    """Read ``table``'s baseline columns through the baseline's column types, ordered by primary
+    key; ``at_head`` reads a renamed column under its new name (keyed by the old one)."""
     t = baseline_metadata().tables[table]
     key = t.c[PRIMARY_KEY.get(table, "id")]
-    return [dict(r._mapping) for r in conn.execute(select(t).order_by(key))]
+    if not at_head:
+        return [dict(r._mapping) for r in conn.execute(select(t).order_by(key))]
+    cols = [
+        literal_column(f'"{RENAMED_AT_HEAD[(table, c.name)]}"', c.type).label(c.name)
+        if (table, c.name) in RENAMED_AT_HEAD
+        else c
+        for c in t.c
+    ]
+    return [dict(r._mapping) for r in conn.execute(select(*cols).select_from(t).order_by(key))]
 
 
-def raw_rows(conn: Connection, table: str, columns: list[str]) -> list[tuple[Any, ...]]:
-    """Read ``columns`` of ``table`` as the driver returns them (no type processing)."""
+def raw_rows(
+    conn: Connection, table: str, columns: list[str], *, at_head: bool = False
+) -> list[tuple[Any, ...]]:
+    """Read ``columns`` of ``table`` as the driver returns them (no type processing);
+    ``at_head`` reads a renamed column under its new name."""
+    if at_head:
+        columns = [RENAMED_AT_HEAD.get((table, c), c) for c in columns]
     quoted = ", ".join(f'"{c}"' for c in columns)
     key = PRIMARY_KEY.get(table, "id")
     return [

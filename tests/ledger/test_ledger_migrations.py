@@ -114,8 +114,14 @@ def test_upgrade_with_previous_release_store_full_of_rows_keeps_every_row_and_th
     assert (report.stamped, report.revision_before, report.revision) == (BASELINE, BASELINE, HEAD)
     assert report.created == ()
     with store.connect() as conn:
-        assert {t: raw_rows(conn, t, old_columns[t]) for t in ROWS} == before_raw
-        assert {t: typed_rows(conn, t) for t in ROWS} == ROWS
+        after_raw = {t: raw_rows(conn, t, old_columns[t], at_head=True) for t in ROWS}
+        assert after_raw == before_raw
+        assert {t: typed_rows(conn, t, at_head=True) for t in ROWS} == ROWS
+        # 0002: old positions are one-way legs; old reports never recorded a desk level
+        sides = conn.exec_driver_sql("SELECT DISTINCT side FROM position_snapshot").all()
+        assert sides == [("both",)]
+        levels = conn.exec_driver_sql("SELECT DISTINCT desk_level FROM margin_report").all()
+        assert levels == [(None,)]
         assert read_status(conn).state == "current"
     with Session(store) as s:
         verdict = verify_audit_chain(s, expected_head=(3, HASH_3))
