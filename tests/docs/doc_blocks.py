@@ -16,6 +16,8 @@ Directives sit in an HTML comment on the line right above a block (invisible whe
     run this first (e.g. ``rm -rf /tmp/pmr-tour``), so the example starts from a known state.
 ``<!-- doctest: background=SHELL; ready=TEXT -->``
     start this process first, wait until it prints TEXT, stop it afterwards.
+``<!-- doctest: needs=postgres -->``
+    runs only where ``PMR_TEST_POSTGRES_URL`` is set (``.ci/run`` sets it); skipped otherwise.
 
 Comparison: trailing spaces are ignored, a line ``...`` in the expected text stands for any
 number of lines, and durations (``42.5 ms``, ``0.8 s`` after "in") are masked because they are
@@ -38,7 +40,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 ALL_PAGES = (REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md")))
 # Pages whose examples are run; the others are being rewritten and join when they are done.
 DOC_FILES = tuple(
-    p for p in ALL_PAGES if p.name in {"README.md", "config.md", "margin.md", "development.md"}
+    p
+    for p in ALL_PAGES
+    if p.name in {"README.md", "config.md", "margin.md", "development.md", "store.md"}
 )
 
 _FENCE = re.compile(r"^```([A-Za-z0-9_-]*)\s*$")
@@ -77,6 +81,7 @@ class Example:
     ready: str | None = None
     skip: str | None = None
     output_line: int | None = None  # where the expected block starts (for updates)
+    needs: str | None = None
 
     @property
     def id(self) -> str:
@@ -167,6 +172,7 @@ def examples(path: Path) -> Iterator[Example]:
                 ready=opts.get("ready"),
                 skip=opts.get("skip"),
                 output_line=out_line,
+                needs=opts.get("needs"),
             )
         elif b.lang not in _OUTPUT_LANGS and "skip" not in opts:
             # An unknown language is neither run nor silently ignored.
@@ -196,6 +202,7 @@ def _prompt_examples(b: Block, opts: dict[str, str]) -> Iterator[Example]:
             background=opts.get("background"),
             ready=opts.get("ready"),
             skip=opts.get("skip"),
+            needs=opts.get("needs"),
         )
 
 
@@ -262,11 +269,13 @@ def run(example: Example, *, timeout_s: float = 120.0) -> subprocess.CompletedPr
             argv = [sys.executable, "-c", example.code]
         else:
             argv = ["bash", "-c", _SHELL_PRELUDE + "set -e\n" + example.code]
+        # stderr joins stdout so the page shows the lines in the order a terminal would
         return subprocess.run(
             argv,
             cwd=REPO_ROOT,
             env=env,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
             timeout=timeout_s,
         )
@@ -294,8 +303,8 @@ def _wait_ready(proc: subprocess.Popen[str], ready: str, *, timeout_s: float) ->
 
 
 def shown_output(proc: subprocess.CompletedProcess[str]) -> str:
-    """What a person running the example sees: stdout, then stderr."""
-    return proc.stdout + proc.stderr
+    """What a person running the example sees (stderr is merged into stdout)."""
+    return proc.stdout
 
 
 def describe(example: Example) -> str:

@@ -55,6 +55,8 @@ def test_doc_example_with_shown_output_runs_as_written(example: Example) -> None
     if example.skip is not None:
         assert example.skip != "(no reason given)", f"{example.id}: a skip needs a reason"
         pytest.skip(example.skip)
+    if example.needs == "postgres" and not os.environ.get("PMR_TEST_POSTGRES_URL"):
+        pytest.skip("needs PostgreSQL: set PMR_TEST_POSTGRES_URL (.ci/run does)")
     proc = run(example)
     actual = shown_output(proc)
     assert proc.returncode == example.exit_code, (
