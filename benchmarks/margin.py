@@ -7,10 +7,18 @@ objects would time Python object construction, not valuation).
 
 Measured: position-scenario valuations per second for delta rows and option rows (a book of only
 that block re-priced in full, converted to margin currency and summed into groups), the total
-seconds of a
-whole-book pass including the per-group worst-loss scan, at two sizes to show the cost is linear
-in positions × scenarios, and the speed-up over the plain per-position loop oracle on a subsample
-of real pools (built from domain objects) whose results must agree to 1e-9.
+seconds of a whole-book pass including the per-group worst-loss scan, at two sizes to show the
+cost is linear in positions × scenarios, and the speed-up over the plain per-position loop oracle
+on a subsample of real pools (built from domain objects) whose results must agree to 1e-9.
+
+Each engine figure is timed side by side with a plain-numpy baseline on the same arrays in the
+same run (alternating rounds, best of each): for delta rows the three lines "sum deltas per group
+with ``bincount``, one outer product with the scenario moves"; for option rows Black-76 on the
+whole (rows × scenarios) arrays at once, summed per group with ``reduceat``; for the whole book
+both plus the worst-loss scan. ``*_engine_over_numpy`` is engine time / baseline time (below 1:
+the engine is faster); the baselines must agree with the engine. The option block is also timed
+with the engine's worker threads off: ``option_thread_speedup`` is what the threads bring on the
+machine measured (about 1 when the other core is busy).
 
 Run: ``uv run python benchmarks/margin.py [--pools 1000] [--small 250]``; the last line is JSON.
 """
@@ -26,7 +34,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
+from scipy.special import ndtr
 
+import core.margin.engine as engine
 from core.domain import (
     Asset,
     Balance,
@@ -43,7 +53,9 @@ from core.domain import (
 )
 from core.margin.book import build_book
 from core.margin.engine import (
+    BoolArray,
     DeltaBlock,
+    FloatArray,
     OptionBlock,
     RiskBook,
     scenario_pnl,
@@ -52,7 +64,7 @@ from core.margin.engine import (
 from core.margin.oracle import oracle_scenario
 from core.margin.params import CollateralRate, CrashScenario, MarginParams, ScenarioParams
 from core.margin.riskbook import build_risk_book
-from core.margin.scenarios import stack_grids, unit_grid
+from core.margin.scenarios import ScenarioMatrix, stack_grids, unit_grid
 
 UNITS = ("BTC", "ETH", "SOL")
 SPOT = {"BTC": 95_000.0, "ETH": 3_200.0, "SOL": 180.0}
@@ -131,31 +143,125 @@ def _best_of(fn: object, repeat: int = 5) -> float:
     return best
 
 
+def numpy_linear(book: RiskBook, matrix: ScenarioMatrix) -> FloatArray:
+    """Baseline: delta group PnL of a USD-margined book (P0 = 1) in three lines of numpy."""
+    d = book.delta
+    per_group = np.bincount(d.group, weights=d.delta_usd, minlength=book.n_groups)
+    out: FloatArray = per_group[:, None] * matrix.price_move[book.group_unit]
+    return out
+
+
+def _numpy_black76(f: FloatArray, k: FloatArray, sd: FloatArray, put: BoolArray) -> FloatArray:
+    d1 = (np.log(f / k) + 0.5 * sd * sd) / sd
+    call = f * ndtr(d1) - k * ndtr(d1 - sd)
+    out: FloatArray = np.where(put, call - (f - k), call)
+    return out
+
+
+def numpy_options(book: RiskBook, matrix: ScenarioMatrix) -> FloatArray:
+    """Baseline: option group PnL, Black-76 on whole (rows × scenarios) arrays, reduceat per group."""
+    o = book.option
+    move, vol = matrix.price_move[o.unit], matrix.vol_shock[o.unit]
+    sqrt_t, k, f0 = np.sqrt(o.t_years)[:, None], o.strike[:, None], o.forward[:, None]
+    put = (~o.is_call)[:, None]
+    sigma = np.maximum(o.iv[:, None] * (1.0 + vol * o.vol_scale[:, None]), o.vol_floor[:, None])
+    base = _numpy_black76(f0, k, o.iv[:, None] * sqrt_t, put)
+    pnl = o.size_usd[:, None] * (_numpy_black76(f0 * (1.0 + move), k, sigma * sqrt_t, put) - base)
+    starts = np.flatnonzero(np.r_[True, o.group[1:] != o.group[:-1]])
+    out = np.zeros((book.n_groups, matrix.n_scenarios))
+    out[o.group[starts]] = np.add.reduceat(pnl, starts, axis=0)
+    return out
+
+
+def numpy_whole(book: RiskBook, matrix: ScenarioMatrix) -> tuple[FloatArray, FloatArray]:
+    """Baseline: both blocks plus the per-group worst-loss scan."""
+    g = numpy_linear(book, matrix) + numpy_options(book, matrix)
+    loss = -g * matrix.weight[book.group_unit]
+    worst = np.argmax(loss, axis=1)
+    return g, np.maximum(loss[np.arange(loss.shape[0]), worst], 0.0)
+
+
+def _side_by_side(pairs: dict[str, Callable[[], object]], rounds: int = 7) -> dict[str, float]:
+    """Best time of each callable, timed in alternating rounds so load bursts hit all of them."""
+    best = dict.fromkeys(pairs, float("inf"))
+    for _ in range(rounds):
+        for name, fn in pairs.items():
+            best[name] = min(best[name], _best_of(fn, 1))
+    return best
+
+
+def _one_thread(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` with the engine's worker threads off, to show what the threads bring."""
+
+    def run() -> object:
+        saved = engine._WORKERS
+        engine._WORKERS = 1
+        try:
+            return fn()
+        finally:
+            engine._WORKERS = saved
+
+    return run
+
+
+def _rel_diff(a: FloatArray, b: FloatArray) -> float:
+    return float(np.abs(a - b).max() / max(float(np.abs(b).max()), 1.0))
+
+
 def measure(n_pools: int, rng: np.random.Generator) -> tuple[dict[str, float], Callable[[], None]]:
     params = _params()
     matrix = stack_grids([unit_grid(u, params.scenario_for(u)) for u in UNITS])
     book = synthetic_book(n_pools, rng)
+    # the baselines value USD-margined pools only, as the synthetic book has
+    assert np.all(book.pool_mc_price_usd == 1.0)
+    assert np.all(book.pool_mc_unit < 0)
     s = matrix.n_scenarios
     only_delta = replace(book, option=_empty_options(book.option))
     only_options = replace(book, delta=_empty_delta(book.delta))
-    t_delta = _best_of(lambda: scenario_pnl(only_delta, matrix, keep_rows=False))
-    t_opt = _best_of(lambda: scenario_pnl(only_options, matrix, keep_rows=False))
 
     def whole() -> None:
         res = scenario_pnl(book, matrix, keep_rows=False)
         worst_losses(res, book, matrix)
 
-    t_total = _best_of(whole)
+    t = _side_by_side(
+        {
+            "linear": lambda: scenario_pnl(only_delta, matrix, keep_rows=False),
+            "linear_numpy": lambda: numpy_linear(book, matrix),
+            "option": lambda: scenario_pnl(only_options, matrix, keep_rows=False),
+            "option_numpy": lambda: numpy_options(book, matrix),
+            "option_one_thread": _one_thread(
+                lambda: scenario_pnl(only_options, matrix, keep_rows=False)
+            ),
+            "whole": whole,
+            "whole_numpy": lambda: numpy_whole(book, matrix),
+        }
+    )
+    res = scenario_pnl(book, matrix, keep_rows=False)
+    base_g, base_scan = numpy_whole(book, matrix)
     rows = book.delta.size + book.option.size
     return {
         "pools": n_pools,
         "positions": rows,
         "scenarios": s,
         "position_scenarios": rows * s,
-        "linear_valuations_per_s": book.delta.size * s / t_delta,
-        "option_valuations_per_s": book.option.size * s / t_opt,
-        "total_s": t_total,
-        "ns_per_position_scenario": 1e9 * t_total / (rows * s),
+        "linear_valuations_per_s": book.delta.size * s / t["linear"],
+        "option_valuations_per_s": book.option.size * s / t["option"],
+        "total_s": t["whole"],
+        "ns_per_position_scenario": 1e9 * t["whole"] / (rows * s),
+        "linear_s": t["linear"],
+        "linear_numpy_s": t["linear_numpy"],
+        "linear_engine_over_numpy": t["linear"] / t["linear_numpy"],
+        "option_s": t["option"],
+        "option_numpy_s": t["option_numpy"],
+        "option_engine_over_numpy": t["option"] / t["option_numpy"],
+        "option_one_thread_s": t["option_one_thread"],
+        "option_thread_speedup": t["option_one_thread"] / t["option"],
+        "whole_numpy_s": t["whole_numpy"],
+        "whole_engine_over_numpy": t["whole"] / t["whole_numpy"],
+        "numpy_max_rel_diff": max(
+            _rel_diff(res.group_pnl, base_g),
+            _rel_diff(worst_losses(res, book, matrix)[0], base_scan),
+        ),
     }, whole
 
 
@@ -266,6 +372,17 @@ def main() -> None:
         "option_valuations_per_s": round(large["option_valuations_per_s"]),
         "total_s": round(best_engine_s, 4),
         "speedup_vs_loop": round(speed["speedup_vs_loop"], 1),
+        "linear_s": round(large["linear_s"], 5),
+        "linear_numpy_s": round(large["linear_numpy_s"], 5),
+        "linear_engine_over_numpy": round(large["linear_engine_over_numpy"], 2),
+        "option_s": round(large["option_s"], 4),
+        "option_numpy_s": round(large["option_numpy_s"], 4),
+        "option_engine_over_numpy": round(large["option_engine_over_numpy"], 2),
+        "option_one_thread_s": round(large["option_one_thread_s"], 4),
+        "option_thread_speedup": round(large["option_thread_speedup"], 2),
+        "whole_numpy_s": round(large["whole_numpy_s"], 4),
+        "whole_engine_over_numpy": round(large["whole_engine_over_numpy"], 2),
+        "numpy_max_rel_diff": large["numpy_max_rel_diff"],
         "oracle_max_rel_diff": speed["oracle_max_rel_diff"],
         "sizes": [
             {k: small[k] for k in ("pools", "position_scenarios", "total_s")},

@@ -2,8 +2,18 @@
 
 Why one file: a desk's venues, pools, thresholds, collateral rates, routes and pre-authorised
 limits are reviewed together by risk; splitting them invites drift. Every error names the
-file, the key path (``routes[2].asset``) and the reason, and loading either returns a whole
-``DeskConfig`` or raises: nothing downstream ever sees half a desk.
+file, the key path (``routes[2].asset``: one style everywhere, see :func:`key_path`) and the
+reason, and loading either returns a whole ``DeskConfig`` or raises: nothing downstream ever
+sees half a desk.
+
+Two layers of checks:
+
+* at load, everything that holds at any instant: types, ranges (money below
+  ``core.domain.MAX_ABS_AMOUNT``), cross-references, and that the declared starting state can be
+  priced (every position's instrument and assets, every balance's asset, an option's IV);
+* at an instant (:meth:`DeskConfig.check_state_at`, which :meth:`DeskConfig.initial_portfolio`
+  runs, so every command that prices the desk inherits it): no held option or future is past
+  its expiry. ``pmr config check`` runs it at now, or at ``--as-of``.
 
 Credentials are never inline: a venue names an environment variable or a Prefect Secret block,
 and ``DeskConfig.redacted()`` is what gets echoed anywhere.
@@ -18,15 +28,16 @@ Examples
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from core.domain import (
+    MAX_ABS_AMOUNT,
     Asset,
     Balance,
     Instrument,
@@ -37,10 +48,12 @@ from core.domain import (
     Pool,
     Portfolio,
     Position,
+    PositionSide,
     Settlement,
     WalletKind,
 )
 from core.errors import ConfigError, DataError
+from core.files import read_text_file
 from core.margin.params import (
     DEFAULT_SCENARIO_BY_ASSET,
     BracketTables,
@@ -51,7 +64,9 @@ from core.margin.params import (
     ScenarioParams,
     StandardParams,
     Thresholds,
+    VenueLevels,
 )
+from core.venues.capabilities import ConversionMethod, desk_capability_problems
 
 __all__ = [
     "BalanceCfg",
@@ -68,14 +83,19 @@ __all__ = [
     "SwapCfg",
     "SwapLevel",
     "VenueCfg",
+    "key_path",
     "load_desk",
     "parse_desk",
+    "validation_problems",
 ]
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
 AssetCode = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,15}$")]
-PosDecimal = Annotated[Decimal, Field(gt=0)]
-NonNegDecimal = Annotated[Decimal, Field(ge=0)]
+# One size limit for every amount, price and quantity (core.domain.MAX_ABS_AMOUNT, 1e18): what
+# the domain objects and the store accept, so a desk that loads can also be booked.
+PosDecimal = Annotated[Decimal, Field(gt=0, lt=MAX_ABS_AMOUNT)]
+NonNegDecimal = Annotated[Decimal, Field(ge=0, lt=MAX_ABS_AMOUNT)]
+SignedDecimal = Annotated[Decimal, Field(gt=-MAX_ABS_AMOUNT, lt=MAX_ABS_AMOUNT)]
 _SECRET_KEYS = {"api_key", "apikey", "secret", "password", "private_key", "key", "token"}
 
 
@@ -165,6 +185,9 @@ class PoolCfg(FrozenModel):
     model: MarginModelKind
     margin_currency: AssetCode = "USDT"
     thresholds: Thresholds = Thresholds()
+    venue_levels: VenueLevels = Field(
+        VenueLevels(), description="the venue's own band levels (default: Binance PM Pro)"
+    )
     loan_leverage: Literal[3, 5, 10] = Field(
         3, description="Binance PM loan MMR: 3x→10 %, 5x→8 %, 10x→5 %"
     )
@@ -218,14 +241,27 @@ class InstrumentCfg(FrozenModel):
 
 
 class BalanceCfg(FrozenModel):
-    """An initial wallet balance (seeds simulated venues and offline reports)."""
+    """An initial wallet balance (seeds simulated venues and offline reports).
+
+    ``amount`` may be negative in a futures, options or PM wallet (a negative wallet balance,
+    not a loan: ``WalletKind.may_go_negative``); margin loans go in ``loan``.
+    """
 
     venue: Name
     wallet: WalletKind
     asset: AssetCode
-    amount: NonNegDecimal
+    amount: SignedDecimal
     loan: NonNegDecimal = Decimal(0)
     interest: NonNegDecimal = Decimal(0)
+
+    @model_validator(mode="after")
+    def _sign(self) -> BalanceCfg:
+        if self.amount < 0 and not self.wallet.may_go_negative:
+            raise ValueError(
+                f"amount {self.amount} is negative in a {self.wallet.value} wallet, which cannot "
+                "go below zero; book what is borrowed as 'loan'"
+            )
+        return self
 
     def to_domain(self) -> Balance:
         return Balance(
@@ -239,15 +275,19 @@ class PositionCfg(FrozenModel):
     venue: Name
     wallet: WalletKind
     symbol: str
-    qty: Decimal
+    qty: SignedDecimal
     entry_price: NonNegDecimal
+    side: PositionSide = PositionSide.BOTH  # long / short: a hedge-mode leg
 
 
 class PriceCfg(FrozenModel):
-    """An initial mark: an asset's USD price or an instrument's mark (and IV for options)."""
+    """An initial mark: an asset's USD price or an instrument's mark (and IV for options).
+
+    ``mark`` may be 0 (a worthless option); margin refuses 0 for assets and futures.
+    """
 
     symbol: str
-    mark: PosDecimal
+    mark: NonNegDecimal
     index: PosDecimal | None = None
     iv: PosDecimal | None = None
 
@@ -294,11 +334,17 @@ class SwapLevel(FrozenModel):
 
 
 class SwapCfg(FrozenModel):
-    """A conversion (Binance Convert) of one asset into another inside a wallet."""
+    """A conversion of one asset into another inside a wallet.
+
+    ``method`` says how the venue does it: ``convert`` (Binance Convert: spot or funding wallet
+    only) or ``margin_order`` (a MARKET order on the cross-margin book, inside the margin
+    wallet); the venue's capabilities are checked on load (``core.venues.capabilities``).
+    """
 
     id: Name
     venue: Name
     wallet: WalletKind
+    method: ConversionMethod = ConversionMethod.CONVERT
     from_asset: AssetCode
     to_asset: AssetCode
     latency_s: float = Field(ge=0)
@@ -356,6 +402,13 @@ class DeskConfig(FrozenModel):
     swaps: tuple[SwapCfg, ...] = ()
     preauth: tuple[PreauthCfg, ...] = ()
     preauth_groups: dict[Name, PosDecimal] = Field(default_factory=dict)
+    # Where the desk was read from, for error messages (set by ``parse_desk``).
+    _source: str = PrivateAttr("<memory>")
+
+    @property
+    def source(self) -> str:
+        """The file this desk was read from (``<memory>`` when parsed from a mapping)."""
+        return self._source
 
     # -- lookups ---------------------------------------------------------------------------
     def venue(self, name: str) -> VenueCfg:
@@ -403,7 +456,7 @@ class DeskConfig(FrozenModel):
     def initial_positions(self) -> tuple[Position, ...]:
         instruments = self.instrument_map()
         return tuple(
-            Position(p.venue, p.wallet, instruments[p.symbol], p.qty, p.entry_price)
+            Position(p.venue, p.wallet, instruments[p.symbol], p.qty, p.entry_price, p.side)
             for p in self.positions
         )
 
@@ -412,10 +465,64 @@ class DeskConfig(FrozenModel):
 
     def initial_portfolio(self, at: datetime) -> Portfolio:
         """The declared starting state (balances, positions, marks stamped ``at``) as one
-        ``Portfolio``: what offline reports, plans and the demo price until venues are read."""
+        ``Portfolio``: what offline reports, plans and the demo price until venues are read.
+
+        Raises
+        ------
+        ConfigError
+            A held option or future is past its expiry at ``at`` (:meth:`check_state_at`).
+        """
+        self.check_state_at(at)
         return Portfolio.of(
             self.initial_balances(), self.initial_positions(), self.initial_prices(at), at
         )
+
+    def check_state_at(self, at: datetime) -> None:
+        """Refuse the declared starting state at the instant ``at``: a held option or future
+        past its expiry cannot be margined (the margin engine would refuse it later, after
+        other output; here the error names the key path instead of the position).
+
+        Raises
+        ------
+        ConfigError
+            One line per problem, each naming its key path, plus the file.
+        """
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise ConfigError("the as-of instant must carry a timezone", as_of=at.isoformat())
+        problems = list(dict.fromkeys(self._expiry_problems(at)))
+        if problems:
+            raise ConfigError(
+                f"desk state {self.source} at {at.isoformat()}:\n  " + "\n  ".join(problems),
+                file=self.source,
+            )
+
+    def _expiry_problems(self, at: datetime) -> Iterable[str]:
+        by_symbol = {i.symbol: i for i in self.instruments}
+        for i, pos in enumerate(self.positions):
+            inst = by_symbol.get(pos.symbol)
+            if inst is not None and inst.expiry is not None and inst.expiry <= at:
+                what = "option" if inst.kind is InstrumentKind.OPTION else "future"
+                yield (
+                    f"positions[{i}].symbol: {what} {pos.symbol!r} expired at "
+                    f"{inst.expiry.isoformat()}; close or roll the position"
+                )
+
+    def warnings(self) -> tuple[str, ...]:
+        """Valid but risky settings, one line each (``pmr config check`` prints them).
+
+        A pool whose ``call`` threshold is below its venue's margin-call level would let the
+        venue restrict the account before the desk raises its own margin call.
+        """
+        out = []
+        for i, p in enumerate(self.pools):
+            venue_call = p.venue_levels.margin_call
+            if p.thresholds.call < venue_call:
+                out.append(
+                    f"pools[{i}] {p.id}: thresholds.call {p.thresholds.call} is below the "
+                    f"venue's margin-call level {venue_call}; the venue restricts the account "
+                    "before the desk calls"
+                )
+        return tuple(out)
 
     def redacted(self) -> dict[str, Any]:
         """A JSON-able dump safe to echo: credentials are references only, shown as names."""
@@ -477,6 +584,11 @@ class DeskConfig(FrozenModel):
         for i, b in enumerate(self.balances):
             yield from need_venue(f"balances[{i}].venue", b.venue)
             yield from need_asset(f"balances[{i}].asset", b.asset)
+        yield from _dupes(
+            "positions",
+            "venue/wallet/symbol/side",
+            [f"{p.venue}/{p.wallet.value}/{p.symbol}/{p.side.value}" for p in self.positions],
+        )
         for i, pos in enumerate(self.positions):
             yield from need_venue(f"positions[{i}].venue", pos.venue)
             if pos.symbol not in symbols:
@@ -499,6 +611,40 @@ class DeskConfig(FrozenModel):
             if pa.group is not None and pa.group not in self.preauth_groups:
                 yield f"preauth[{i}].group: unknown group {pa.group!r} (declare in [preauth_groups])"
         yield from _dupes("preauth", "route", [pa.route for pa in self.preauth])
+        yield from self._pricing_problems()
+
+    def _pricing_problems(self) -> Iterable[str]:
+        """What the declared starting state needs to be priced: the margin engine, the router
+        and the demo refuse a position or balance without a price (``core.margin.book``), so the
+        desk is refused here, once, naming the key path. USD (the quote of inverse contracts)
+        is worth 1 USD unless the desk prices it."""
+        priced = {p.symbol: (k, p) for k, p in enumerate(self.prices)}
+        by_symbol = {i.symbol: i for i in self.instruments}
+
+        def need_usd_price(path: str, asset: str, who: str) -> Iterable[str]:
+            if asset not in priced and asset != "USD":
+                yield f"{path}: {who} needs a USD price for {asset!r} (add it under [[prices]])"
+
+        for i, pos in enumerate(self.positions):
+            inst = by_symbol.get(pos.symbol)
+            if inst is None:
+                continue  # reported as an unknown instrument
+            path, who = f"positions[{i}].symbol", f"position in {pos.symbol!r}"
+            if inst.kind is not InstrumentKind.SPOT:
+                if pos.symbol not in priced:
+                    yield f"{path}: no mark for {pos.symbol!r} (add it under [[prices]])"
+                elif inst.kind is InstrumentKind.OPTION and priced[pos.symbol][1].iv is None:
+                    k = priced[pos.symbol][0]
+                    yield f"prices[{k}].iv: option {pos.symbol!r} is held ({path}) and needs its IV"
+            yield from need_usd_price(path, inst.underlying, who)
+            yield from need_usd_price(path, inst.quote, who)
+        for i, b in enumerate(self.balances):
+            yield from need_usd_price(f"balances[{i}].asset", b.asset, "balance")
+        if self.balances or self.positions:
+            for i, pool in enumerate(self.pools):
+                path = f"pools[{i}].margin_currency"
+                yield from need_usd_price(path, pool.margin_currency, f"pool {pool.id!r}")
+        yield from desk_capability_problems(self)
 
 
 def _dupes(section: str, key: str, values: list[str]) -> Iterable[str]:
@@ -517,7 +663,15 @@ def _ctx(exc: DataError) -> str:
     )
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
+def key_path(loc: Sequence[int | str]) -> str:
+    """Render a location as the key path every pmr error uses: list items in brackets, keys
+    after dots (``routes[2].asset``, ``collateral_rates.BTC.tiers[0].rate``).
+
+    >>> key_path(("positions", 0, "qty"))
+    'positions[0].qty'
+    >>> key_path(())
+    '<root>'
+    """
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -527,19 +681,27 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out or "<root>"
 
 
+def validation_problems(exc: ValidationError) -> list[str]:
+    """One ``key.path[i]: reason`` line per pydantic error (whole-model errors: the reason)."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        loc = tuple(err["loc"])
+        lines.append(f"{key_path(loc)}: {msg}" if loc else msg)
+    return lines
+
+
 def parse_desk(data: Mapping[str, Any], *, source: str = "<memory>") -> DeskConfig:
     """Validate an already-parsed TOML mapping; raise one ``ConfigError`` listing every problem."""
     try:
-        return DeskConfig.model_validate(data)
+        desk = DeskConfig.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors(include_url=False):
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            loc = tuple(err["loc"])
-            lines.append(f"{_loc(loc)}: {msg}" if loc else msg)
+        lines = validation_problems(exc)
         raise ConfigError(
             f"invalid desk config {source}:\n  " + "\n  ".join(lines), file=source
         ) from None
+    desk._source = source
+    return desk
 
 
 def load_desk(path: str | Path) -> DeskConfig:
@@ -548,20 +710,11 @@ def load_desk(path: str | Path) -> DeskConfig:
     Raises
     ------
     ConfigError
-        Missing file, malformed TOML (with line and column), or any validation problem, each
-        naming the file and the key path.
+        A missing, unreadable or non-UTF-8 file, malformed TOML (with line and column), or any
+        validation problem, each naming the file and the key path.
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("desk config file not found", file=str(p)) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"desk config is not UTF-8 text (byte {exc.start})", file=str(p)
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read desk config: {exc.strerror}", file=str(p)) from None
+    text = read_text_file(p, what="desk config")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -37,6 +37,7 @@ __all__ = [
     "Pool",
     "Portfolio",
     "Position",
+    "PositionSide",
     "Settlement",
     "WalletKind",
     "to_decimal",
@@ -125,6 +126,24 @@ class WalletKind(StrEnum):
                 f"unknown wallet kind {value!r}; known: {known}", field="wallet", where=where
             ) from None
 
+    @property
+    def may_go_negative(self) -> bool:
+        """Whether the venue's wallet balance itself can be below zero without any loan.
+
+        A futures or options wallet books realised losses, fees and funding straight into its
+        wallet balance, which can therefore dip below zero (Binance ``/fapi/v3/account`` and
+        ``/dapi/v1/account`` ``walletBalance``, ``/papi/v1/balance`` ``umWalletBalance`` /
+        ``cmWalletBalance`` / ``totalWalletBalance``, ``/eapi/v1/marginAccount``
+        ``marginBalance``). A spot, funding or cross-margin wallet cannot: what it owes is a
+        margin loan, booked as ``loan``.
+        """
+        return self in _NEGATIVE_BALANCE_WALLETS
+
+
+_NEGATIVE_BALANCE_WALLETS = frozenset(
+    {WalletKind.UM, WalletKind.CM, WalletKind.OPTIONS, WalletKind.PM}
+)
+
 
 class InstrumentKind(StrEnum):
     SPOT = "spot"
@@ -145,6 +164,20 @@ class Settlement(StrEnum):
 
     LINEAR = "linear"
     INVERSE = "inverse"
+
+
+class PositionSide(StrEnum):
+    """Which leg a position is: ``both`` in one-way mode, ``long``/``short`` in hedge mode.
+
+    Binance returns one ``positionRisk`` row per side when hedge mode (``dualSidePosition``)
+    is on, ``positionSide`` LONG (``positionAmt`` ≥ 0) and SHORT (``positionAmt`` ≤ 0); in one-way
+    mode a single row says BOTH. Two legs of one symbol are two positions, each with its own
+    entry price, PnL and bracket margin.
+    """
+
+    BOTH = "both"
+    LONG = "long"
+    SHORT = "short"
 
 
 class MarginModelKind(StrEnum):
@@ -303,31 +336,62 @@ class Instrument:
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """A signed holding of ``qty`` contracts of ``instrument`` in one venue wallet."""
+    """A signed holding of ``qty`` contracts of ``instrument`` in one venue wallet.
+
+    ``side`` tells the legs of a hedge-mode account apart (``PositionSide``); a position is
+    identified by (venue, wallet, symbol, side), which ``key`` spells out.
+    """
 
     venue: str
     wallet: WalletKind
     instrument: Instrument
     qty: Decimal
     entry_price: Decimal
+    side: PositionSide = PositionSide.BOTH
 
     def __post_init__(self) -> None:
         where = f"position {self.venue}/{self.wallet}/{self.instrument.symbol}"
         object.__setattr__(self, "wallet", WalletKind.parse(str(self.wallet), where=where))
-        object.__setattr__(self, "qty", to_decimal(self.qty, "qty", where=where))
+        side = _enum(PositionSide, self.side, "side", where)
+        object.__setattr__(self, "side", side)
+        qty = to_decimal(self.qty, "qty", where=where)
+        object.__setattr__(self, "qty", qty)
         entry = to_decimal(self.entry_price, "entry_price", where=where)
         if entry < 0 or (entry == 0 and not self.instrument.is_option):
             raise DataError(
                 "entry_price must be > 0", field="entry_price", value=entry, where=where
             )
         object.__setattr__(self, "entry_price", entry)
+        if side is not PositionSide.BOTH:
+            inst = self.instrument
+            if not (inst.is_linear or inst.is_inverse):
+                raise DataError(
+                    f"position side {side.value!r} (hedge mode) is for futures, not {inst.kind}",
+                    field="side",
+                    where=where,
+                )
+            if (side is PositionSide.LONG and qty < 0) or (side is PositionSide.SHORT and qty > 0):
+                raise DataError(
+                    f"a {side.value} leg cannot hold qty {qty}", field="qty", where=where
+                )
+
+    @property
+    def key(self) -> str:
+        """``venue/wallet/symbol``, with ``:long`` / ``:short`` for a hedge-mode leg."""
+        base = f"{self.venue}/{self.wallet.value}/{self.instrument.symbol}"
+        return base if self.side is PositionSide.BOTH else f"{base}:{self.side.value}"
 
 
 @dataclass(frozen=True, slots=True)
 class Balance:
     """What a wallet holds of one asset: ``amount`` (free + locked), borrowed ``loan``, ``interest``.
 
-    Net = amount − loan − interest may be negative; each component may not.
+    Net = amount − loan − interest may be negative. ``loan`` and ``interest`` are margin loans
+    (Binance PM charges loan MM on them, 3x → 10 %) and are never negative. ``amount`` is what
+    the wallet holds: never negative in a spot, funding or cross-margin wallet, but a futures,
+    options or PM wallet can report a negative wallet balance (realised losses, funding) with
+    no loan at all (``WalletKind.may_go_negative``). A negative amount only lowers equity; it
+    is not a loan and carries no loan MM.
     """
 
     venue: str
@@ -342,8 +406,9 @@ class Balance:
         object.__setattr__(self, "wallet", WalletKind.parse(str(self.wallet), where=where))
         for name in ("amount", "loan", "interest"):
             value = to_decimal(getattr(self, name), name, where=where)
-            if value < 0:
-                raise DataError(f"{name} must be >= 0", field=name, value=value, where=where)
+            if value < 0 and not (name == "amount" and self.wallet.may_go_negative):
+                hint = "" if name != "amount" else f" in a {self.wallet.value} wallet"
+                raise DataError(f"{name} must be >= 0{hint}", field=name, value=value, where=where)
             object.__setattr__(self, name, value)
 
     @property
@@ -357,6 +422,12 @@ class MarkPrice:
 
     For an asset code (``BTC``) ``mark`` is its USD price; for an instrument it is the venue's
     mark in the instrument's quote. ``iv`` is annualised (0.55 = 55 %).
+
+    ``mark`` may be 0: venues quote a worthless far out-of-the-money option at exactly 0, and
+    that is a price. Whoever values the symbol decides whether 0 is usable: an asset, a spot
+    pair or a future at 0 is refused where margin is computed (``core.margin.book``), naming
+    the symbol, so one such row cannot blind the margin of positions that do not need it.
+    ``index`` and ``iv`` must be > 0.
     """
 
     symbol: str
@@ -376,8 +447,9 @@ class MarkPrice:
                 value = to_decimal(raw, name, where=where)
             except DataError as exc:
                 raise NaNPriceError(exc.message, **exc.context) from None
-            if value <= 0:
-                raise NaNPriceError(f"{name} must be > 0", field=name, value=value, where=where)
+            if value < 0 or (value == 0 and name != "mark"):
+                bound = ">= 0" if name == "mark" else "> 0"
+                raise NaNPriceError(f"{name} must be {bound}", field=name, value=value, where=where)
             object.__setattr__(self, name, value)
 
     def check_fresh(self, now: datetime, max_age_s: float) -> None:
@@ -449,6 +521,12 @@ class Portfolio:
         object.__setattr__(self, "balances", tuple(self.balances))
         object.__setattr__(self, "positions", tuple(self.positions))
         object.__setattr__(self, "prices", MappingProxyType(dict(self.prices)))
+        seen: set[str] = set()
+        for p in self.positions:
+            # Two rows for one leg: per-position margin and stored snapshots would mix them up.
+            if p.key in seen:
+                raise DataError("two positions for one venue/wallet/symbol/side", position=p.key)
+            seen.add(p.key)
 
     @classmethod
     def of(

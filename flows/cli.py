@@ -2,30 +2,46 @@
 
 Commands are grouped by area; each area registers its own commands from a small module
 (``flows/cli_<area>.py``) so this file only assembles them.
+
+Start-up: this module and the area modules import only typer and light ``core`` modules at
+import time (``pmr --help`` never loads pydantic, numpy or the solvers); each command imports
+what it needs when it runs. Help is typer's plain formatter: the rich one costs start-up time
+and labels every flag ``<bool>``.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from core.config import load_desk
 from core.errors import PmrError
 from flows import cli_db, cli_margin, cli_route, cli_sim
-from flows.cli_common import EXAMPLE_DESK, fail, handles_pmr_errors, out
-from flows.demo import DEFAULT_SHOCK, parse_shock, run_demo
-from flows.desk_summary import print_desk_summary
+from flows.cli_common import (
+    EXAMPLE_DESK,
+    AsOfOption,
+    display_path,
+    fail,
+    handles_pmr_errors,
+    out,
+    parse_as_of,
+)
+from flows.demo import DEFAULT_SHOCK
+
+if TYPE_CHECKING:
+    from core.config import DeskConfig
+    from core.domain import Portfolio
 
 app = typer.Typer(
     name="pmr",
-    help="Portfolio Margin Router: portfolio margin, stress tests and automatic margin-call "
-    "collateral routing for crypto derivatives desks.",
+    help="Portfolio Margin Router: portfolio margin and automatic margin-call collateral "
+    "routing for crypto derivatives desks.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
 config_app = typer.Typer(
     help="Validate and inspect desk configuration files.", no_args_is_help=True
@@ -37,35 +53,113 @@ cli_margin.register(app)
 cli_route.register(app)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"pmr {version('pmr')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Portfolio Margin Router."""
+
+
 @config_app.command("check")
 @handles_pmr_errors
 def config_check(
-    file: Annotated[Path, typer.Argument(help="Desk TOML file to validate.")],
+    file: Annotated[Path, typer.Argument(help="Desk TOML file to validate.", metavar="FILE")],
+    as_of: AsOfOption = None,
 ) -> None:
-    """Validate a desk TOML file and print its summary; exit 2 naming the key path if broken."""
+    """Validate a desk TOML file and print its summary; exit 2 naming the key path if broken.
+
+    The declared starting state is checked at now (or --as-of): every position and balance
+    has a price, no held option or future is past its expiry, and every pool can be margined,
+    so a desk that passes is one margin, route and demo accept.
+    """
+    from core.config import load_desk
+    from flows.cli_common import as_of_or_now
+    from flows.desk_summary import print_desk_summary
+
+    at = as_of_or_now(parse_as_of(as_of))
     desk = load_desk(file)
-    print_desk_summary(desk, source=str(file))
+    state = desk.initial_portfolio(at)  # runs desk.check_state_at(at)
+    if desk.balances or desk.positions:
+        _check_pools_margin(desk, state)
+    print_desk_summary(desk, source=display_path(file))
     out.print(f"[green]ok[/]: {file} is a valid desk configuration")
+
+
+def _check_pools_margin(desk: DeskConfig, state: Portfolio) -> None:
+    """Margin every pool from the declared state, as ``pmr margin --desk`` would: what the
+    models refuse beyond the file's own rules (an option in a pool whose model does not
+    margin options, a future without a bracket table) is refused by the check too."""
+    from core.errors import ConfigError, DataError
+    from core.margin.api import evaluate_pool
+
+    for pool in desk.pools:
+        try:
+            evaluate_pool(desk, pool.id, state)
+        except DataError as exc:
+            raise ConfigError(
+                f"pool {pool.id!r} cannot be margined from the declared state: {exc}",
+                file=desk.source,
+            ) from None
 
 
 @app.command("demo")
 @handles_pmr_errors
 def demo(
     desk_file: Annotated[
-        Path, typer.Option("--desk", help="Desk TOML (default: the bundled example desk).")
+        Path,
+        typer.Option(
+            "--desk",
+            metavar="FILE",
+            help="Desk TOML (default: the bundled example desk).",
+            show_default=False,
+        ),
     ] = EXAMPLE_DESK,
     shock: Annotated[
-        str, typer.Option("--shock", help="Price moves, e.g. 'ETH=-0.25,BTC=0.1'.")
+        str,
+        typer.Option(
+            "--shock",
+            metavar="MOVES",
+            help="Price moves of assets the desk prices, e.g. 'ETH=-0.25,BTC=0.1'.",
+        ),
     ] = DEFAULT_SHOCK,
     vol_up: Annotated[
-        float, typer.Option("--vol-up", help="Relative IV change with the shock (0.5 = +50 %).")
+        float,
+        typer.Option(
+            "--vol-up", metavar="FRAC", help="Relative IV change with the shock (0.5 = +50 %)."
+        ),
     ] = 0.3,
     deadline_s: Annotated[
-        float, typer.Option("--deadline", help="Seconds the cure may take.")
+        float, typer.Option("--deadline", metavar="SECONDS", help="Seconds the cure may take.")
     ] = 60.0,
+    as_of: AsOfOption = None,
 ) -> None:
-    """Run the offline demo: margin now, a sharp move, margin calls, the cheapest cure."""
-    run_demo(desk_file, shock=parse_shock(shock), vol_up_frac=vol_up, deadline_s=deadline_s)
+    """Run the offline story: margin, a sharp move, margin calls, their cure.
+
+    Margin of every pool now, the same after the shock, the pools it pushes below their call
+    level, and the router's cheapest cure for all of them. Nothing is sent to a venue.
+    """
+    from flows.demo import parse_shock, run_demo
+
+    run_demo(
+        desk_file,
+        shock=parse_shock(shock),
+        vol_up_frac=vol_up,
+        deadline_s=deadline_s,
+        as_of=parse_as_of(as_of),
+    )
 
 
 def main() -> None:

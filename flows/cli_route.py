@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -36,9 +36,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from core.errors import DataError
+from core.files import read_json_file
 from core.routing.backends import Backend
 from core.routing.sources import Policy
-from flows.cli_common import err_console, handles_pmr_errors, out
+from flows.cli_common import (
+    as_of_or_now,
+    check_money,
+    err_console,
+    handles_pmr_errors,
+    out,
+    parse_as_of,
+)
 
 if TYPE_CHECKING:
     from core.routing.plan import Plan
@@ -49,19 +57,7 @@ __all__ = ["read_problem", "register", "route"]
 
 def read_problem(path: str) -> Any:
     """Read a problem JSON file (``-``: stdin), refusing unreadable or malformed files."""
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"cannot read problem file: {exc.strerror}", path=path) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"problem file is not valid JSON: {exc.msg}",
-            path=path,
-            line=exc.lineno,
-            column=exc.colno,
-        ) from None
+    return read_json_file(path, what="routing problem", error=DataError, allow_stdin=True)
 
 
 def _usd(value: Decimal | None, places: int = 2) -> str:
@@ -81,7 +77,6 @@ def _print_table(plan: Plan) -> None:
     summary.add_row("cost (USD)", _usd(plan.cost_usd, 6))
     summary.add_row("credit (USD)", _usd(plan.credit_usd, 4))
     summary.add_row("uncovered (USD)", _usd(plan.uncovered_usd))
-    summary.add_row("solve time (ms)", f"{plan.solve_ms:,.1f}")
     alt = plan.alternative
     if alt is not None:
         alt_cost = _usd(alt.cost_usd, 6) if alt.cost_usd is not None else alt.status
@@ -123,28 +118,11 @@ def _print_table(plan: Plan) -> None:
             )
     for note in plan.notes:
         out.print(f"[dim]note: {escape(note)}[/]")
-
-
-def _parse_as_of(text: str) -> datetime:
-    """``--as-of``: an ISO 8601 instant with its UTC offset (``2026-11-27T00:00:00Z``).
-
-    A local stand-in until ``flows/cli_common.py`` has the shared parser (the lead unifies
-    them). A time without an offset is refused: the same digits mean different instants on
-    different machines, and the output must not depend on where it runs.
-    """
-    try:
-        at = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise DataError(
-            "--as-of is not an ISO 8601 time (e.g. 2026-11-27T00:00:00Z)",
-            field="as_of",
-            value=text,
-        ) from None
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise DataError(
-            "--as-of needs a UTC offset (e.g. 2026-11-27T00:00:00Z)", field="as_of", value=text
-        )
-    return at.astimezone(UTC)
+    # timings below the tables, so the tables are the same in every run
+    alt_ms = (
+        "" if alt is None or alt.solve_ms is None else f"; the comparison {alt.solve_ms:.1f} ms"
+    )
+    out.print(f"solved in {plan.solve_ms:.1f} ms{alt_ms}")
 
 
 def route(
@@ -193,7 +171,7 @@ def route(
     from core.routing.jsonio import input_to_json, plan_to_json
     from core.routing.router import Router
 
-    at = None if as_of is None else _parse_as_of(as_of)
+    at = parse_as_of(as_of)
     if at is not None and desk is None:
         raise DataError("--as-of goes with --desk (a problem file has no clock)", field="as_of")
     inp, notes = _input_from_options(problem, desk, pool or [], deadline_s, deficit_usd, at)
@@ -208,6 +186,12 @@ def route(
         return
     plan_json = plan_to_json(plan, timings=at is None)
     sys.stdout.write(json.dumps(plan_json, indent=2, ensure_ascii=False) + "\n")
+    if notes:
+        from rich.markup import escape
+
+        # for people watching a terminal; the JSON carries the same in "notes"
+        for note in notes:
+            err_console.print(f"[dim]note: {escape(note)}[/]")
 
 
 def _input_from_options(
@@ -219,6 +203,7 @@ def _input_from_options(
     at: datetime | None,
 ) -> tuple[RoutingInput, tuple[str, ...]]:
     """The routing input, and notes on candidates left out (from the desk state)."""
+    check_money(deficit_usd, "--deficit")
     if (problem is None) == (desk is None):
         raise DataError("give exactly one of --problem FILE.json or --desk DESK.toml --pool ID")
     if problem is not None:
@@ -242,13 +227,12 @@ def _input_from_desk(
     """The desk's state at ``at`` (default now: its declared balances, positions and marks),
     a margin report for every pool (deficits, and headroom of pools collateral may leave),
     then the candidate sources."""
-    from core.clock import SystemClock
     from core.config import load_desk
     from core.margin.api import evaluate_pool
     from core.routing.from_state import routing_input_from_state
 
     desk = load_desk(desk_file)
-    state = desk.initial_portfolio(SystemClock().now() if at is None else at)
+    state = desk.initial_portfolio(as_of_or_now(at))
     reports = {p.id: evaluate_pool(desk, p.id, state) for p in desk.pools}
     built = routing_input_from_state(
         desk,
@@ -258,10 +242,6 @@ def _input_from_desk(
         deadline_s=deadline_s,
         deficit_override_usd=None if deficit_usd is None else dict.fromkeys(pools, deficit_usd),
     )
-    from rich.markup import escape
-
-    for note in built.notes:
-        err_console.print(f"[dim]note: {escape(note)}[/]")
     return built.input, built.notes
 
 

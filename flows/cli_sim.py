@@ -10,10 +10,10 @@ Examples
 --------
 ::
 
-    $ pmr sim serve --port 8800
-    sim-a  http://127.0.0.1:8800/sim-a  api key pmr-sim-sim-a  (secret: --api-secret)
+    $ pmr sim serve --port 8800 --prices frozen
+    sim-a  http://127.0.0.1:8800/sim-a  api key pmr-sim-sim-a
     sim-b  http://127.0.0.1:8800/sim-b  api key pmr-sim-sim-b
-    serving 2 simulated venues on 127.0.0.1:8800; Ctrl-C stops
+    serving 2 simulated venue(s) on 127.0.0.1:8800 (secret: --api-secret; prices: frozen); ...
 
     >>> ex = ccxt.binance({"apiKey": "pmr-sim-sim-a", "secret": "pmr-sim-secret"})
     >>> for k, u in ex.urls["api"].items():
@@ -29,10 +29,8 @@ from typing import Annotated, Literal
 
 import typer
 
-from core.clock import ManualClock, SystemClock
-from core.config import load_desk
 from core.errors import ConfigError
-from flows.cli_common import EXAMPLE_DESK, handles_pmr_errors, out
+from flows.cli_common import EXAMPLE_DESK, check_port, handles_pmr_errors, out
 
 __all__ = ["prefect_secret_resolver", "register", "sim_check", "sim_serve"]
 
@@ -65,13 +63,29 @@ def sim_serve(
     api_secret: Annotated[
         str, typer.Option("--api-secret", help="HMAC secret clients must sign with.")
     ] = "pmr-sim-secret",
+    prices: Annotated[
+        Literal["path", "frozen"],
+        typer.Option(
+            "--prices",
+            help="'path': the seeded random walk from the desk's prices, moving with the wall "
+            "clock; 'frozen': every asset stays at the desk's price, so a client sees the same "
+            "figures in every run.",
+        ),
+    ] = "path",
 ) -> None:
-    """Serve the desk's simulated venues over loopback HTTP in Binance's REST dialect."""
+    """Serve the desk's simulated venues over loopback HTTP in Binance's REST dialect.
+
+    The server keeps wall-clock time (clients sign with theirs; Binance refuses a timestamp
+    outside its window with -1021), so ``--prices frozen`` is what makes answers repeatable.
+    """
+    from core.clock import SystemClock
+    from core.config import load_desk
     from core.venues.factory import sim_exchange_from_desk
     from core.venues.sim.dialect import BinanceDialect
     from core.venues.sim.engine import SimNetwork
     from core.venues.sim.server import SimHttpServer
 
+    check_port(port)
     desk = load_desk(desk_file)
     names = venue or [v.name for v in desk.venues if v.kind == "sim"]
     if not names:
@@ -81,7 +95,12 @@ def sim_serve(
     dialects = {}
     for name in names:
         engine, skipped = sim_exchange_from_desk(
-            desk, name, clock, network=network, api_secret=api_secret
+            desk,
+            name,
+            clock,
+            network=network,
+            api_secret=api_secret,
+            frozen_prices=prices == "frozen",
         )
         dialects[name] = BinanceDialect(engine)
         for item in skipped:
@@ -94,7 +113,7 @@ def sim_serve(
         out.print(f"{name}  {server.base_url(name)}  api key {d.engine.config.api_key}")
     out.print(
         f"serving {len(dialects)} simulated venue(s) on 127.0.0.1:{server.port} "
-        "(secret: --api-secret); Ctrl-C stops"
+        f"(secret: --api-secret; prices: {prices}); Ctrl-C stops"
     )
     out.file.flush()  # a supervisor reading a pipe needs the port now, not at exit
     try:
@@ -109,6 +128,8 @@ def sim_check(desk_file: DeskOption = EXAMPLE_DESK) -> None:
 
     Exits 1 if they differ. The last line is JSON.
     """
+    from core.clock import ManualClock
+    from core.config import load_desk
     from core.venues.exercise import exercise_desk
     from core.venues.factory import build_desk_venues
 

@@ -10,31 +10,34 @@
 
 Orchestration and printing only: margin is ``core.margin``, the shock ``core.stress.shocks``,
 the plan ``core.routing``. Nothing is sent to a venue: execution belongs to the executor.
+
+Every option is checked, the desk loaded and the shock applied before anything is printed, so a
+typo (``ET=-0.3``) is an error, not a calm "nothing to cure". With ``as_of`` the story is valued
+at that instant and prints nothing that depends on the wall clock (no solve time), so two runs
+print the same bytes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.table import Table
-
-from core.clock import SystemClock
-from core.config import DeskConfig, load_desk
 from core.errors import ConfigError
-from flows.cli_common import out
-from flows.desk_summary import print_desk_summary
+from flows.cli_common import as_of_or_now, check_number, display_path, out
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # loaded when the demo runs, so `pmr --help` stays fast
+    from rich.table import Table
+
+    from core.config import DeskConfig
     from core.margin.report import MarginReport
     from core.routing.plan import Plan
 
-__all__ = ["DEFAULT_SHOCK", "breached_pools", "parse_shock", "run_demo"]
+__all__ = ["DEFAULT_SHOCK", "breached_pools", "check_shock", "parse_shock", "run_demo"]
 
 DEFAULT_SHOCK = "ETH=-0.26,BTC=0.08"
-_BREACH_BANDS = {"margin_call", "reduce_only", "liquidation", "bankrupt"}
 
 
 def parse_shock(text: str) -> dict[str, float]:
@@ -42,30 +45,39 @@ def parse_shock(text: str) -> dict[str, float]:
     moves: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         asset, sep, value = part.partition("=")
+        code = asset.strip().upper()
         try:
             if not sep:
                 raise ValueError(part)
-            moves[asset.strip().upper()] = float(value)
+            move = float(value)
         except ValueError:
             raise ConfigError(
                 "shock must look like ASSET=MOVE[,ASSET=MOVE] with MOVE a fraction (-0.25)",
                 shock=text,
             ) from None
+        if code in moves:
+            raise ConfigError(f"shock moves {code} twice; give each asset once", shock=text)
+        moves[code] = move
     if not moves:
         raise ConfigError("shock is empty", shock=text)
     return moves
 
 
+def check_shock(desk: DeskConfig, moves: Mapping[str, float]) -> None:
+    """Refuse a shock on an asset the desk does not price: it would move nothing, and the demo
+    would calmly report that no pool breaches (``ET=-0.3`` for ``ETH``)."""
+    priced = sorted(p.symbol for p in desk.prices if p.symbol in desk.assets)
+    unknown = [a for a in moves if a not in priced]
+    if unknown:
+        raise ConfigError(
+            f"shock moves {', '.join(unknown)}, which the desk does not price; "
+            f"assets it prices: {', '.join(priced)}"
+        )
+
+
 def breached_pools(desk: DeskConfig, reports: Mapping[str, MarginReport]) -> list[str]:
-    """Pools whose ratio is at or below their own ``call`` level: they need a margin call."""
-    out_ids = []
-    for pool in desk.pools:
-        r = reports[pool.id]
-        if (r.ratio is not None and float(r.ratio) <= pool.thresholds.call) or (
-            r.ratio is None and r.band.value in _BREACH_BANDS
-        ):
-            out_ids.append(pool.id)
-    return out_ids
+    """Pools whose ``desk_level`` is at or below their own ``call``: they need a margin call."""
+    return [pool.id for pool in desk.pools if reports[pool.id].margin_call_due]
 
 
 def _usd(value: Decimal | None) -> str:
@@ -73,9 +85,12 @@ def _usd(value: Decimal | None) -> str:
 
 
 def _margin_table(title: str, desk: DeskConfig, reports: Mapping[str, MarginReport]) -> Table:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
-    for col in ("pool", "model", "adj. equity USD", "MM USD", "ratio", "band", "call"):
+    for col in ("pool", "model", "adj. equity USD", "MM USD", "ratio", "call", "desk level"):
         table.add_column(col, justify="right" if "USD" in col or col in ("ratio",) else "left")
+    table.add_column("venue band")
     table.add_column("standard MM USD", justify="right")
     table.add_column("capital eff.", justify="right")
     for pool in desk.pools:
@@ -86,8 +101,9 @@ def _margin_table(title: str, desk: DeskConfig, reports: Mapping[str, MarginRepo
             _usd(r.adjusted_equity_usd),
             _usd(r.mm_usd),
             "-" if r.ratio is None else f"{r.ratio:.2f}",
-            r.band.value,
             f"{pool.thresholds.call}",
+            r.desk_level.value,
+            r.venue_band.value,
             _usd(r.standard_mm_usd),
             "-" if r.capital_efficiency is None else f"{r.capital_efficiency:.2f}x",
         )
@@ -95,6 +111,8 @@ def _margin_table(title: str, desk: DeskConfig, reports: Mapping[str, MarginRepo
 
 
 def _plan_tables(plan: Plan) -> Sequence[Table]:
+    from rich.table import Table
+
     calls = Table(title="Margin calls", title_justify="left")
     for col in ("call", "deficit USD", "credited USD", "cost USD", "uncovered USD", "USD per +1"):
         calls.add_column(col, justify="left" if col == "call" else "right")
@@ -130,23 +148,36 @@ def run_demo(
     shock: Mapping[str, float],
     vol_up_frac: float,
     deadline_s: float,
+    as_of: datetime | None = None,
 ) -> Plan | None:
-    """Print the story and return the plan (``None`` when the shock breaches no pool)."""
+    """Print the story and return the plan (``None`` when the shock breaches no pool).
+
+    ``as_of`` values the desk at that instant instead of now and leaves the solve time out,
+    so the output is byte-identical from run to run.
+    """
+    from core.config import load_desk
+
+    check_number(vol_up_frac, "--vol-up", gt=-1.0)
+    check_number(deadline_s, "--deadline", gt=0.0)
+    desk = load_desk(desk_file)
+    check_shock(desk, shock)
+    # The engines load only once the options are known to be good.
     from core.margin.api import evaluate_pool
     from core.routing import Router
     from core.routing.from_state import routing_input_from_state
     from core.stress.shocks import shock_portfolio
+    from flows.desk_summary import print_desk_summary
 
-    desk = load_desk(desk_file)
-    print_desk_summary(desk, source=str(desk_file))
-    at = SystemClock().now()
+    at = as_of_or_now(as_of)
     state = desk.initial_portfolio(at)
-    now = {p.id: evaluate_pool(desk, p.id, state) for p in desk.pools}
-    out.print(_margin_table("Portfolio margin now", desk, now))
-
-    moves = ", ".join(f"{a} {m:+.0%}" for a, m in shock.items())
     shocked = shock_portfolio(state, desk.instrument_map(), shock, vol_up_frac=vol_up_frac)
+    now = {p.id: evaluate_pool(desk, p.id, state) for p in desk.pools}
     after = {p.id: evaluate_pool(desk, p.id, shocked) for p in desk.pools}
+
+    print_desk_summary(desk, source=display_path(desk_file))
+    out.print(f"Valued at {at.isoformat()}" + (" (--as-of)" if as_of is not None else ""))
+    out.print(_margin_table("Portfolio margin now", desk, now))
+    moves = ", ".join(f"{a} {m:+.0%}" for a, m in shock.items())
     out.print(_margin_table(f"After {moves}, vols {vol_up_frac:+.0%}", desk, after))
 
     calls = breached_pools(desk, after)
@@ -162,9 +193,10 @@ def run_demo(
     alt_text = "" if alt is None else f"; the {alt.policy.value} policy would cost "
     if alt is not None:
         alt_text += "-" if alt.cost_usd is None else f"{alt.cost_usd:,.2f} USD ({alt.status})"
+    solved = "" if as_of is not None else f", solved in {plan.solve_ms:.1f} ms"
     out.print(
         f"plan {plan.plan_id}: {plan.status}, cost {plan.cost_usd:,.2f} USD, "
-        f"uncovered {plan.uncovered_usd:,.0f} USD, solved in {plan.solve_ms:.1f} ms{alt_text}"
+        f"uncovered {plan.uncovered_usd:,.0f} USD{solved}{alt_text}"
     )
     out.print(
         "Dry run: nothing was sent. Each step carries its idempotency key for the executor; "

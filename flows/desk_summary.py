@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from rich.markup import escape
-from rich.table import Table
-
-from core.config import DeskConfig
 from flows.cli_common import out
+
+if TYPE_CHECKING:
+    from core.config import DeskConfig
 
 __all__ = ["desk_collateral_usd", "print_desk_summary"]
 
@@ -25,6 +25,9 @@ def desk_collateral_usd(desk: DeskConfig) -> dict[tuple[str, str], Decimal]:
 
 def print_desk_summary(desk: DeskConfig, *, source: str) -> None:
     """Print venues, pools, wallets and routes of ``desk`` as rich tables."""
+    from rich.markup import escape
+    from rich.table import Table
+
     out.print(f"[bold]{escape(desk.desk.name)}[/]  ({escape(source)})")
     venues = Table(title="Venues", title_justify="left")
     for col in ("venue", "kind", "exchange", "credentials"):
@@ -94,3 +97,5 @@ def print_desk_summary(desk: DeskConfig, *, source: str) -> None:
         f"{len(desk.assets)} assets, {len(desk.instruments)} instruments, "
         f"{len(desk.positions)} positions, {len(desk.preauth)} pre-authorised routes"
     )
+    for line in desk.warnings():
+        out.print(f"[yellow]warning[/]: {escape(line)}")

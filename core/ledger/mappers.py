@@ -28,6 +28,7 @@ from core.domain import (
     MarkPrice,
     OptionRight,
     Position,
+    PositionSide,
     Settlement,
     WalletKind,
 )
@@ -81,7 +82,7 @@ def balance_from_row(row: BalanceRow) -> Balance:
 def position_to_row(position: Position, snapshot_id: int) -> PositionRow:
     """Return the ``position_snapshot`` row (instrument inlined) for ``position``."""
     inst = position.instrument
-    where = f"position {position.venue}/{position.wallet}/{inst.symbol}"
+    where = f"position {position.key}"
     return PositionRow(
         snapshot_id=snapshot_id,
         venue_id=position.venue,
@@ -97,6 +98,7 @@ def position_to_row(position: Position, snapshot_id: int) -> PositionRow:
         settlement=None if inst.settlement is None else inst.settlement.value,
         qty=_fit(position.qty, "qty", where),
         entry_price=_fit(position.entry_price, "entry_price", where),
+        side=position.side.value,
     )
 
 
@@ -119,6 +121,7 @@ def position_from_row(row: PositionRow) -> Position:
         instrument=instrument,
         qty=row.qty,
         entry_price=row.entry_price,
+        side=PositionSide(row.side),
     )
 
 

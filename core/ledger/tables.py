@@ -35,7 +35,14 @@ from sqlalchemy import (
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from core.domain import InstrumentKind, MarginModelKind, OptionRight, Settlement, WalletKind
+from core.domain import (
+    InstrumentKind,
+    MarginModelKind,
+    OptionRight,
+    PositionSide,
+    Settlement,
+    WalletKind,
+)
 from core.ledger.coltypes import JsonPayload, Money, UtcDateTime
 from core.ledger.vocab import (
     CallStatus,
@@ -174,15 +181,20 @@ class BalanceRow(LedgerTable, table=True):
 
 
 class PositionRow(LedgerTable, table=True):
-    """A ``core.domain.Position`` (with its instrument inlined) inside a snapshot."""
+    """A ``core.domain.Position`` (with its instrument inlined) inside a snapshot.
+
+    ``side`` is the hedge-mode leg (``long``/``short``) or ``both``: the two legs of one symbol
+    are two rows, so the natural key includes it.
+    """
 
     __tablename__ = "position_snapshot"
     __table_args__ = (
-        UniqueConstraint("snapshot_id", "venue_id", "wallet", "symbol"),
+        UniqueConstraint("snapshot_id", "venue_id", "wallet", "symbol", "side"),
         _check("wallet", WalletKind),
         _check("instrument_kind", InstrumentKind),
         _check("option_right", OptionRight),
         _check("settlement", Settlement),
+        _check("side", PositionSide),
     )
 
     id: int | None = _id()
@@ -200,6 +212,12 @@ class PositionRow(LedgerTable, table=True):
     settlement: str | None = Field(default=None, max_length=CODE_LEN)
     qty: Decimal = _money()  # contracts, signed (long > 0)
     entry_price: Decimal = _money()
+    # Last, with a server default, so adding it to a stored table keeps old rows one-way legs.
+    side: str = Field(
+        default=PositionSide.BOTH.value,
+        max_length=CODE_LEN,
+        sa_column_kwargs={"server_default": PositionSide.BOTH.value},
+    )
 
 
 class PriceRow(LedgerTable, table=True):
@@ -237,7 +255,10 @@ class MarginReportRow(LedgerTable, table=True):
     initial_margin: Decimal = _money()
     maint_margin: Decimal = _money()
     ratio: Decimal | None = _money(nullable=True)  # None when maint_margin is 0
-    band: str = Field(max_length=CODE_LEN)
+    venue_band: str = Field(max_length=CODE_LEN)  # the venue's own band (Binance PM Pro names)
+    # The desk's level from the pool's thresholds; margin calls are raised on it. NULL only on
+    # rows written before revision 0002, which recorded the venue band alone.
+    desk_level: str | None = Field(default=None, max_length=CODE_LEN)
     target_ratio: Decimal = _money()
     deficit_to_target: Decimal = _money()
     equity_usd: Decimal = _money()

@@ -26,7 +26,14 @@ if TYPE_CHECKING:
     from core.margin.book import PoolBook, build_book
     from core.margin.engine import EngineResult, RiskBook, scenario_pnl, worst_losses
     from core.margin.params import MarginParams
-    from core.margin.report import Band, MarginReport, PositionContribution, SiloReport, UnitRisk
+    from core.margin.report import (
+        DeskLevel,
+        MarginReport,
+        PositionContribution,
+        SiloReport,
+        UnitRisk,
+        VenueBand,
+    )
     from core.margin.riskbook import RowLabels, build_risk_book
     from core.margin.scenarios import (
         ScenarioMatrix,
@@ -37,7 +44,7 @@ if TYPE_CHECKING:
     )
 
 _LAZY: dict[str, str] = {
-    "Band": "core.margin.report",
+    "DeskLevel": "core.margin.report",
     "EngineResult": "core.margin.engine",
     "MarginParams": "core.margin.params",
     "MarginReport": "core.margin.report",
@@ -48,6 +55,7 @@ _LAZY: dict[str, str] = {
     "ScenarioMatrix": "core.margin.scenarios",
     "SiloReport": "core.margin.report",
     "UnitRisk": "core.margin.report",
+    "VenueBand": "core.margin.report",
     "build_book": "core.margin.book",
     "build_risk_book": "core.margin.riskbook",
     "crash_matrix": "core.margin.scenarios",
@@ -67,7 +75,7 @@ __getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 __all__ = [
-    "Band",
+    "DeskLevel",
     "EngineResult",
     "MarginParams",
     "MarginReport",
@@ -78,6 +86,7 @@ __all__ = [
     "ScenarioMatrix",
     "SiloReport",
     "UnitRisk",
+    "VenueBand",
     "build_book",
     "build_risk_book",
     "crash_matrix",

@@ -21,7 +21,8 @@ from core.margin.report import (
     AssetReport,
     MarginReport,
     ModelOutput,
-    band_for,
+    desk_level_for,
+    venue_band_for,
 )
 
 if TYPE_CHECKING:  # core.config imports core.margin.params; keep the import one-way at runtime
@@ -42,6 +43,7 @@ def params_for_pool(desk: DeskConfig, pool_id: str) -> MarginParams:
     return MarginParams(
         max_price_age_s=desk.desk.max_price_age_s,
         thresholds=pool.thresholds,
+        venue_levels=pool.venue_levels,
         loan_leverage=pool.loan_leverage,
         collateral_rates=rates,
         brackets=desk.brackets,
@@ -69,8 +71,8 @@ def evaluate_pool(desk: DeskConfig, pool_id: str, portfolio: Portfolio) -> Margi
     >>> at = datetime(2026, 11, 27, tzinfo=UTC)  # doctest: +SKIP
     >>> pf = Portfolio.of(desk.initial_balances(), desk.initial_positions(),
     ...                   desk.initial_prices(at), at)  # doctest: +SKIP
-    >>> evaluate_pool(desk, "sim-a.pm", pf).band  # doctest: +SKIP
-    <Band.NORMAL: 'normal'>
+    >>> evaluate_pool(desk, "sim-a.pm", pf).venue_band  # doctest: +SKIP
+    <VenueBand.NORMAL: 'normal'>
     """
     pool = desk.pool(pool_id).to_domain()
     return evaluate_portfolio(portfolio, pool, params_for_pool(desk, pool_id))
@@ -127,8 +129,9 @@ def _assemble(
     else:
         ratio = (adjusted / mm).quantize(_RATIO_Q) if mm > 0 else None
         adjusted_for_band = adjusted
-    band = band_for(ratio, adjusted_for_band, params.thresholds)
-    withdraw_ratio = Decimal(str(params.thresholds.call))
+    venue_band = venue_band_for(ratio, adjusted_for_band, params.venue_levels)
+    desk_level = desk_level_for(ratio, adjusted_for_band, params.thresholds)
+    withdraw_ratio = Decimal(str(params.venue_levels.max_withdraw_ratio))
     max_withdraw = max(_ZERO, adjusted - withdraw_ratio * mm)
     efficiency = None
     if standard_mm_usd is not None and mm > 0:
@@ -148,14 +151,17 @@ def _assemble(
         im_usd=_q(out.im_usd),
         mm_usd=_q(mm),
         ratio=ratio,
-        band=band,
+        venue_band=venue_band,
+        desk_level=desk_level,
         max_withdraw_usd=_q(max_withdraw),
         standard_mm_usd=None if standard_mm_usd is None else _q(standard_mm_usd),
         capital_efficiency=efficiency,
         thresholds=params.thresholds,
+        venue_levels=params.venue_levels,
         assets=assets,
         worst_scenarios=out.worst_scenarios,
-        crash_loss_usd=out.crash_loss_usd,
+        crash_loss_raw_usd=out.crash_loss_raw_usd,
+        crash_loss_weighted_usd=out.crash_loss_weighted_usd,
         contributions=tuple(
             replace(
                 c,

@@ -178,6 +178,8 @@ class _Prices:
         if asset == USD and asset not in self._portfolio.prices:
             return _ONE
         value = self.get(asset, where).mark
+        if value <= 0:
+            raise DataError("asset price must be > 0", symbol=asset, mark=value, needed_by=where)
         self.used_usd[asset] = value
         return value
 
@@ -201,7 +203,7 @@ def _check_units(pos: Position, where: str) -> None:
 
 def _price_position(pos: Position, prices: _Prices, as_of: datetime) -> PricedPosition:
     inst = pos.instrument
-    key = f"{pos.venue}/{pos.wallet.value}/{inst.symbol}"
+    key = pos.key
     where = f"position {key}"
     _check_units(pos, where)
     underlying_usd = prices.usd(inst.underlying.code, where)
@@ -210,6 +212,9 @@ def _price_position(pos: Position, prices: _Prices, as_of: datetime) -> PricedPo
         spot_mark = underlying_usd / quote_usd
         return PricedPosition(key, pos, spot_mark, quote_usd, underlying_usd, None, None, None)
     mp = prices.get(inst.symbol, where)
+    if mp.mark <= 0 and not inst.is_option:
+        # A worthless option is quoted at 0; a future at 0 is a broken feed, not a price.
+        raise DataError(f"{inst.kind} mark must be > 0", symbol=inst.symbol, where=where)
     forward: Decimal | None = None
     t_years: float | None = None
     if inst.is_option:

@@ -2,13 +2,18 @@
 
 A ``RiskBook`` is a struct of arrays built once from one or many pools; ``scenario_pnl`` re-prices
 every row in every column of a ``ScenarioMatrix`` and sums rows into (pool, unit) groups. It is
-the hot path of the ``scenario`` model and of stress testing, so it does no Python work per row:
+the hot path of the ``scenario`` model and of stress testing, so it does no Python work per row
+or per group:
 
 - *delta rows* (linear and inverse futures, spot, wallet holdings, cash): in USD the value change
   is exactly ``delta_usd × move`` (inverse too: contracts × face × S(1+m)/entry changes linearly
-  in m), one multiply per row × scenario;
+  in m). A group's rows share one unit and one pool, so its PnL depends on its rows only through
+  Σ delta_usd and Σ value0_usd: one ``reduceat`` each over the whole book, then one
+  groups × scenarios product. Per-row results (``keep_rows``) are one rows × scenarios product,
+  summed into groups by the same runs (the from-scratch twin of the group sums);
 - *option rows*: Black-76 on the shocked forward F·(1+m) with the DTE-scaled shocked IV, minus the
-  base value, computed in cache-sized row chunks.
+  base value, computed in cache-sized row chunks, on worker threads for large books (the two
+  normal CDFs per element dominate and release the GIL).
 
 PnL is measured in each pool's margin currency: for a row whose pool's margin currency moves in
 the scenario (a coin-margined pool), pnl = (V0 + ΔV)/(P0·(1+m_mc)) − V0/P0; otherwise ΔV/P0.
@@ -20,7 +25,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import NamedTuple, TypeVar
 
@@ -30,15 +35,25 @@ from scipy.special import ndtr
 
 from core.margin.scenarios import ScenarioMatrix
 
-__all__ = ["DeltaBlock", "EngineResult", "OptionBlock", "RiskBook", "scenario_pnl", "worst_losses"]
+__all__ = [
+    "DeltaBlock",
+    "EngineResult",
+    "OptionBlock",
+    "RiskBook",
+    "Runs",
+    "scenario_pnl",
+    "worst_losses",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
-# Elements (rows × scenarios) per chunk: keeps each temporary (256 KiB) inside the L2 cache.
+# Option elements (rows × scenarios) per chunk: keeps each temporary (256 KiB) near the L2 cache.
 _CHUNK_ELEMS = 1 << 15
-# Books at least this large (rows × scenarios) are re-priced on all cores.
+# Option blocks at least this large (rows × scenarios) are valued on worker threads: the normal
+# CDFs dominate and release the GIL. Delta rows never use threads: they are a few whole-book
+# array passes, where thread hand-offs cost more than the second core saves.
 _PARALLEL_MIN_ELEMS = 1 << 18
 _WORKERS = max(1, min(8, os.cpu_count() or 1))
 _EXECUTOR: ThreadPoolExecutor | None = None
@@ -52,18 +67,22 @@ def _executor() -> ThreadPoolExecutor:
     return _EXECUTOR
 
 
-def _segments(group: IntArray) -> tuple[IntArray, IntArray]:
-    """Start index and group id of each run of equal ``group`` values.
+class Runs(NamedTuple):
+    """The contiguous run of rows of each group in a block: first row and group id per run."""
 
-    The rows of one group must be contiguous (any group order): a group met twice is refused.
-    """
+    starts: IntArray
+    group: IntArray
+
+
+def _runs(group: IntArray) -> Runs:
+    """Runs of equal ``group`` values; a group met in two runs is refused (rows not contiguous)."""
     if group.size == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return Runs(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]).astype(np.int64)
     seg_group = group[starts]
     if np.unique(seg_group).size != seg_group.size:
         raise ValueError("the rows of each group must be contiguous")
-    return starts, seg_group
+    return Runs(starts, seg_group)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +161,10 @@ class RiskBook:
     ``group_unit``/``group_pool`` map a group to its unit row and pool; ``pool_mc_price_usd`` is
     each pool's margin-currency USD price and ``pool_mc_unit`` its unit row (−1 when the margin
     currency is not a risk unit, e.g. USDT).
+
+    ``delta_runs``/``option_runs`` (derived, not passed) locate each group's rows; they are found
+    once here, where contiguity is checked, so every ``scenario_pnl`` call sums groups by
+    ``reduceat`` over known runs instead of re-deriving them.
     """
 
     delta: DeltaBlock
@@ -150,21 +173,35 @@ class RiskBook:
     group_pool: IntArray
     pool_mc_price_usd: FloatArray
     pool_mc_unit: IntArray
+    delta_runs: Runs = field(init=False, repr=False, compare=False)
+    option_runs: Runs = field(init=False, repr=False, compare=False)
 
     @property
     def n_groups(self) -> int:
         return int(self.group_unit.size)
 
     def __post_init__(self) -> None:
-        for block in (self.delta, self.option):
-            _segments(block.group)  # raises if unsorted
+        # frozen: derived fields are set once, here
+        object.__setattr__(self, "delta_runs", _runs(self.delta.group))
+        object.__setattr__(self, "option_runs", _runs(self.option.group))
         if not np.all(self.pool_mc_price_usd > 0):
             raise ValueError("margin-currency prices must be > 0")
+        # group-level sums (delta rows) take the unit and pool of the group, not of each row
+        for block in (self.delta, self.option):
+            if not (
+                np.array_equal(block.unit, self.group_unit[block.group])
+                and np.array_equal(block.pool, self.group_pool[block.group])
+            ):
+                raise ValueError("every row must have the unit and pool of its group")
 
 
 @dataclass(frozen=True, slots=True)
 class EngineResult:
-    """Group PnL (G × S, margin currency, unweighted) and, if kept, per-row PnL matrices."""
+    """Group PnL (G × S, margin currency, unweighted) and, if kept, per-row PnL matrices.
+
+    ``delta_pnl`` (rows × S) is the transposed view of a scenarios-major array; index it
+    freely, but take ``np.ascontiguousarray`` before handing it to code that needs C order.
+    """
 
     group_pnl: FloatArray
     delta_pnl: FloatArray | None
@@ -186,7 +223,7 @@ class _Rows(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class _BlockPlan:
-    """Per-call bookkeeping of one block, computed once (not per chunk).
+    """Per-call bookkeeping of the option block, computed once (not per chunk).
 
     ``chunks`` hold one unit each and never cut a group, so chunks write disjoint rows of the
     group matrix; ``mc_rows`` are the rows whose margin currency moves
@@ -202,12 +239,25 @@ class _BlockPlan:
     mc_unit: IntArray
 
 
-def _plan(
-    book: RiskBook, group: IntArray, unit: IntArray, pool: IntArray, joint: bool, n_cols: int
-) -> _BlockPlan:
+def _group_mc_unit(book: RiskBook, joint: bool) -> IntArray:
+    """Per group, the unit row whose move re-prices its pool's margin currency, or −1.
+
+    In a joint matrix every unit moves in every column, so a coin-margined pool's margin
+    currency moves for all its groups; in a per-unit matrix column s of a group is only its own
+    unit's scenario, so the margin currency moves only for the group of that very unit.
+    """
+    mc: IntArray = book.pool_mc_unit[book.group_pool]
+    if joint:
+        return mc
+    out: IntArray = np.where(mc == book.group_unit, mc, -1)
+    return out
+
+
+def _plan(book: RiskBook, block: OptionBlock, group_mc: IntArray, n_cols: int) -> _BlockPlan:
     """Cut a block into one-unit chunks of about ``_CHUNK_ELEMS`` elements at group starts."""
+    group, unit = block.group, block.unit
     n = int(group.size)
-    starts, seg_group = _segments(group)
+    starts, seg_group = book.option_runs
     target = max(1, _CHUNK_ELEMS // max(n_cols, 1))
     chunks: list[_Rows] = []
     if n:
@@ -227,12 +277,9 @@ def _plan(
                 lo = int(starts[s_lo])
                 hi = int(starts[s_hi]) if s_hi < starts.size else n
                 chunks.append(_Rows(lo, hi, s_lo, s_hi, int(seg_unit[s_lo])))
-    p0 = book.pool_mc_price_usd[pool]
-    mc_unit_of_row = book.pool_mc_unit[pool]
-    if joint:
-        mc_rows = np.flatnonzero(mc_unit_of_row >= 0)
-    else:
-        mc_rows = np.flatnonzero(mc_unit_of_row == unit)
+    p0 = book.pool_mc_price_usd[block.pool]
+    mc_of_row = group_mc[group]
+    mc_rows = np.flatnonzero(mc_of_row >= 0)
     return _BlockPlan(
         chunks,
         starts,
@@ -240,7 +287,7 @@ def _plan(
         1.0 / p0,
         bool(np.any(p0 != 1.0)),
         mc_rows,
-        mc_unit_of_row[mc_rows],
+        mc_of_row[mc_rows],
     )
 
 
@@ -280,25 +327,67 @@ def _convert_and_reduce(
         g[plan.seg_group[s_lo:s_hi]] += sums.T
 
 
-def _delta_sum_first(
-    c: _Rows, d: DeltaBlock, plan: _BlockPlan, matrix: ScenarioMatrix, g: FloatArray
-) -> bool:
-    """Add a delta chunk's group PnL without materialising rows × scenarios; False if it can't.
+def _delta_group_pnl(book: RiskBook, matrix: ScenarioMatrix, group_mc: IntArray) -> FloatArray:
+    """Group PnL (G × S) of the delta rows from per-group sums, without rows × scenarios work.
 
-    A delta row's PnL is delta·m/P0, linear in the unit's move m, so a group's sum is
-    (Σ delta/P0)·m: summing the rows first turns rows × scenarios multiplications into
-    rows + groups × scenarios. Rows whose margin currency itself moves (coin-margined pools)
-    are not linear in m and take the element-wise path; so do per-row results (contributions).
+    All rows of a group share its unit (move m) and pool (price P0, margin-currency move m_mc),
+    and a delta row's PnL is (δ·m)/P0, or (V0 + δ·m)/(P0·(1 + m_mc)) − V0/P0 where the margin
+    currency moves. Both are linear in (δ, V0), so with B = Σδ/P0 and A = ΣV0/P0 over the
+    group's rows the group PnL is B·m, or (A + B·m)/(1 + m_mc) − A: one ``reduceat`` over the
+    book's group runs per sum, then one groups × scenarios product. ``_delta_row_pnl`` is the
+    row-by-row twin (tests hold the two equal).
     """
-    lo, hi, s_lo, s_hi, unit = c
-    r_lo, r_hi = np.searchsorted(plan.mc_rows, (lo, hi))
-    if r_hi > r_lo:
-        return False
-    if s_hi > s_lo:
-        w = d.delta_usd[lo:hi] * plan.inv_p0[lo:hi] if plan.scale else d.delta_usd[lo:hi]
-        per_group = np.add.reduceat(w, plan.starts[s_lo:s_hi] - lo)
-        g[plan.seg_group[s_lo:s_hi]] += np.multiply.outer(per_group, matrix.price_move_t[:, unit])
-    return True
+    d = book.delta
+    n_groups = book.n_groups
+    inv_p0 = 1.0 / book.pool_mc_price_usd[book.group_pool]
+    b = _group_sums(d.delta_usd, book.delta_runs, n_groups)
+    b *= inv_p0
+    g: FloatArray = matrix.price_move[book.group_unit]  # a fresh (G × S) array
+    g *= b[:, None]
+    mc_groups = np.flatnonzero(group_mc >= 0)
+    if mc_groups.size:
+        v0_sum = _group_sums(d.value0_usd, book.delta_runs, n_groups)
+        a = (inv_p0[mc_groups] * v0_sum[mc_groups])[:, None]
+        growth = 1.0 + matrix.price_move[group_mc[mc_groups]]
+        g[mc_groups] = (a + g[mc_groups]) / growth - a
+    return g
+
+
+def _delta_row_pnl(book: RiskBook, matrix: ScenarioMatrix, group_mc: IntArray) -> FloatArray:
+    """Per-row PnL of the delta rows, element by element, as a (scenarios × rows) array.
+
+    pnl = δ·m/P0, or (V0 + δ·m)/(P0·(1 + m_mc)) − V0/P0 where the pool's margin currency moves.
+    Scenarios are the outer axis so every pass (the multiply, the per-group ``reduceat``) runs
+    along long contiguous rows; rows come ordered by unit, so each unit's rows take one
+    broadcast multiply with its scenario moves, written straight into the result.
+    """
+    d = book.delta
+    inv_p0 = 1.0 / book.pool_mc_price_usd[d.pool]
+    w = d.delta_usd * inv_p0
+    cols: FloatArray = np.empty((matrix.n_scenarios, d.size))
+    if d.size:
+        unit_starts = np.flatnonzero(np.r_[True, d.unit[1:] != d.unit[:-1]])
+        move_t = matrix.price_move_t
+        for lo, hi in pairwise([*(int(i) for i in unit_starts), d.size]):
+            np.multiply(move_t[:, d.unit[lo], None], w[lo:hi], out=cols[:, lo:hi])
+    mc_of_row = group_mc[d.group]
+    mc_rows = np.flatnonzero(mc_of_row >= 0)
+    if mc_rows.size:
+        v0 = d.value0_usd[mc_rows] * inv_p0[mc_rows]
+        growth = 1.0 + matrix.price_move_t[:, mc_of_row[mc_rows]]
+        cols[:, mc_rows] = (v0 + cols[:, mc_rows]) / growth - v0
+    return cols
+
+
+def _group_sums(values: FloatArray, runs: Runs, n_groups: int) -> FloatArray:
+    """Per-group sums along the last (rows) axis of ``values``, whose groups are ``runs``.
+
+    (rows,) gives (G,); (S × rows) gives (G × S), with ``reduceat`` along contiguous rows.
+    """
+    out: FloatArray = np.zeros((n_groups, *values.shape[:-1]))
+    if runs.starts.size:
+        out[runs.group] = np.add.reduceat(values, runs.starts, axis=-1).T
+    return out
 
 
 def _run_chunks(n_elems: int, bounds: list[_Chunk], work: Callable[[_Chunk], None]) -> None:
@@ -392,9 +481,13 @@ def scenario_pnl(book: RiskBook, matrix: ScenarioMatrix, *, keep_rows: bool = Tr
     """Re-price every row of ``book`` in every column of ``matrix``; sum rows into groups.
 
     Returns margin-currency PnL (unweighted; apply ``matrix.weight`` for losses). With
-    ``keep_rows`` the per-row matrices are returned for per-position contributions. Each
-    cache-sized chunk of rows is valued, converted and reduced into its groups while it is still
-    in cache; chunks never split a group, so worker threads write disjoint group rows.
+    ``keep_rows`` the per-row matrices are returned for per-position contributions.
+
+    Delta rows cost a few whole-book array operations (per-group sums then one groups ×
+    scenarios product, or with ``keep_rows`` one rows × scenarios product summed by group).
+    Option rows are valued in cache-sized chunks, each converted and reduced into its groups
+    while still in cache; chunks never split a group, so worker threads write disjoint group
+    rows.
 
     Examples
     --------
@@ -403,25 +496,21 @@ def scenario_pnl(book: RiskBook, matrix: ScenarioMatrix, *, keep_rows: bool = Tr
     (1, 35)
     """
     s = matrix.n_scenarios
-    g = np.zeros((book.n_groups, s))
-    d, o = book.delta, book.option
-    _ = (matrix.price_move_t, matrix.vol_shock_t)  # build the cached layouts before any thread
-    d_rows = np.empty((d.size, s)) if keep_rows else None
+    o = book.option
+    group_mc = _group_mc_unit(book, matrix.joint)
+    d_rows: FloatArray | None = None
+    if keep_rows:
+        d_cols = _delta_row_pnl(book, matrix, group_mc)  # scenarios × rows
+        g = _group_sums(d_cols, book.delta_runs, book.n_groups)
+        d_rows = d_cols.T
+    else:
+        g = _delta_group_pnl(book, matrix, group_mc)
     o_rows = np.empty((o.size, s)) if keep_rows else None
-    d_plan = _plan(book, d.group, d.unit, d.pool, matrix.joint, s)
-
-    def delta_work(c: _Rows) -> None:
-        if d_rows is None and _delta_sum_first(c, d, d_plan, matrix, g):
-            return
-        # ΔV = delta × m as (scenarios × rows): one broadcast multiply, the unit's column
-        vals = np.multiply(matrix.price_move_t[:, c.unit, None], d.delta_usd[c.lo : c.hi])
-        _convert_and_reduce(vals, d.value0_usd, d_plan, c, matrix, g, d_rows)
-
-    _run_chunks(d.size * s, d_plan.chunks, delta_work)
     if o.size:
+        _ = (matrix.price_move_t, matrix.vol_shock_t)  # build the cached layouts before any thread
         pre = _option_pre(o, matrix)
         value0 = o.size_usd * pre[-1]  # current Black-76 value of each row, USD
-        o_plan = _plan(book, o.group, o.unit, o.pool, matrix.joint, s)
+        o_plan = _plan(book, o, group_mc, s)
 
         def option_work(c: _Rows) -> None:
             vals = _option_chunk(o, matrix, pre, c)

@@ -57,7 +57,11 @@ def _brackets_for(p: PricedPosition, params: MarginParams) -> PositionMargin:
 def _loan_lines(
     book: PoolBook, params: MarginParams, wallets: Iterable[WalletKind] | None = None
 ) -> list[tuple[str, Decimal]]:
-    """(asset, loan MM USD) per borrowed asset in ``wallets`` (all of the pool's by default)."""
+    """(asset, loan MM USD) per borrowed asset in ``wallets`` (all of the pool's by default).
+
+    Only margin loans (``loan`` + ``interest``) carry loan MM (Binance uniMMR FAQ: "margin loan
+    × MMR"); a negative futures wallet balance is not a loan, it only lowers equity.
+    """
     chosen = set(wallets) if wallets is not None else None
     owed: dict[str, Decimal] = {}
     for b in book.balances:
@@ -95,7 +99,9 @@ class UnifiedModel:
             im += pm.im_usd
             mm += pm.mm_usd
             contributions.append(
-                PositionContribution(p.key, p.unit, p.booked_value_usd(), None, pm.mm_usd)
+                PositionContribution(
+                    p.key, p.unit, p.booked_value_usd(), None, pm.mm_usd, p.position.side
+                )
             )
         for asset, loan_mm in _loan_lines(book, params):
             im += loan_mm
@@ -148,7 +154,9 @@ class StandardModel:
                 im += pm.im_usd
                 mm += pm.mm_usd
                 contributions.append(
-                    PositionContribution(p.key, p.unit, p.booked_value_usd(), None, pm.mm_usd)
+                    PositionContribution(
+                        p.key, p.unit, p.booked_value_usd(), None, pm.mm_usd, p.position.side
+                    )
                 )
             for asset, loan_mm in _loan_lines(book, params, [w]):
                 im += loan_mm

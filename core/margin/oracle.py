@@ -31,7 +31,9 @@ class OracleResult:
     worst_id: dict[str, str] = field(default_factory=dict)
     im_unit: dict[str, float] = field(default_factory=dict)
     mm_unit: dict[str, float] = field(default_factory=dict)
-    crash_loss: float | None = None
+    roll_unit: dict[str, float] = field(default_factory=dict)
+    crash_raw: float | None = None
+    crash_weighted: float | None = None
     im: float = 0.0
     mm: float = 0.0
     pnl: dict[str, list[float]] = field(default_factory=dict)  # per unit, per scenario
@@ -57,7 +59,7 @@ def oracle_scenarios_for(unit: str, p: ScenarioParams) -> list[tuple[str, float,
     r, n = p.price_range_frac, p.buckets
     for name, vol in (("up", p.vol_up_frac), ("same", 0.0), ("down", -p.vol_down_frac)):
         for i in range(2 * n + 1):
-            m = -r + i * (2.0 * r) / (2 * n)
+            m = r * (i - n) / n
             out.append((f"{unit}:grid:{m:+.4f}:vol-{name}", m, vol, 1.0))
     for m in p.extended_moves:
         w = r / (2.0 * abs(m)) if abs(m) <= 1.0 else r / (2.0 * m * m)
@@ -75,7 +77,7 @@ class _Item:
     unit: str
     value: Valuer
     delta_usd: float  # d(value)/d(move) at 0
-    dated_t: float | None = None
+    futures_coin: float = 0.0  # |size in coin| of a future or perp (roll shock), else 0
 
 
 def _holding(q: float, s: float) -> Valuer:
@@ -129,15 +131,14 @@ def _items(book: PoolBook, params: MarginParams, units: tuple[str, ...]) -> list
             inst = p.position.instrument
             q = float(p.units)
             entry, mark, qu = float(p.position.entry_price), float(p.mark), float(p.quote_usd)
-            t_fut = None
-            if inst.expiry is not None and not inst.is_option:
-                t_fut = (inst.expiry - book.as_of).total_seconds() / (365.0 * 86400.0)
             if inst.kind is InstrumentKind.SPOT:
                 items.append(_Item(p.key, u, _holding(q, s), q * s))
             elif inst.is_linear:
-                items.append(_Item(p.key, u, _linear(q, entry, mark, qu), q * mark * qu, t_fut))
+                lin = _linear(q, entry, mark, qu)
+                items.append(_Item(p.key, u, lin, q * mark * qu, abs(q)))
             elif inst.is_inverse:
-                items.append(_Item(p.key, u, _inverse(q, entry, mark, s), q * s / entry, t_fut))
+                inv = _inverse(q, entry, mark, s)
+                items.append(_Item(p.key, u, inv, q * s / entry, abs(q) / mark))
             else:
                 if p.forward is None or p.iv is None or p.t_years is None:
                     raise ValueError(f"the oracle needs a priced option with an IV: {p.key}")
@@ -228,20 +229,20 @@ def oracle_scenario(book: PoolBook, params: MarginParams) -> OracleResult:
         scan = max(0.0, best[0])
         res.scan[u], res.worst_id[u], worst_move[u] = scan, best[1], best[2]
         s_usd = float(book.price_usd(u))
-        deltas, roll_sum = [], 0.0
+        deltas, futures_coin = [], 0.0
         for it in items:
             if it.unit != u:
                 continue
             v0 = it.value(0.0, 0.0)
             d_mc = (it.delta_usd - (v0 if mc == u else 0.0)) / s_usd
             deltas.append(d_mc)
-            if it.dated_t is not None:
-                roll_sum += abs(d_mc) * max(it.dated_t, 1.0 / 365.0)
+            futures_coin += it.futures_coin
         net = abs(sum(deltas))
         gross = sum(abs(x) for x in deltas)
         s_mc = s_usd / p0
         charge = (sp.delta_unhedged_frac * net + sp.delta_hedged_frac * (gross - net) / 2.0) * s_mc
-        roll = sp.roll_move_annual_frac * roll_sum * s_mc
+        roll = sp.roll_move_annual_frac * futures_coin * s_mc  # perps too, no time scaling
+        res.roll_unit[u] = roll
         im_after[u] = max(scan, charge) + roll
     credits = dict.fromkeys(units, 0.0)
     for off in params.offsets:
@@ -257,9 +258,40 @@ def oracle_scenario(book: PoolBook, params: MarginParams) -> OracleResult:
     res.mm = sum(res.mm_unit.values())
     if params.crash.enabled and units:
         cr = params.crash
-        moves = dict.fromkeys(units, cr.move_frac)
-        total = oracle_joint_pnl(book, params, moves, dict.fromkeys(units, cr.vol_up_frac))
-        res.crash_loss = max(0.0, -total * cr.weight)
-        res.im = max(res.im, res.crash_loss)
-        res.mm = max(res.mm, cr.mm_factor * res.crash_loss)
+        raw = weighted = 0.0
+        for u in units:  # one unit's PnL at a time, all units moved: the same joint world
+            moves = dict.fromkeys(units, cr.move_frac)
+            vols = dict.fromkeys(units, cr.vol_up_frac)
+            pnl_u = _unit_joint_pnl(book, params, u, moves, vols)
+            r = params.scenario_for(u).price_range_frac
+            m = abs(cr.move_frac)
+            w = r / (2.0 * m) if m <= 1.0 else r / (2.0 * m * m)
+            raw += pnl_u
+            weighted += cr.weight * w * pnl_u
+        res.crash_raw = max(0.0, -raw)
+        res.crash_weighted = max(0.0, -weighted)
+        res.im = max(res.im, res.crash_weighted)
+        res.mm = max(res.mm, cr.mm_factor * res.crash_weighted)
     return res
+
+
+def _unit_joint_pnl(
+    book: PoolBook,
+    params: MarginParams,
+    unit: str,
+    moves: Mapping[str, float],
+    vol_shocks: Mapping[str, float],
+) -> float:
+    """Margin-currency PnL of ``unit``'s items when every unit moves at once."""
+    units = pool_units(book, params)
+    mc = book.pool.margin_currency.code
+    p0 = float(book.mc_price_usd)
+    mc_move = moves.get(mc, 0.0) if mc in units else 0.0
+    total = 0.0
+    for it in _items(book, params, units):
+        if it.unit != unit:
+            continue
+        v0 = it.value(0.0, 0.0)
+        v1 = it.value(moves.get(it.unit, 0.0), vol_shocks.get(it.unit, 0.0))
+        total += v1 / (p0 * (1 + mc_move)) - v0 / p0
+    return total

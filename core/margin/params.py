@@ -29,6 +29,7 @@ __all__ = [
     "SizeScaledFutureParams",
     "StandardParams",
     "Thresholds",
+    "VenueLevels",
     "bracket_cums",
     "validate_brackets",
 ]
@@ -49,8 +50,12 @@ class FrozenModel(BaseModel):
 
 
 class Thresholds(FrozenModel):
-    """Margin-ratio levels of a pool (DESIGN §3.3; defaults are Binance PM Pro's bands).
+    """The desk's own margin-ratio levels of a pool (DESIGN §3.3), which set ``desk_level``.
 
+    ``ratio ≤ warn`` → warn, ``≤ call`` → call (a margin call is raised), ``≤ reduce_only`` →
+    reduce_only, ``≤ liquidation`` → liquidation. The defaults copy Binance PM Pro's numbers;
+    a desk should put ``call`` at or above its venue's margin-call level (``VenueLevels``) so
+    it acts before the venue restricts the account (``pmr config check`` warns otherwise).
     ``target`` is where a margin call restores the ratio to; ``buffer_frac`` is added on top for
     price moves while the cure is in flight (target·(1 + buffer)).
     """
@@ -71,6 +76,33 @@ class Thresholds(FrozenModel):
             )
         if self.target < self.call:
             raise ValueError(f"target ({self.target}) must be >= call ({self.call})")
+        return self
+
+
+class VenueLevels(FrozenModel):
+    """The venue's own ratio levels of a pool, which set ``venue_band`` (DESIGN §3.2).
+
+    Defaults: Binance Portfolio Margin Pro ("maintenance margin ratio calculation" FAQ):
+    uniMMR > 1.5 normal; 1.2 < r ≤ 1.5 margin_call; 1.05 < r ≤ 1.2 reduce_only;
+    1.0 < r ≤ 1.05 liquidation; r ≤ 1.0 bankrupt. Each level is the ratio at or below which
+    the venue enters that band. ``max_withdraw_ratio``: the venue lets collateral out down to
+    this ratio, max withdraw = max(E − max_withdraw_ratio·MM, 0) (Binance PM: 1.2).
+    """
+
+    margin_call: float = Field(1.5, gt=0)
+    reduce_only: float = Field(1.2, gt=0)
+    liquidation: float = Field(1.05, gt=0)
+    bankrupt: float = Field(1.0, gt=0)
+    max_withdraw_ratio: float = Field(1.2, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> VenueLevels:
+        if not (self.margin_call >= self.reduce_only >= self.liquidation >= self.bankrupt):
+            raise ValueError(
+                "venue levels must satisfy margin_call >= reduce_only >= liquidation >= "
+                f"bankrupt, got {self.margin_call} / {self.reduce_only} / {self.liquidation} / "
+                f"{self.bankrupt}"
+            )
         return self
 
 
@@ -210,6 +242,8 @@ class ScenarioParams(FrozenModel):
     extreme_multiplier: float = Field(2.0, gt=0)
     extreme_weight: float = Field(0.35, gt=0, le=1)
     mm_factor: float = Field(0.8, gt=0, le=1)
+    # Deribit roll shock: IM += this × Σ |size in coin| × price over the unit's futures and
+    # perpetuals (a minimum annualised basis move, not scaled by time to expiry).
     roll_move_annual_frac: float = Field(0.0, ge=0, le=1)
     delta_unhedged_frac: float = Field(0.0, ge=0, le=1)
     delta_hedged_frac: float = Field(0.0, ge=0, le=1)
@@ -241,11 +275,19 @@ class OffsetCredit(FrozenModel):
 
 
 class CrashScenario(FrozenModel):
-    """The joint "crypto crash": every unit moves by ``move_frac`` at once with vol up."""
+    """The joint "crypto crash": every unit moves by ``move_frac`` at once with vol up.
+
+    Each unit's crash PnL is weighted like the extended tail table (Paradex portfolio margin:
+    R_u/(2|m|) for |m| ≤ 1, R_u/(2m²) above, R_u = the unit's ``price_range_frac``), times
+    ``weight``; the weighted crash loss max(0, −Σ_u weight·w_u·PnL_u) floors IM (and
+    ``mm_factor`` × it floors MM). So the crash is a floor against over-credited cross-unit
+    offsets and losses the grid misses, not the IM of every directional book (DESIGN §3.2):
+    a linear position's weighted crash loss is R/(2|m|)·|m|·notional, half its own scan.
+    """
 
     move_frac: float = Field(-0.3, gt=-1, lt=0)
     vol_up_frac: float = Field(0.5, ge=0)
-    weight: float = Field(1.0, gt=0, le=1)
+    weight: float = Field(1.0, gt=0, le=1, description="extra scale on the tail weights")
     mm_factor: float = Field(0.8, gt=0, le=1, description="MM = mm_factor × weighted crash loss")
     enabled: bool = True
 
@@ -301,6 +343,7 @@ class MarginParams(FrozenModel):
 
     max_price_age_s: float = Field(120.0, gt=0, description="older prices are refused as stale")
     thresholds: Thresholds = Thresholds()
+    venue_levels: VenueLevels = VenueLevels()
     loan_leverage: Literal[3, 5, 10] = 3
     loan_mmr_by_leverage: dict[int, float] = Field(
         default_factory=lambda: dict(DEFAULT_LOAN_MMR_BY_LEVERAGE)

@@ -2,12 +2,12 @@
 
 A file carries one pool's balances, positions (with their instrument definitions), prices and
 margin parameters, so margin can be computed without a desk configuration. Errors name the
-file and the key path, like the desk loader's.
+file and the key path (``positions[0].qty``) like the desk loader's, and the file is read by
+``core.files``, like every file pmr reads.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
 
-from core.config import InstrumentCfg
+from core.config import InstrumentCfg, validation_problems
 from core.domain import (
     Asset,
     Balance,
@@ -28,6 +28,7 @@ from core.domain import (
     WalletKind,
 )
 from core.errors import ConfigError, DataError, UnknownAssetError
+from core.files import read_json_file
 from core.margin.params import FrozenModel, MarginParams
 
 __all__ = ["PortfolioFile", "load_params", "load_portfolio_file", "parse_portfolio"]
@@ -127,11 +128,7 @@ class PortfolioFile(FrozenModel):
 
 
 def _errors(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors(include_url=False):
-        loc = ".".join(str(x) for x in err["loc"])
-        lines.append(f"{loc}: {str(err['msg']).removeprefix('Value error, ')}")
-    return "\n  ".join(lines)
+    return "\n  ".join(validation_problems(exc))
 
 
 def parse_portfolio(data: Mapping[str, Any], *, source: str = "<memory>") -> PortfolioFile:
@@ -142,19 +139,10 @@ def parse_portfolio(data: Mapping[str, Any], *, source: str = "<memory>") -> Por
         raise ConfigError(f"invalid portfolio {source}:\n  {_errors(exc)}", file=source) from None
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("file not found", file=str(path)) from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"malformed JSON: {exc}", file=str(path)) from None
-
-
 def load_portfolio_file(path: str | Path, params_path: str | Path | None = None) -> PortfolioFile:
     """Read a portfolio JSON; keys of an optional params JSON override its ``params`` block."""
     p = Path(path)
-    data = _read_json(p)
+    data = read_json_file(p, what="portfolio")
     if not isinstance(data, dict):
         raise ConfigError("a portfolio file must hold a JSON object", file=str(p))
     if params_path is not None:
@@ -167,7 +155,7 @@ def load_portfolio_file(path: str | Path, params_path: str | Path | None = None)
 def load_params(path: str | Path) -> dict[str, Any]:
     """Read and validate a margin-parameters JSON (the ``params`` block on its own)."""
     p = Path(path)
-    data = _read_json(p)
+    data = read_json_file(p, what="margin params")
     if not isinstance(data, dict):
         raise ConfigError("a params file must hold a JSON object", file=str(p))
     try:

@@ -6,9 +6,17 @@ measures in the coin). ``deficit(r*) = max(0, r*·MM − E)`` is what a margin c
 for a siloed (``standard``) pool it is the sum of each silo's own deficit, because collateral in
 one silo does not help another.
 
-Status bands (Binance Portfolio Margin Pro, "maintenance margin ratio calculation"):
-``ratio > warn`` normal; ``call < ratio ≤ warn`` margin call; ``reduce_only < ratio ≤ call``
-reduce-only; ``liquidation < ratio ≤ reduce_only`` liquidation; ``ratio ≤ liquidation`` bankrupt.
+A report names two statuses apart (DESIGN §3.2):
+
+- ``venue_band``: where the *venue* puts the account, from the pool's ``VenueLevels``
+  (Binance Portfolio Margin Pro, "maintenance margin ratio calculation": ratio > 1.5 normal;
+  1.2 < r ≤ 1.5 margin_call; 1.05 < r ≤ 1.2 reduce_only; 1.0 < r ≤ 1.05 liquidation;
+  r ≤ 1.0 bankrupt);
+- ``desk_level``: where the *desk's own* thresholds put it (``Thresholds``: r > warn ok;
+  call < r ≤ warn warn; reduce_only < r ≤ call call; liquidation < r ≤ reduce_only
+  reduce_only; r ≤ liquidation liquidation). Margin calls are raised on ``desk_level``.
+
+Both are upper-inclusive like Binance's ("120 % < uniMMR ≤ 150 %: margin call").
 """
 
 from __future__ import annotations
@@ -23,19 +31,21 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from core.domain import MarginModelKind
-from core.margin.params import Thresholds
+from core.domain import MarginModelKind, PositionSide
+from core.margin.params import Thresholds, VenueLevels
 
 __all__ = [
     "AssetReport",
-    "Band",
+    "DeskLevel",
     "MarginReport",
     "ModelOutput",
     "PositionContribution",
     "SiloReport",
     "UnitRisk",
-    "band_for",
+    "VenueBand",
+    "desk_level_for",
     "to_dec",
+    "venue_band_for",
 ]
 
 _ZERO = Decimal(0)
@@ -50,8 +60,8 @@ def to_dec(x: float, *, quantum: Decimal = _MONEY_Q) -> Decimal:
     return Decimal(repr(float(x))).quantize(quantum)
 
 
-class Band(StrEnum):
-    """Status band of a pool's margin ratio (Binance PM Pro bands, thresholds from config)."""
+class VenueBand(StrEnum):
+    """The venue's own status band of a pool (Binance PM Pro names, levels ``VenueLevels``)."""
 
     NORMAL = "normal"
     MARGIN_CALL = "margin_call"
@@ -60,20 +70,51 @@ class Band(StrEnum):
     BANKRUPT = "bankrupt"
 
 
-def band_for(ratio: Decimal | None, equity_usd: Decimal, thresholds: Thresholds) -> Band:
-    """Return the band of ``ratio`` (``None`` = no margin requirement)."""
+class DeskLevel(StrEnum):
+    """The desk's own level of a pool (its ``Thresholds``); calls are raised from ``CALL`` down."""
+
+    OK = "ok"
+    WARN = "warn"
+    CALL = "call"
+    REDUCE_ONLY = "reduce_only"
+    LIQUIDATION = "liquidation"
+
+    @property
+    def needs_margin_call(self) -> bool:
+        """At or below the pool's ``call`` threshold: collateral must be brought in."""
+        return self in (DeskLevel.CALL, DeskLevel.REDUCE_ONLY, DeskLevel.LIQUIDATION)
+
+
+def venue_band_for(ratio: Decimal | None, equity_usd: Decimal, levels: VenueLevels) -> VenueBand:
+    """Return the venue's band of ``ratio`` (``None`` = no margin requirement)."""
     if ratio is None:
-        return Band.NORMAL if equity_usd >= 0 else Band.BANKRUPT
+        return VenueBand.NORMAL if equity_usd >= 0 else VenueBand.BANKRUPT
+    r = float(ratio)
+    if r > levels.margin_call:
+        return VenueBand.NORMAL
+    if r > levels.reduce_only:
+        return VenueBand.MARGIN_CALL
+    if r > levels.liquidation:
+        return VenueBand.REDUCE_ONLY
+    if r > levels.bankrupt:
+        return VenueBand.LIQUIDATION
+    return VenueBand.BANKRUPT
+
+
+def desk_level_for(ratio: Decimal | None, equity_usd: Decimal, thresholds: Thresholds) -> DeskLevel:
+    """Return the desk's level of ``ratio`` (``None`` = no margin requirement)."""
+    if ratio is None:
+        return DeskLevel.OK if equity_usd >= 0 else DeskLevel.LIQUIDATION
     r = float(ratio)
     if r > thresholds.warn:
-        return Band.NORMAL
+        return DeskLevel.OK
     if r > thresholds.call:
-        return Band.MARGIN_CALL
+        return DeskLevel.WARN
     if r > thresholds.reduce_only:
-        return Band.REDUCE_ONLY
+        return DeskLevel.CALL
     if r > thresholds.liquidation:
-        return Band.LIQUIDATION
-    return Band.BANKRUPT
+        return DeskLevel.REDUCE_ONLY
+    return DeskLevel.LIQUIDATION
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +150,9 @@ class PositionContribution:
     """What one position (or a wallet holding, ``balance:<ASSET>``) adds to the margin.
 
     ``worst_loss_usd``: its weighted loss in its unit's worst scenario (``scenario`` model);
-    ``mm_usd``: its own maintenance margin (``unified`` and ``standard`` models).
+    ``mm_usd``: its own maintenance margin (``unified`` and ``standard`` models);
+    ``side``: the position's leg (``both``, or ``long``/``short`` in hedge mode, whose ``key``
+    ends in ``:long``/``:short``); ``None`` for holdings, cash and loans.
     """
 
     key: str
@@ -117,6 +160,7 @@ class PositionContribution:
     value_usd: Decimal
     worst_loss_usd: Decimal | None
     mm_usd: Decimal | None
+    side: PositionSide | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +183,8 @@ class ModelOutput:
     im_usd: Decimal
     mm_usd: Decimal
     worst_scenarios: tuple[UnitRisk, ...] = ()
-    crash_loss_usd: Decimal | None = None
+    crash_loss_raw_usd: Decimal | None = None
+    crash_loss_weighted_usd: Decimal | None = None
     contributions: tuple[PositionContribution, ...] = ()
     silos: tuple[SiloReport, ...] = ()
 
@@ -150,7 +195,10 @@ class MarginReport:
 
     ``ratio`` = adjusted equity / MM (``None`` when MM is 0); for a ``standard`` pool it is the
     weakest silo's ratio, since that silo is liquidated first. ``capital_efficiency`` = standard
-    (siloed) MM / this model's MM.
+    (siloed) MM / this model's MM. ``venue_band`` is the venue's status of the account and
+    ``desk_level`` the desk's own (module docstring); ``margin_call_due`` reads the latter.
+    ``crash_loss_raw_usd`` is the joint crash's unweighted loss, ``crash_loss_weighted_usd``
+    the tail-weighted loss that floors IM (``scenario`` model only).
 
     Examples
     --------
@@ -169,16 +217,24 @@ class MarginReport:
     im_usd: Decimal
     mm_usd: Decimal
     ratio: Decimal | None
-    band: Band
+    venue_band: VenueBand
+    desk_level: DeskLevel
     max_withdraw_usd: Decimal
     standard_mm_usd: Decimal | None  # None when the standard rules lack parameters for a position
     capital_efficiency: Decimal | None
     thresholds: Thresholds
+    venue_levels: VenueLevels
     assets: tuple[AssetReport, ...] = ()
     worst_scenarios: tuple[UnitRisk, ...] = ()
-    crash_loss_usd: Decimal | None = None
+    crash_loss_raw_usd: Decimal | None = None
+    crash_loss_weighted_usd: Decimal | None = None
     contributions: tuple[PositionContribution, ...] = ()
     silos: tuple[SiloReport, ...] = field(default=())
+
+    @property
+    def margin_call_due(self) -> bool:
+        """The desk's own level is at or below ``call``: raise a margin call for this pool."""
+        return self.desk_level.needs_margin_call
 
     def deficit(self, target_ratio: float | Decimal) -> Decimal:
         """USD of adjusted equity needed to restore ``target_ratio``: max(0, r*·MM − E).

@@ -27,7 +27,7 @@ from core.errors import DataError
 from core.margin.book import PoolBook, PricedPosition
 from core.margin.engine import DeltaBlock, FloatArray, IntArray, OptionBlock, RiskBook
 from core.margin.params import MarginParams
-from core.margin.pricing import vol_shock_scale, year_fraction
+from core.margin.pricing import vol_shock_scale
 
 __all__ = ["RowLabels", "build_risk_book", "pool_units"]
 
@@ -44,7 +44,7 @@ class RowLabels:
     delta_keys: tuple[str, ...]
     option_keys: tuple[str, ...]
     delta_kinds: tuple[str, ...]  # instrument kind, "balance" or "cash" per delta row
-    delta_t_years: tuple[float | None, ...]  # time to expiry of dated futures, else None
+    delta_roll_coin: tuple[float, ...]  # |size in coin| of futures and perps (roll shock), else 0
 
 
 def _ia(x: list[int]) -> IntArray:
@@ -86,7 +86,7 @@ class _DeltaRows(_Rows):
     delta_usd: list[float]
     value0_usd: list[float]
     kinds: list[str]
-    t_years: list[float | None]
+    roll_coin: list[float]
 
     def add_delta(
         self,
@@ -95,13 +95,13 @@ class _DeltaRows(_Rows):
         delta: float,
         value: float,
         kind: str,
-        t: float | None = None,
+        roll_coin: float = 0.0,
     ) -> None:
         self.add(*where, key)
         self.delta_usd.append(delta)
         self.value0_usd.append(value)
         self.kinds.append(kind)
-        self.t_years.append(t)
+        self.roll_coin.append(roll_coin)
 
 
 def build_risk_book(
@@ -160,9 +160,6 @@ def build_risk_book(
                     v = units_f * s_usd
                     d.add_delta(where, pos.key, v, v, inst.kind.value)
                 elif inst.is_linear or inst.is_inverse:
-                    t = None
-                    if inst.expiry is not None:
-                        t = year_fraction(inst.expiry, book.as_of)
                     entry, mark, q_usd = (
                         float(pos.position.entry_price),
                         float(pos.mark),
@@ -171,10 +168,12 @@ def build_risk_book(
                     if inst.is_linear:
                         delta = units_f * mark * q_usd
                         value = units_f * (mark - entry) * q_usd
+                        size_coin = abs(units_f)
                     else:  # USD face: coin PnL × coin price moves by N·S·m/entry
                         delta = units_f * s_usd / entry
                         value = units_f * (1.0 / entry - 1.0 / mark) * s_usd
-                    d.add_delta(where, pos.key, delta, value, inst.kind.value, t)
+                        size_coin = abs(units_f) / mark  # face / mark: coin-equivalent size
+                    d.add_delta(where, pos.key, delta, value, inst.kind.value, size_coin)
                 else:
                     if pos.iv is None:
                         raise DataError(
@@ -241,6 +240,6 @@ def build_risk_book(
         tuple(d.keys[i] for i in d_ord),
         tuple(o.keys[i] for i in o_ord),
         tuple(d.kinds[i] for i in d_ord),
-        tuple(d.t_years[i] for i in d_ord),
+        tuple(d.roll_coin[i] for i in d_ord),
     )
     return risk, labels

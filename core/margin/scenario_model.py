@@ -6,13 +6,21 @@ portfolio-margin docs, in the shape DESIGN §3.2 fixes:
 - scan risk of a unit = the largest weighted loss over its grid (price × vol, extended table,
   optional SPAN extremes), every position fully re-priced (``core.margin.engine``);
 - minimum delta charge = (unhedged·|net Δ| + hedged·(gross Δ − |net Δ|)/2) × spot;
-- roll shock = annualised basis move × Σ |Δ| × spot × max(time to expiry, 1 day) over dated
-  futures (Deribit's contingency for offsetting futures of different expiries);
+- roll shock = ``roll_move_annual_frac`` × Σ |size in coin| × spot over the unit's futures
+  *and perpetuals* (DESIGN §3.2, Deribit: Σ|q| × minimum annualised move × price; a linear
+  contract's size is qty × contract size, an inverse one's is face / mark), not scaled by time
+  to expiry: a short inverse perp at 0.5 % carries 0.5 % of its coin-equivalent size;
 - IM_u = max(scan, delta charge) + roll; an ``OffsetCredit`` gives back ``credit_frac`` of the
   smaller scan risk of two units whose worst scenarios move in opposite directions (a long/short
   pair of correlated coins, OCC/SPAN inter-commodity credit), half to each unit;
-- MM_u = mm_factor_u × IM_u; the joint crash (all units move together, vol up) floors the total:
-  IM = max(Σ IM_u, crash loss), MM = max(Σ MM_u, crash.mm_factor × crash loss).
+- MM_u = mm_factor_u × IM_u; the joint crash (all units move together, vol up) floors the total.
+  Each unit's crash PnL is weighted like the extended tail table, w_u = crash.weight ·
+  R_u/(2|m|) (R_u/(2m²) above 100 %), so a directional book is margined by its own scan (a
+  linear position's weighted crash loss is exactly half its scan) and the crash is a floor only
+  where the joint move finds what the scans and credits miss (a loss reached at the crash move
+  but not on the grid, offsets credited more than the joint move supports): weighted loss
+  C = max(0, −Σ_u w_u·PnL_u), IM = max(Σ IM_u, C), MM = max(Σ MM_u, crash.mm_factor × C).
+  The raw (unweighted) loss max(0, −Σ_u PnL_u) is reported next to it.
 
 Everything is computed in the pool's margin currency and reported in USD.
 """
@@ -28,7 +36,13 @@ from core.margin.engine import RiskBook, scenario_pnl, worst_losses
 from core.margin.params import MarginParams
 from core.margin.report import ModelOutput, PositionContribution, UnitRisk, to_dec
 from core.margin.riskbook import RowLabels, build_risk_book
-from core.margin.scenarios import ScenarioMatrix, crash_matrix, stack_grids, unit_grid
+from core.margin.scenarios import (
+    ScenarioMatrix,
+    crash_matrix,
+    extended_weight,
+    stack_grids,
+    unit_grid,
+)
 
 __all__ = ["evaluate_scenario", "unit_deltas"]
 
@@ -38,14 +52,15 @@ _FRAC_Q = Decimal("1e-6")
 
 def unit_deltas(
     risk: RiskBook, labels: RowLabels, book: PoolBook
-) -> tuple[dict[int, list[float]], dict[int, list[tuple[float, float]]]]:
-    """Coin deltas (in margin-currency terms) per unit row, and (|Δ|, T) of dated futures.
+) -> tuple[dict[int, list[float]], dict[int, float]]:
+    """Coin deltas (in margin-currency terms) per unit row, and Σ |futures size in coin| per unit.
 
     A row's delta is d(PnL in margin currency)/d(move) at m = 0, divided by the unit's coin
-    price: (ΔV′ − V0·[margin currency moves with this unit]) / S.
+    price: (ΔV′ − V0·[margin currency moves with this unit]) / S. The futures sizes (perps and
+    dated futures, ``RowLabels.delta_roll_coin``) are what the roll shock is charged on.
     """
     deltas: dict[int, list[float]] = {}
-    dated: dict[int, list[tuple[float, float]]] = {}
+    roll_coin: dict[int, float] = {}
     d, o = risk.delta, risk.option
     mc_unit = risk.pool_mc_unit
     for i in range(d.size):
@@ -54,9 +69,7 @@ def unit_deltas(
         shocked = mc_unit[d.pool[i]] == u
         delta = (d.delta_usd[i] - (d.value0_usd[i] if shocked else 0.0)) / s_usd
         deltas.setdefault(u, []).append(delta)
-        t = labels.delta_t_years[i]
-        if t is not None:
-            dated.setdefault(u, []).append((abs(delta), t))
+        roll_coin[u] = roll_coin.get(u, 0.0) + labels.delta_roll_coin[i]
     if o.size:
         fwd_delta = o.delta()
         value0 = o.size_usd * o.base_value()
@@ -67,11 +80,33 @@ def unit_deltas(
             dv = o.size_usd[i] * fwd_delta[i] * o.forward[i]
             delta = (dv - (value0[i] if shocked else 0.0)) / s_usd
             deltas.setdefault(u, []).append(float(delta))
-    return deltas, dated
+    return deltas, roll_coin
 
 
 def _unit_matrix(labels: RowLabels, params: MarginParams) -> ScenarioMatrix:
     return stack_grids([unit_grid(u, params.scenario_for(u)) for u in labels.units])
+
+
+def _crash_losses(risk: RiskBook, labels: RowLabels, params: MarginParams) -> tuple[float, float]:
+    """(raw, weighted) joint-crash loss in margin currency, each floored at 0.
+
+    Raw = −Σ_u PnL_u; weighted = −Σ_u w_u·PnL_u with w_u = crash.weight × the extended-table
+    weight of the crash move at the unit's own range R_u (Paradex: R/(2|m|), R/(2m²) above
+    100 %). Gains of one unit offset losses of another: the crash is one world.
+    """
+    crash = params.crash
+    cres = scenario_pnl(risk, crash_matrix(labels.units, crash), keep_rows=False)
+    pnl_unit = np.zeros(len(labels.units))
+    np.add.at(pnl_unit, risk.group_unit, cres.group_pnl[:, 0])
+    weights = np.array(
+        [
+            crash.weight * extended_weight(crash.move_frac, params.scenario_for(u).price_range_frac)
+            for u in labels.units
+        ]
+    )
+    raw = max(0.0, -float(pnl_unit.sum()))
+    weighted = max(0.0, -float((weights * pnl_unit).sum()))
+    return raw, weighted
 
 
 def evaluate_scenario(book: PoolBook, params: MarginParams) -> ModelOutput:
@@ -88,7 +123,7 @@ def evaluate_scenario(book: PoolBook, params: MarginParams) -> ModelOutput:
     scan[risk.group_unit] = scan_g  # one pool: one group per unit
     worst[risk.group_unit] = worst_g
     p0 = float(book.mc_price_usd)
-    deltas, dated = unit_deltas(risk, labels, book)
+    deltas, roll_coin = unit_deltas(risk, labels, book)
 
     im = np.zeros(n)
     delta_charge = np.zeros(n)
@@ -101,11 +136,7 @@ def evaluate_scenario(book: PoolBook, params: MarginParams) -> ModelOutput:
         delta_charge[u] = (
             sp.delta_unhedged_frac * net + sp.delta_hedged_frac * (gross - net) / 2.0
         ) * s_mc
-        roll[u] = (
-            sp.roll_move_annual_frac
-            * sum(a * max(t, 1.0 / 365.0) for a, t in dated.get(u, []))
-            * s_mc
-        )
+        roll[u] = sp.roll_move_annual_frac * roll_coin.get(u, 0.0) * s_mc
         im[u] = max(scan[u], delta_charge[u]) + roll[u]
 
     credit = np.zeros(n)
@@ -124,13 +155,12 @@ def evaluate_scenario(book: PoolBook, params: MarginParams) -> ModelOutput:
     )
     im_total, mm_total = float(im_after.sum()), float(mm_u.sum())
 
-    crash_loss: float | None = None
+    crash_raw: float | None = None
+    crash_weighted: float | None = None
     if params.crash.enabled:
-        cm = crash_matrix(labels.units, params.crash)
-        cres = scenario_pnl(risk, cm, keep_rows=False)
-        crash_loss = max(0.0, -float(cres.group_pnl[:, 0].sum()) * params.crash.weight)
-        im_total = max(im_total, crash_loss)
-        mm_total = max(mm_total, params.crash.mm_factor * crash_loss)
+        crash_raw, crash_weighted = _crash_losses(risk, labels, params)
+        im_total = max(im_total, crash_weighted)
+        mm_total = max(mm_total, params.crash.mm_factor * crash_weighted)
 
     units_out = []
     for u in range(n):
@@ -154,6 +184,7 @@ def evaluate_scenario(book: PoolBook, params: MarginParams) -> ModelOutput:
     if res.delta_pnl is None or res.option_pnl is None:
         raise RuntimeError("engine did not keep per-row PnL")
     booked = {p.key: p.booked_value_usd() for p in book.positions}
+    sides = {p.key: p.position.side for p in book.positions}
     contributions: list[PositionContribution] = []
     for rows_pnl, keys, block, value0 in (
         (res.delta_pnl, labels.delta_keys, risk.delta, risk.delta.value0_usd),
@@ -171,12 +202,14 @@ def evaluate_scenario(book: PoolBook, params: MarginParams) -> ModelOutput:
                     value_usd=value if value is not None else to_dec(float(value0[i])),
                     worst_loss_usd=to_dec(loss),
                     mm_usd=None,
+                    side=sides.get(key),
                 )
             )
     return ModelOutput(
         im_usd=to_dec(im_total * p0),
         mm_usd=to_dec(mm_total * p0),
         worst_scenarios=tuple(units_out),
-        crash_loss_usd=None if crash_loss is None else to_dec(crash_loss * p0),
+        crash_loss_raw_usd=None if crash_raw is None else to_dec(crash_raw * p0),
+        crash_loss_weighted_usd=None if crash_weighted is None else to_dec(crash_weighted * p0),
         contributions=tuple(contributions),
     )

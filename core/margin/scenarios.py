@@ -67,7 +67,9 @@ def unit_grid(unit: str, p: ScenarioParams) -> UnitGrid:
     moves: list[float] = []
     vols: list[float] = []
     weights: list[float] = []
-    price_moves = np.linspace(-r, r, 2 * n + 1)
+    # r·(i − n)/n rather than linspace: the middle move is exactly 0 (no direction, so it can
+    # never earn an offset credit by a rounding sign) and the oracle writes the same formula.
+    price_moves = r * (np.arange(2 * n + 1) - n) / n
     for vol_name, vol in (("up", p.vol_up_frac), ("same", 0.0), ("down", -p.vol_down_frac)):
         for m in price_moves:
             ids.append(f"{unit}:grid:{m:+.4f}:vol-{vol_name}")

@@ -28,9 +28,10 @@ from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
 
 from core.clock import Clock, ns_to_datetime
-from core.domain import Asset, Balance, MarkPrice, WalletKind, to_decimal
+from core.domain import Asset, Balance, MarkPrice, PositionSide, WalletKind, to_decimal
 from core.errors import DataError, OutcomeUnknown, VenueError, VenueRejected
 from core.margin.params import Bracket
+from core.venues.errors import ClockSkewRejected
 from core.venues.wallets import binance_transfer_type
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "ConvertResult",
     "DepositReport",
     "DuplicateIdempotencyKey",
+    "MarginOrderResult",
     "PositionReport",
     "TransferHistoryRow",
     "TransferIntent",
@@ -70,7 +72,9 @@ class TransferStatus(StrEnum):
 class TransferIntent:
     """What was (or is about to be) sent under one idempotency key.
 
-    ``ts_sent_ns`` is when the request left; history matching searches around it.
+    ``ts_sent_ns`` is when the request left, on the venue's clock as the adapter knew it (the
+    desk's clock less the measured offset, the same time ccxt signed with); history matching
+    searches around it.
     """
 
     key: str
@@ -133,7 +137,10 @@ class TransferStatusReport:
 
 @dataclass(frozen=True, slots=True)
 class PositionReport:
-    """A futures position as the venue reports it; ``qty`` in contracts, signed."""
+    """A futures position as the venue reports it; ``qty`` in contracts, signed.
+
+    ``side`` is the hedge-mode leg (``long``/``short``) or ``both`` in one-way mode.
+    """
 
     venue: str
     wallet: WalletKind
@@ -143,6 +150,7 @@ class PositionReport:
     mark_price: Decimal
     unrealized_pnl: Decimal
     margin_asset: Asset
+    side: PositionSide = PositionSide.BOTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +182,28 @@ class ConvertResult:
 
 
 @dataclass(frozen=True, slots=True)
+class MarginOrderResult:
+    """A MARKET order on the cross-margin book, as the venue reports it.
+
+    It converts ``from_amount`` of ``from_asset`` into ``to_amount`` of ``to_asset`` inside the
+    margin wallet (a SELL of the base asset, or a BUY spending the quote asset). ``key`` is our
+    idempotency key, sent as Binance's ``newClientOrderId``.
+    """
+
+    venue: str
+    key: str
+    order_id: str
+    symbol: str
+    side: Literal["BUY", "SELL"]
+    status: str  # Binance order status: FILLED, PARTIALLY_FILLED, EXPIRED ...
+    from_asset: Asset
+    to_asset: Asset
+    from_amount: Decimal
+    to_amount: Decimal
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class WithdrawalReceipt:
     """A withdrawal the venue accepted (it is credited on the far side later)."""
 
@@ -202,7 +232,11 @@ class DepositReport:
 
 @dataclass(frozen=True, slots=True)
 class VenueCapabilities:
-    """What a venue supports, declared as data (STYLE rule 5)."""
+    """What a venue supports, declared as data (STYLE rule 5).
+
+    ``conversion_wallets`` and ``route_kinds`` come from the exchange's record in
+    :mod:`core.venues.capabilities`, the same data the desk check reads.
+    """
 
     exchange: str
     transfer_types: frozenset[str]
@@ -210,6 +244,9 @@ class VenueCapabilities:
     required_ccxt_has: tuple[str, ...]
     weight_limits_per_min: Mapping[str, int]
     asset_decimals: Mapping[str, int] = field(default_factory=dict)
+    conversion_wallets: Mapping[str, frozenset[WalletKind]] = field(default_factory=dict)
+    route_kinds: frozenset[str] = frozenset()
+    portfolio_margin: bool = False
 
 
 @runtime_checkable
@@ -255,6 +292,14 @@ class Venue(Protocol):
     ) -> ConvertQuote: ...
 
     def accept_quote(self, quote: ConvertQuote) -> ConvertResult: ...
+
+    def margin_order(
+        self, from_asset: Asset, to_asset: Asset, from_amount: Decimal, idempotency_key: str
+    ) -> MarginOrderResult: ...
+
+    def lookup_margin_order(
+        self, key: str, from_asset: Asset, to_asset: Asset
+    ) -> MarginOrderResult | None: ...
 
     def deposit_address(self, asset: Asset, network: str) -> str: ...
 
@@ -331,6 +376,18 @@ class BaseVenue(abc.ABC):
         self._journal: dict[str, _JournalEntry] = {}
 
     # -- backend hooks ------------------------------------------------------------------------
+    def _venue_offset_ns(self) -> int:
+        """Desk clock minus venue clock as last measured (0 until a backend measures it)."""
+        return 0
+
+    def venue_now_ns(self) -> int:
+        """Now on the venue's clock, as best known: the desk's clock less the measured offset.
+
+        Every time the venue template stamps (a transfer's send time, a lookup's window) is on
+        the venue's clock, so matching the venue's own history works whatever the desk's skew.
+        """
+        return self._clock.timestamp_ns() - self._venue_offset_ns()
+
     @abc.abstractmethod
     def _send_transfer(self, intent: TransferIntent) -> tuple[str, TransferStatus]:
         """Send one transfer exactly once; return the venue's id and its status.
@@ -389,7 +446,10 @@ class BaseVenue(abc.ABC):
 
         Validation and wallet mapping happen before any request; an unknown wallet pair raises
         ``TransferNotAllowed``; a key already used raises ``DuplicateIdempotencyKey``.
-        ``OutcomeUnknown`` means: call :meth:`lookup_transfer` before anything else.
+        ``OutcomeUnknown`` (no answer) and ``ClockSkewRejected`` (Binance -1021: refused, not
+        applied, clock already re-synced) both mean: call :meth:`lookup_transfer` before
+        anything else; the key stays held until then, and ``forget_transfer`` frees it after a
+        ``not_found``.
 
         Examples
         --------
@@ -409,19 +469,21 @@ class BaseVenue(abc.ABC):
                 venue=self.name,
             )
         requested = to_decimal(amount, "amount")
-        t0 = self._clock.timestamp_ns()
+        t0 = self.venue_now_ns()
         intent = TransferIntent(idempotency_key, asset, sent, src, dst, t0, venue_type)
         entry = _JournalEntry(intent)
         self._journal[idempotency_key] = entry
         try:
             venue_id, status = self._send_transfer(intent)
-        except OutcomeUnknown:
-            raise  # the journal keeps the intent: lookup_transfer can find it
+        except (OutcomeUnknown, ClockSkewRejected):
+            # The journal keeps the intent: a resend under this key is refused until
+            # lookup_transfer has looked (a -1021 was not applied, but is never resent blind).
+            raise
         except VenueError:
             del self._journal[idempotency_key]  # refused: nothing applied, the key is free
             raise
         entry.venue_transfer_id = venue_id
-        t1 = self._clock.timestamp_ns()
+        t1 = self.venue_now_ns()
         return TransferReceipt(
             venue=self.name,
             key=idempotency_key,
@@ -452,9 +514,7 @@ class BaseVenue(abc.ABC):
             self._journal[key] = entry
         intent = entry.intent
         start = intent.ts_sent_ns - 5_000_000_000
-        end = max(
-            self._clock.timestamp_ns(), intent.ts_sent_ns + round(self._lookup_window_s * 1e9)
-        )
+        end = max(self.venue_now_ns(), intent.ts_sent_ns + round(self._lookup_window_s * 1e9))
         rows = self._transfer_history(intent, start, end)
         if entry.venue_transfer_id is not None:
             for r in rows:
@@ -496,5 +556,9 @@ class BaseVenue(abc.ABC):
                 )
 
     def forget_transfer(self, key: str) -> None:
-        """Drop a key whose lookup said NOT_FOUND after the window, so it may be resent."""
+        """Drop a key whose lookup said NOT_FOUND, so it may be resent.
+
+        After a timeout, only once the lookup window has passed (a slow venue may still book
+        it); after a ``ClockSkewRejected`` at once (the venue refused it before processing).
+        """
         self._journal.pop(key, None)

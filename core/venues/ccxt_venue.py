@@ -11,6 +11,11 @@ What the adapter owns (DESIGN §6):
   ccxt's isolated-margin fallback for unknown account names can never happen;
 - the retry policy: ccxt's own retries are off (``maxRetriesOnFailure = 0``: ccxt would re-send a
   timed-out POST); reads retry here with backoff, writes never;
+- the venue's clock: on ``-1021`` (request stamped outside Binance's window) it re-measures the
+  offset to the venue's ``serverTime`` into ccxt's own ``options['timeDifference']`` (which
+  ccxt's ``nonce()`` subtracts from every signed timestamp) and retries a read once; a write is
+  raised as :class:`~core.venues.errors.ClockSkewRejected` for the caller to look up first.
+  Times the adapter stamps (receipts, lookup windows, freshness) are on the venue's clock too;
 - error classification by URL path and Binance code (:mod:`core.venues.errors`);
 - rate limits per API family with Binance weights, honouring 429/418 ``Retry-After``;
 - the transfer fields ccxt leaves ``None`` (timestamp, status, amount, wallets) on the receipt;
@@ -20,6 +25,7 @@ What the adapter owns (DESIGN §6):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -32,10 +38,12 @@ from core.clock import Clock, ns_to_datetime
 from core.domain import Asset, Balance, MarkPrice, WalletKind
 from core.errors import (
     DataError,
+    OutcomeUnknown,
     RateLimited,
     TransferNotAllowed,
     VenueError,
     VenueFatal,
+    VenueRejected,
 )
 from core.margin.params import Bracket
 from core.venues import parse
@@ -44,6 +52,8 @@ from core.venues.base import (
     ConvertQuote,
     ConvertResult,
     DepositReport,
+    DuplicateIdempotencyKey,
+    MarginOrderResult,
     PositionReport,
     TransferHistoryRow,
     TransferIntent,
@@ -51,7 +61,14 @@ from core.venues.base import (
     VenueCapabilities,
     WithdrawalReceipt,
 )
-from core.venues.errors import is_retryable, translate_ccxt_errors
+from core.venues.capabilities import EXCHANGE_CAPABILITIES, ConversionMethod
+from core.venues.errors import (
+    ClockSkewRejected,
+    api_family,
+    is_retryable,
+    translate_ccxt_errors,
+)
+from core.venues.parse_orders import parse_margin_order
 from core.venues.ratelimit import SAPI_UID_FAMILY, WeightLimiter, budget_family, request_weight
 from core.venues.wallets import BINANCE_TRANSFER_TYPES
 
@@ -81,6 +98,21 @@ _ACCOUNT_NAME: Mapping[WalletKind, str] = {
     WalletKind.OPTIONS: "option",
     WalletKind.PM: "portfolio_margin",
 }
+
+
+# Binance ``newClientOrderId``: "^[\.A-Z\:/a-z0-9_-]{1,36}$" (spot/margin "New order").
+_CLIENT_ORDER_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
+
+
+def _client_order_id(key: str, venue: str) -> str:
+    if not isinstance(key, str) or not _CLIENT_ORDER_ID_RE.match(key):
+        raise DataError(
+            "an order key must be 1-36 characters of A-Z a-z 0-9 . : / _ - (Binance "
+            "newClientOrderId)",
+            key=key,
+            venue=venue,
+        )
+    return key
 
 
 def canonical_path(url: str) -> str:
@@ -180,6 +212,8 @@ class CcxtVenue(BaseVenue):
         self.limiter = WeightLimiter(clock, weight_limits_per_min)
         self._weight_limits = dict(weight_limits_per_min)
         self.http_requests = 0
+        self.clock_syncs = 0
+        self._order_keys: set[str] = set()
         self.request_log: list[tuple[str, str]] = []
         self._headers = _LazyHeaders(exchange)
         self._configure_exchange()
@@ -190,20 +224,38 @@ class CcxtVenue(BaseVenue):
         ex.enableRateLimit = False  # our limiter, with Binance weights, replaces ccxt's
         ex.options["maxRetriesOnFailure"] = 0  # never let ccxt re-send a timed-out POST
         ex.options["maxRetriesOnFailureDelay"] = 0
+        # ccxt's own start-up sync (adjustForTimeDifference) runs inside fetch_markets, *after*
+        # load_markets has sent the signed /sapi/v1/capital/config/getall, so it cannot save the
+        # first signed request; we re-sync on -1021 instead (``sync_clock``), into the same
+        # options['timeDifference'] that ccxt's nonce() subtracts.
         ex.options["adjustForTimeDifference"] = False
+        ex.options["timeDifference"] = 0
         ex.enableLastResponseHeaders = True
         clock = self._clock
         ex.milliseconds = lambda: clock.timestamp_ns() // 1_000_000
         ex.seconds = lambda: clock.timestamp_ns() // 1_000_000_000
         ex.microseconds = lambda: clock.timestamp_ns() // 1_000
+        original_sign = ex.sign
         original_fetch = ex.fetch
+
+        def limited_sign(*args: Any, **kwargs: Any) -> Any:
+            # Take the weight *before* the request is stamped, as ccxt's own throttle does in
+            # fetch2: a wait for the window after signing would age the timestamp past the
+            # venue's recvWindow (-1021). If we waited, sign again with a fresh timestamp.
+            request = original_sign(*args, **kwargs)
+            method, path = str(request["method"]), canonical_path(str(request["url"]))
+            waited_s = self.limiter.acquire(
+                budget_family(method, path), request_weight(method, path)
+            )
+            if waited_s > 0:
+                request = original_sign(*args, **kwargs)
+            return request
 
         def limited_fetch(
             url: str, method: str = "GET", headers: Any = None, body: Any = None
         ) -> Any:
             path = canonical_path(url)
             family = budget_family(method, path)
-            self.limiter.acquire(family, request_weight(method, path))
             self.http_requests += 1
             self.request_log.append((method, path))
             try:
@@ -221,6 +273,7 @@ class CcxtVenue(BaseVenue):
                 self.limiter.observe_used(family, int(used))
             return result
 
+        ex.sign = limited_sign
         ex.fetch = limited_fetch
 
     @property
@@ -230,13 +283,20 @@ class CcxtVenue(BaseVenue):
 
     @property
     def capabilities(self) -> VenueCapabilities:
+        caps = EXCHANGE_CAPABILITIES[str(self._ex.id)]
+        wallets = frozenset(WalletKind) - (
+            frozenset() if self.portfolio_margin else caps.pm_wallets
+        )
         return VenueCapabilities(
             exchange=str(self._ex.id),
             transfer_types=frozenset(BINANCE_TRANSFER_TYPES.values()),
-            wallets=frozenset(WalletKind),
+            wallets=wallets,
             required_ccxt_has=BINANCE_REQUIRED_HAS,
             weight_limits_per_min=self._weight_limits,
             asset_decimals=dict(self._asset_decimals),
+            conversion_wallets={m.value: ws for m, ws in caps.conversion_wallets.items()},
+            route_kinds=caps.route_kinds,
+            portfolio_margin=self.portfolio_margin,
         )
 
     def check_capabilities(self) -> None:
@@ -247,9 +307,66 @@ class CcxtVenue(BaseVenue):
                 "the ccxt exchange lacks required methods", venue=self.name, missing=missing
             )
 
+    # -- the venue's clock ---------------------------------------------------------------------
+    @property
+    def time_difference_ms(self) -> int:
+        """Desk clock minus venue clock, in ms, as last measured (ccxt ``timeDifference``)."""
+        return int(self._ex.options.get("timeDifference") or 0)
+
+    def _venue_offset_ns(self) -> int:
+        return self.time_difference_ms * 1_000_000
+
+    def sync_clock(self, family: str = "api") -> int:
+        """Measure the desk-minus-venue clock offset and make ccxt sign with venue time.
+
+        Reads ``serverTime`` from the family's own time endpoint (``/api/v3/time``,
+        ``/fapi/v1/time``, ``/dapi/v1/time``; wallet, PM and options requests are checked
+        against the spot cluster's) and stores ``desk_ms − serverTime`` in ccxt's
+        ``options['timeDifference']``, exactly as ccxt's ``load_time_difference()`` does;
+        ccxt's ``nonce()`` then stamps every signed request ``milliseconds() −
+        timeDifference``. (ccxt's ``fetch_time`` can only reach ``/dapi/v1/time`` with a
+        ``subType`` parameter it also sends to the venue, so the endpoint is called here.)
+
+        Returns the new offset in ms (positive: the desk's clock is ahead).
+        """
+        match family:
+            case "fapi":
+                endpoint = self._ex.fapiPublicGetTime
+            case "dapi":
+                endpoint = self._ex.dapiPublicGetTime
+            case _:
+                endpoint = self._ex.publicGetTime
+        with translate_ccxt_errors(
+            "sync_clock", self.name, is_write=False, response_headers=self._headers
+        ):
+            answer = endpoint({})
+        server_ms = int(answer["serverTime"])
+        offset_ms = int(self._ex.milliseconds()) - server_ms
+        self._ex.options["timeDifference"] = offset_ms
+        self.clock_syncs += 1
+        return offset_ms
+
+    def _resync_after(self, exc: ClockSkewRejected) -> ClockSkewRejected:
+        """Re-sync on the family of the refused request; return ``exc`` with the outcome."""
+        _, path = self.request_log[-1] if self.request_log else ("GET", "/api/v3/time")
+        try:
+            offset_ms = self.sync_clock(api_family(path))
+        except VenueError as sync_exc:
+            return ClockSkewRejected(
+                exc.message, **{**exc.context, "resynced": False, "resync_error": str(sync_exc)}
+            )
+        return ClockSkewRejected(
+            exc.message, **{**exc.context, "resynced": True, "time_difference_ms": offset_ms}
+        )
+
     def _read(self, op: str, call: Callable[[], T], **ctx: object) -> T:
-        """Run a read with our retry policy: transient errors retry with backoff."""
+        """Run a read with our retry policy: transient errors retry with backoff.
+
+        A ``-1021`` (clock skew) re-syncs to the venue's clock and retries at once, once; it
+        does not count as a failed attempt.
+        """
         attempt = 0
+        resynced = False
         while True:
             attempt += 1
             try:
@@ -258,6 +375,14 @@ class CcxtVenue(BaseVenue):
                 ):
                     self._ensure_markets()
                     return call()
+            except ClockSkewRejected as exc:
+                if resynced:
+                    raise
+                synced = self._resync_after(exc)
+                if synced.context.get("resynced") is not True:
+                    raise synced from exc
+                resynced = True
+                attempt -= 1
             except VenueError as exc:
                 if attempt >= self._max_read_attempts or not is_retryable(exc, is_write=False):
                     raise
@@ -266,12 +391,20 @@ class CcxtVenue(BaseVenue):
                 # RateLimited: the limiter already paused this API family for Retry-After.
 
     def _write(self, op: str, call: Callable[[], T], **ctx: object) -> T:
-        """Run a write exactly once; errors are translated, never retried here."""
-        with translate_ccxt_errors(
-            op, self.name, is_write=True, response_headers=self._headers, **ctx
-        ):
-            self._ensure_markets()
-            return call()
+        """Run a write exactly once; errors are translated, never retried here.
+
+        A ``-1021`` re-syncs the clock before it is raised, so the caller's resend (after its
+        lookup) is stamped on the venue's time.
+        """
+        if not self._ex.markets:
+            self.load_markets()  # a read: its own retries and clock re-sync, before the write
+        try:
+            with translate_ccxt_errors(
+                op, self.name, is_write=True, response_headers=self._headers, **ctx
+            ):
+                return call()
+        except ClockSkewRejected as exc:
+            raise self._resync_after(exc) from exc
 
     def _ensure_markets(self) -> None:
         if not self._ex.markets:
@@ -376,7 +509,7 @@ class CcxtVenue(BaseVenue):
         w = WalletKind.parse(str(wallet), where=f"mark prices on {self.name}")
         marks = parse.parse_premium_index(self.name, self._premium_index(w, "fetch_mark_prices"))
         if max_age_s is not None:
-            now = self._clock.now()
+            now = ns_to_datetime(self.venue_now_ns())  # marks are stamped by the venue's clock
             for m in marks:
                 m.check_fresh(now, max_age_s)
         return marks
@@ -448,16 +581,23 @@ class CcxtVenue(BaseVenue):
         from_amount: Decimal,
         wallet: WalletKind = WalletKind.SPOT,
     ) -> ConvertQuote:
-        """Ask for a Binance Convert quote (POST /sapi/v1/convert/getQuote) from spot or funding."""
+        """Ask for a Binance Convert quote (POST /sapi/v1/convert/getQuote) from spot or funding.
+
+        Any other wallet is refused before a request (the exchange's capability record): convert
+        collateral in the margin wallet with :meth:`margin_order`.
+        """
+        problem = EXCHANGE_CAPABILITIES[str(self._ex.id)].swap_problem(
+            ConversionMethod.CONVERT, wallet
+        )
+        if problem is not None:
+            raise TransferNotAllowed(problem, venue=self.name, wallet=str(wallet))
         match wallet:
             case WalletKind.SPOT:
                 wallet_type = "SPOT"
             case WalletKind.FUNDING:
                 wallet_type = "FUNDING"
-            case _:
-                raise TransferNotAllowed(
-                    "Binance Convert works on spot or funding wallets only", wallet=str(wallet)
-                )
+            case _:  # pragma: no cover - the capability record admits spot and funding only
+                raise TransferNotAllowed("no Binance Convert walletType", wallet=str(wallet))
         amount = self.prepare_amount(from_asset, from_amount)
         q = self._read(
             "convert_quote",
@@ -502,6 +642,120 @@ class CcxtVenue(BaseVenue):
             to_amount=quote.to_amount,
         )
 
+    # -- margin orders ------------------------------------------------------------------------
+    def _margin_market(
+        self, from_asset: Asset, to_asset: Asset
+    ) -> tuple[str, Literal["BUY", "SELL"]]:
+        """The spot/margin market converting ``from_asset`` into ``to_asset``, and the side."""
+        for symbol, side in (
+            (f"{from_asset.code}/{to_asset.code}", "SELL"),
+            (f"{to_asset.code}/{from_asset.code}", "BUY"),
+        ):
+            market = self._ex.markets.get(symbol)
+            if market is not None and market.get("spot"):
+                return symbol, "SELL" if side == "SELL" else "BUY"
+        raise TransferNotAllowed(
+            "no spot/margin market between the two assets",
+            venue=self.name,
+            from_asset=from_asset.code,
+            to_asset=to_asset.code,
+        )
+
+    def _margin_params(self, key: str) -> dict[str, Any]:
+        # A Portfolio Margin account trades margin through papi; a classic one through sapi.
+        mode: dict[str, Any] = (
+            {"portfolioMargin": True} if self.portfolio_margin else {"marginMode": "cross"}
+        )
+        return {**mode, "newClientOrderId": key}
+
+    def margin_order(
+        self, from_asset: Asset, to_asset: Asset, from_amount: Decimal, idempotency_key: str
+    ) -> MarginOrderResult:
+        """Convert inside the cross-margin wallet with one MARKET order, sent once.
+
+        Binance Convert works from spot or funding only; collateral that sits in the margin
+        wallet (a Portfolio Margin account's included) is converted by trading it on the
+        margin book instead: ``POST /sapi/v1/margin/order`` (``/papi/v1/margin/order`` on a PM
+        account), no borrowing. A SELL when ``from_asset`` is the base (DOGE → USDT sells
+        DOGEUSDT), a BUY spending ``quoteOrderQty`` when it is the quote. The key goes out as
+        ``newClientOrderId``; Binance keeps that unique among *open* orders only, so a filled
+        order's key could be reused: an unanswered order (``OutcomeUnknown``) or a ``-1021``
+        refusal is looked up with :meth:`lookup_margin_order` before any resend, and a second
+        send under a held key raises ``DuplicateIdempotencyKey``.
+
+        Examples
+        --------
+        >>> venue.margin_order(Asset("DOGE"), Asset("USDT"), Decimal("400000"),
+        ...                    "call-7-s2")  # doctest: +SKIP
+        """
+        key = _client_order_id(idempotency_key, self.name)
+        if key in self._order_keys:
+            raise DuplicateIdempotencyKey(
+                "an order with this key was already sent; look it up instead",
+                key=key,
+                venue=self.name,
+            )
+        if not self._ex.markets:
+            self.load_markets()
+        symbol, side = self._margin_market(from_asset, to_asset)
+        amount = self.prepare_amount(from_asset, from_amount)
+        params = self._margin_params(key)
+        if side == "BUY":
+            params["quoteOrderQty"] = str(amount)  # a BUY spends the quote asset
+
+        def call() -> Any:
+            if side == "SELL":
+                return self._ex.create_order(symbol, "market", "sell", str(amount), None, params)
+            return self._ex.create_order(symbol, "market", "buy", None, None, params)
+
+        self._order_keys.add(key)
+        try:
+            order = self._write(
+                "margin_order",
+                call,
+                asset=from_asset.code,
+                to_asset=to_asset.code,
+                amount=str(amount),
+                key=key,
+            )
+        except (OutcomeUnknown, ClockSkewRejected):
+            raise  # the key stays held: look the order up first
+        except VenueError:
+            self._order_keys.discard(key)  # refused: nothing traded, the key is free
+            raise
+        return parse_margin_order(self.name, key, order["info"], from_asset, to_asset)
+
+    def lookup_margin_order(
+        self, key: str, from_asset: Asset, to_asset: Asset
+    ) -> MarginOrderResult | None:
+        """The margin order sent under ``key``, or ``None`` if the venue has none (-2013).
+
+        ``None`` means nothing was traded: :meth:`forget_margin_order` frees the key for a
+        resend. Queries ``GET /sapi/v1/margin/order`` (``/papi/v1/margin/order`` on a PM
+        account) by ``origClientOrderId``.
+        """
+        key = _client_order_id(key, self.name)
+        if not self._ex.markets:
+            self.load_markets()
+        symbol, _ = self._margin_market(from_asset, to_asset)
+        params = {**self._margin_params(key), "clientOrderId": key}
+        del params["newClientOrderId"]
+        try:
+            order = self._read(
+                "lookup_margin_order",
+                lambda: self._ex.fetch_order(None, symbol, params),
+                key=key,
+            )
+        except VenueRejected as exc:
+            if exc.context.get("binance_code") == -2013:  # NO_SUCH_ORDER
+                return None
+            raise
+        return parse_margin_order(self.name, key, order["info"], from_asset, to_asset)
+
+    def forget_margin_order(self, key: str) -> None:
+        """Free a key whose lookup found no order, so it may be sent again."""
+        self._order_keys.discard(key)
+
     # -- cross-venue moves --------------------------------------------------------------------
     def deposit_address(self, asset: Asset, network: str) -> str:
         """This venue's deposit address for ``asset`` on ``network``."""
@@ -517,7 +771,7 @@ class CcxtVenue(BaseVenue):
     ) -> WithdrawalReceipt:
         """Withdraw from spot to ``address``; Binance's ``withdrawOrderId`` carries our key."""
         sent = self.prepare_amount(asset, amount)
-        t0 = self._clock.timestamp_ns()
+        t0 = self.venue_now_ns()
         res = self._write(
             "withdraw",
             lambda: self._ex.withdraw(

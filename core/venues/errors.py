@@ -15,6 +15,12 @@ status is UNKNOWN"): for a write, any network-level failure after the request ma
 (timeout, reset, 5xx, -1006/-1007) is :class:`OutcomeUnknown`; the caller must look the transfer
 up by its key before any resend. A refusal the venue answered clearly (429/418, -1003, a 4xx with
 a code) means nothing was applied.
+
+The clock rule (Binance spot REST docs, "Timing security"): a signed request is processed only if
+``serverTime − recvWindow ≤ timestamp < serverTime + 1000 ms``; otherwise ``-1021`` and nothing is
+applied. That is :class:`ClockSkewRejected`: the adapter re-synchronises its offset to the
+venue's clock (ccxt's ``options['timeDifference']``) and retries a read once; a write is raised
+to the caller, who looks the key up before any resend (see the class docstring).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from core.errors import (
 
 __all__ = [
     "BINANCE_CODE_CLASSES",
+    "ClockSkewRejected",
     "ErrorContext",
     "api_family",
     "binance_code_from_message",
@@ -49,6 +56,32 @@ __all__ = [
     "is_retryable",
     "translate_ccxt_errors",
 ]
+
+
+class ClockSkewRejected(TransientVenueError):
+    """Binance ``-1021``: the request's timestamp was outside the venue's window.
+
+    Binance processes a signed request only if ``serverTime − recvWindow ≤ timestamp <
+    serverTime + 1000 ms`` (spot REST docs, "Timing security"; ccxt sends ``recvWindow=10000``).
+    The check runs before the request is processed, so **nothing was applied**. When this error
+    reaches a caller, the adapter has already re-synchronised its clock offset to the venue's
+    time (``resynced=True`` in the context, with the new ``time_difference_ms``).
+
+    What the caller does:
+
+    - a read: nothing; the adapter retried it once after the re-sync and raises this only if the
+      venue refused again (the desk's clock is moving faster than it can be corrected: page a
+      human about NTP);
+    - a write (transfer, convert accept, withdrawal, margin order): the step is **not** resent
+      blindly. The local journal keeps the key, so a second send under it is refused with
+      ``DuplicateIdempotencyKey``. The executor looks the key up first
+      (``lookup_transfer(key)`` / ``lookup_margin_order(key)``), which reports ``not_found``;
+      then it frees the key (``forget_transfer``) and sends once more, now stamped on the
+      venue's clock. A convert quote may have expired meanwhile: ask for a new one.
+
+    ``is_retryable`` is true for reads and false for writes.
+    """
+
 
 # Binance error codes → what the caller must do. Sources: Binance "Error Codes" pages for spot,
 # wallet (sapi), USDⓈ-M, COIN-M and portfolio margin (developers.binance.com/docs/.../error-code).
@@ -64,7 +97,7 @@ BINANCE_CODE_CLASSES: Mapping[int, type[VenueError]] = {
     -1015: RateLimited,  # TOO_MANY_ORDERS
     -1016: VenueUnavailable,  # SERVICE_SHUTTING_DOWN
     -1020: TransferNotAllowed,  # UNSUPPORTED_OPERATION (the simulator's halted route)
-    -1021: VenueUnavailable,  # INVALID_TIMESTAMP: rejected (clock skew), nothing applied
+    -1021: ClockSkewRejected,  # INVALID_TIMESTAMP: outside recvWindow / 1 s ahead; not applied
     -1002: VenueFatal,  # UNAUTHORIZED
     -1022: VenueFatal,  # INVALID_SIGNATURE
     -2014: VenueFatal,  # BAD_API_KEY_FMT
@@ -86,6 +119,7 @@ BINANCE_CODE_CLASSES: Mapping[int, type[VenueError]] = {
     -9000: TransferNotAllowed,  # user asset amount check fail / operation not permitted
     -13000: TransferNotAllowed,  # redemption/transfer of this asset is not supported
 }
+
 
 _CODE_RE = re.compile(r'"code"\s*:\s*"?(-?\d+)"?')
 _FAMILY_RE = re.compile(r"/(api|sapi|fapi|dapi|papi|eapi)/v\d+/")
@@ -231,6 +265,11 @@ def _translate(
         if cls is not None:
             if cls is RateLimited:
                 return RateLimited(f"rate limited: {short}", retry_after_s=None, **ctx)
+            if cls is ClockSkewRejected:
+                return ClockSkewRejected(
+                    f"request stamped outside the venue's time window, not applied: {short}",
+                    **ctx,
+                )
             return cls(f"venue refused or failed: {short}", **ctx)
     # 3. No code: network-level failures. Writes that may have left are outcome-unknown.
     if isinstance(exc, ccxt.NetworkError):
@@ -259,6 +298,8 @@ def is_retryable(exc: BaseException, *, is_write: bool) -> bool:
     Reads retry on any transient error. Writes never blind-retry an ``OutcomeUnknown``: the
     transfer must first be looked up by its idempotency key. ``RateLimited`` and
     ``VenueUnavailable`` on a write mean the venue refused before processing, so a resend is safe.
+    A ``ClockSkewRejected`` write was not applied either, but it is not resent from here: the
+    caller looks the key up first (see :class:`ClockSkewRejected`).
 
     Examples
     --------
@@ -266,7 +307,9 @@ def is_retryable(exc: BaseException, *, is_write: bool) -> bool:
     False
     >>> is_retryable(OutcomeUnknown("timeout"), is_write=False)
     True
+    >>> is_retryable(ClockSkewRejected("-1021"), is_write=True)
+    False
     """
     if not isinstance(exc, TransientVenueError):
         return False
-    return not (is_write and isinstance(exc, OutcomeUnknown))
+    return not (is_write and isinstance(exc, OutcomeUnknown | ClockSkewRejected))

@@ -3,8 +3,8 @@
 Used to show that the example desk gives the same results on simulated venues in-process and
 over loopback HTTP (tests, ``pmr sim check``) and as the workload of ``benchmarks/venue.py``.
 It reads every wallet, position and mark, sends one transfer per internal route of the desk,
-converts on the first swap whose wallet Binance Convert supports, moves USDT on-chain for the
-first on-chain route, lets the simulated clock run past the latencies, and reads everything
+converts once per conversion method of the desk's swaps (a Binance Convert quote accepted, a
+margin order), moves USDT on-chain for the first on-chain route, lets the simulated clock run past the latencies, and reads everything
 again.
 """
 
@@ -16,7 +16,8 @@ from typing import Any
 
 from core.clock import ManualClock
 from core.config import DeskConfig
-from core.domain import Asset, WalletKind
+from core.domain import Asset, PositionSide, WalletKind
+from core.venues.capabilities import ConversionMethod
 from core.venues.ccxt_venue import CcxtVenue
 
 __all__ = ["exercise_desk", "snapshot"]
@@ -34,7 +35,12 @@ def snapshot(venue: CcxtVenue) -> dict[str, Any]:
         }
     for wallet in (WalletKind.UM, WalletKind.CM):
         out["positions"][wallet.value] = {
-            p.symbol: [str(p.qty), str(p.entry_price), str(p.mark_price), str(p.unrealized_pnl)]
+            (p.symbol if p.side is PositionSide.BOTH else f"{p.symbol}:{p.side.value}"): [
+                str(p.qty),
+                str(p.entry_price),
+                str(p.mark_price),
+                str(p.unrealized_pnl),
+            ]
             for p in venue.positions(wallet)
         }
         out["marks"][wallet.value] = {
@@ -72,18 +78,37 @@ def exercise_desk(
                 receipt.venue_type,
             ]
         )
+    done: set[ConversionMethod] = set()
     for swap in desk.swaps:
-        if swap.wallet not in (WalletKind.SPOT, WalletKind.FUNDING):
+        if swap.method in done:
             continue
+        done.add(swap.method)
         venue = venues[swap.venue]
-        quote = venue.convert_quote(
-            Asset(swap.from_asset), Asset(swap.to_asset), Decimal(250_000), swap.wallet
-        )
-        result = venue.accept_quote(quote)
-        record["steps"].append(
-            ["convert", swap.id, str(quote.from_amount), str(quote.to_amount), result.status]
-        )
-        break
+        sold, bought = Asset(swap.from_asset), Asset(swap.to_asset)
+        match swap.method:
+            case ConversionMethod.CONVERT:
+                quote = venue.convert_quote(sold, bought, Decimal(250_000), swap.wallet)
+                result = venue.accept_quote(quote)
+                record["steps"].append(
+                    [
+                        "convert",
+                        swap.id,
+                        str(quote.from_amount),
+                        str(quote.to_amount),
+                        result.status,
+                    ]
+                )
+            case ConversionMethod.MARGIN_ORDER:
+                order = venue.margin_order(sold, bought, Decimal(100_000), f"exercise-{swap.id}")
+                record["steps"].append(
+                    [
+                        "margin_order",
+                        swap.id,
+                        str(order.from_amount),
+                        str(order.to_amount),
+                        order.status,
+                    ]
+                )
     for route in desk.routes:
         if route.kind != "onchain":
             continue

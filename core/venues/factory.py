@@ -25,8 +25,9 @@ import ccxt
 
 from core.clock import Clock
 from core.config import DeskConfig, VenueCfg
-from core.domain import InstrumentKind, WalletKind
+from core.domain import InstrumentKind, PositionSide
 from core.errors import ConfigError
+from core.venues.capabilities import is_portfolio_margin_account
 from core.venues.ccxt_venue import CcxtVenue, rewrite_api_urls
 from core.venues.ratelimit import SAPI_UID_FAMILY
 from core.venues.sim.dialect import BinanceDialect
@@ -37,6 +38,7 @@ from core.venues.sim.engine import (
     SimInstrument,
     SimNetwork,
 )
+from core.venues.sim.faults import SkewedClock
 from core.venues.sim.server import SimHttpServer
 from core.venues.sim.transport import sim_session
 
@@ -51,6 +53,12 @@ __all__ = [
 
 SecretResolver = Callable[[str], str]
 Transport = Literal["inprocess", "http"]
+# Binance ``positionSide`` of each domain leg (one-way BOTH, hedge-mode LONG / SHORT).
+_BINANCE_SIDE: dict[PositionSide, Literal["BOTH", "LONG", "SHORT"]] = {
+    PositionSide.BOTH: "BOTH",
+    PositionSide.LONG: "LONG",
+    PositionSide.SHORT: "SHORT",
+}
 
 
 def _sim_limits(cfg: VenueCfg) -> dict[str, int]:
@@ -70,8 +78,13 @@ def sim_exchange_from_desk(
     *,
     network: SimNetwork | None = None,
     api_secret: str | None = None,
+    frozen_prices: bool = False,
 ) -> tuple[SimExchange, list[str]]:
     """Build the simulated exchange of ``venue`` with the desk's initial state.
+
+    ``frozen_prices=True`` keeps every asset at the desk's declared price (the seeded path with
+    zero volatility) whatever the clock says: what a wall-clock server (``pmr sim serve
+    --prices frozen``) needs for an HTTP client to see the same figures in every run.
 
     Returns the engine and the list of config items the simulator does not hold (options
     positions: Binance options are not simulated yet), so callers can say so.
@@ -105,13 +118,10 @@ def sim_exchange_from_desk(
         for s in desk.swaps
         if s.venue == venue
     }
-    pm = any(
-        pool.venue == venue and pool.model.value == "unified" and WalletKind.MARGIN in pool.wallets
-        for pool in desk.pools
-    )
+    pm = is_portfolio_margin_account(desk, venue)
     config = SimConfig(
         seed=cfg.sim.seed,
-        price_vol_annual_frac=cfg.sim.price_vol_annual_frac,
+        price_vol_annual_frac=0.0 if frozen_prices else cfg.sim.price_vol_annual_frac,
         transfer_latency_s=cfg.sim.transfer_latency_s,
         withdraw_latency_s=cfg.sim.withdraw_latency_s,
         weight_limits_per_min=_sim_limits(cfg),
@@ -139,7 +149,7 @@ def sim_exchange_from_desk(
         if pos.venue != venue:
             continue
         if pos.symbol in engine.instruments:
-            engine.open_position(pos.symbol, pos.qty, pos.entry_price)
+            engine.open_position(pos.symbol, pos.qty, pos.entry_price, _BINANCE_SIDE[pos.side])
         else:
             skipped.append(f"position {venue}/{pos.wallet.value}/{pos.symbol} (not simulated)")
     return engine, skipped
@@ -170,7 +180,7 @@ def _sim_ccxt_venue(
     return CcxtVenue(
         engine.name,
         ex,
-        clock,
+        SkewedClock(clock, engine.faults),  # the desk's host clock, skewable as a fault
         asset_decimals=asset_decimals,
         weight_limits_per_min=engine.config.weight_limits_per_min,
         portfolio_margin=engine.config.portfolio_margin,
@@ -311,7 +321,7 @@ def build_desk_venues(
                     decimals,
                 )
             else:
-                pm = any(p.venue == v.name and p.model.value == "unified" for p in desk.pools)
+                pm = is_portfolio_margin_account(desk, v.name)
                 out.venues[v.name] = live_venue(
                     v, clock, decimals, resolver=resolver, env=env, portfolio_margin=pm
                 )

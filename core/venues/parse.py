@@ -3,7 +3,14 @@
 Every mapping from venue data to domain types lives here, one named function per payload
 shape (STYLE rule 3). They read the raw Binance fields rather than ccxt's unified structure
 because the unified one drops what margin needs (PM's split into cross-margin/UM/CM wallets,
-borrowed and interest). Unknown enum values raise; nothing is defaulted silently.
+borrowed and interest, the hedge-mode side of a position). Unknown enum values raise; nothing
+is defaulted silently.
+
+Negative balances and loans are kept apart: a futures or PM wallet balance below zero
+(``walletBalance``, ``umWalletBalance``, ``cmWalletBalance``, ``totalWalletBalance``) is booked
+as a negative ``amount``; only ``crossMarginBorrowed`` / ``crossMarginInterest`` (and
+``borrowed`` / ``interest`` of the margin account) are ``loan`` and ``interest``, the only
+liabilities Binance's uniMMR charges loan MM on.
 """
 
 from __future__ import annotations
@@ -13,7 +20,16 @@ from decimal import Decimal
 from typing import Any
 
 from core.clock import ns_to_datetime
-from core.domain import Asset, Balance, Instrument, MarkPrice, Position, WalletKind, to_decimal
+from core.domain import (
+    Asset,
+    Balance,
+    Instrument,
+    MarkPrice,
+    Position,
+    PositionSide,
+    WalletKind,
+    to_decimal,
+)
 from core.errors import DataError, UnknownAssetError
 from core.margin.params import Bracket
 from core.venues.base import PositionReport, TransferHistoryRow, TransferStatus
@@ -45,13 +61,19 @@ def _d(raw: Raw, key: str, where: str) -> Decimal:
     return value if value != 0 else Decimal(0)  # "0.00000000" → 0, not Decimal('0E-8')
 
 
-def _signed_balance(
-    venue: str, wallet: WalletKind, asset: str, net: Decimal, loan: Decimal, interest: Decimal
-) -> Balance:
-    # A futures wallet balance can dip below zero (realised losses); book it as a loan.
-    amount = net if net >= 0 else Decimal(0)
-    extra_loan = -net if net < 0 else Decimal(0)
-    return Balance(venue, wallet, Asset(asset), amount, loan + extra_loan, interest)
+def _position_side(raw: Raw, where: str) -> PositionSide:
+    """Binance ``positionSide`` (BOTH / LONG / SHORT) → ``PositionSide``; anything else raises."""
+    if "positionSide" not in raw:
+        raise DataError("venue payload lacks a field", field="positionSide", where=where)
+    match raw["positionSide"]:
+        case "BOTH":
+            return PositionSide.BOTH
+        case "LONG":
+            return PositionSide.LONG
+        case "SHORT":
+            return PositionSide.SHORT
+        case other:
+            raise DataError("unknown Binance positionSide", value=repr(other), where=where)
 
 
 def parse_spot_balances(venue: str, info: Raw) -> tuple[Balance, ...]:
@@ -95,6 +117,8 @@ def parse_futures_balances(venue: str, wallet: WalletKind, info: Raw) -> tuple[B
     """GET /fapi/v3/account or /dapi/v1/account → wallet balances (unrealised PnL excluded).
 
     ``walletBalance`` is the booked collateral; unrealised PnL belongs to positions (DESIGN §3.1).
+    It can be negative (realised losses, funding): booked as a negative amount, never a loan;
+    in multi-assets mode a negative USDT wallet sits next to the coins that collateralise it.
     """
     match wallet:
         case WalletKind.UM | WalletKind.CM:
@@ -106,7 +130,7 @@ def parse_futures_balances(venue: str, wallet: WalletKind, info: Raw) -> tuple[B
     for row in info.get("assets", ()):
         bal = _d(row, "walletBalance", where)
         if bal != 0:
-            out.append(_signed_balance(venue, wallet, row["asset"], bal, Decimal(0), Decimal(0)))
+            out.append(Balance(venue, wallet, Asset(row["asset"]), bal))
     return tuple(out)
 
 
@@ -114,7 +138,9 @@ def parse_pm_balances(venue: str, wallet: WalletKind, info: Sequence[Raw]) -> tu
     """GET /papi/v1/balance → one wallet of a Binance Portfolio Margin account.
 
     ``margin`` is the cross-margin part (with loans and interest), ``um``/``cm`` the futures
-    wallets, and ``pm`` the account total per asset (``totalWalletBalance``) with its loans.
+    wallets, and ``pm`` the account total per asset (``totalWalletBalance`` = cross-margin
+    asset + UM + CM wallet) with its loans. A negative UM/CM/total wallet balance is a negative
+    amount with no loan: Binance PM charges loan MM on margin loans only.
     """
     where = f"{venue} /papi/v1/balance"
     out = []
@@ -131,13 +157,13 @@ def parse_pm_balances(venue: str, wallet: WalletKind, info: Sequence[Raw]) -> tu
                 key = "umWalletBalance" if wallet is WalletKind.UM else "cmWalletBalance"
                 bal = _d(row, key, where)
                 if bal != 0:
-                    out.append(_signed_balance(venue, wallet, asset, bal, Decimal(0), Decimal(0)))
+                    out.append(Balance(venue, wallet, Asset(asset), bal))
             case WalletKind.PM:
                 total = _d(row, "totalWalletBalance", where)
                 loan = _d(row, "crossMarginBorrowed", where)
                 interest = _d(row, "crossMarginInterest", where)
                 if total or loan or interest:
-                    out.append(_signed_balance(venue, wallet, asset, total, loan, interest))
+                    out.append(Balance(venue, wallet, Asset(asset), total, loan, interest))
             case _:
                 raise DataError(
                     "a portfolio-margin account has no such wallet", wallet=str(wallet), where=where
@@ -152,18 +178,18 @@ def parse_options_balances(venue: str, info: Raw) -> tuple[Balance, ...]:
     for row in info.get("asset", ()):
         bal = _d(row, "marginBalance", where)
         if bal != 0:
-            out.append(
-                _signed_balance(
-                    venue, WalletKind.OPTIONS, row["asset"], bal, Decimal(0), Decimal(0)
-                )
-            )
+            out.append(Balance(venue, WalletKind.OPTIONS, Asset(row["asset"]), bal))
     return tuple(out)
 
 
 def parse_positions(
     venue: str, wallet: WalletKind, rows: Sequence[Raw], margin_asset_of: Mapping[str, str]
 ) -> tuple[PositionReport, ...]:
-    """positionRisk rows (fapi, dapi, papi um/cm) → open positions; flat ones are dropped."""
+    """positionRisk rows (fapi, dapi, papi um/cm) → open positions; flat ones are dropped.
+
+    In hedge mode Binance returns one row per leg (``positionSide`` LONG and SHORT, the SHORT
+    leg's ``positionAmt`` negative); each becomes its own report with its ``side``.
+    """
     where = f"{venue} {wallet} positionRisk"
     out = []
     for row in rows:
@@ -186,6 +212,7 @@ def parse_positions(
                 mark_price=_d(row, "markPrice", where),
                 unrealized_pnl=_d(row, "unRealizedProfit", where),
                 margin_asset=Asset(margin_asset),
+                side=_position_side(row, f"{where} {symbol}"),
             )
         )
     return tuple(out)
@@ -295,5 +322,5 @@ def positions_to_domain(
                 venue=r.venue,
                 wallet=str(r.wallet),
             )
-        out.append(Position(r.venue, r.wallet, inst, r.qty, r.entry_price))
+        out.append(Position(r.venue, r.wallet, inst, r.qty, r.entry_price, r.side))
     return tuple(out)

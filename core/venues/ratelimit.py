@@ -45,6 +45,7 @@ UID_WEIGHTED: frozenset[tuple[str, str]] = frozenset(
         ("POST", "/sapi/v1/convert/getQuote"),
         ("POST", "/sapi/v1/convert/acceptQuote"),
         ("GET", "/sapi/v1/convert/orderStatus"),
+        ("POST", "/sapi/v1/margin/order"),
     }
 )
 
@@ -62,6 +63,10 @@ ENDPOINT_WEIGHTS: Mapping[tuple[str, str], int] = MappingProxyType(
         ("POST", "/sapi/v1/convert/getQuote"): 200,
         ("POST", "/sapi/v1/convert/acceptQuote"): 500,
         ("GET", "/sapi/v1/convert/orderStatus"): 100,
+        ("POST", "/sapi/v1/margin/order"): 6,
+        ("GET", "/sapi/v1/margin/order"): 10,
+        ("POST", "/papi/v1/margin/order"): 1,
+        ("GET", "/papi/v1/margin/order"): 10,
         ("POST", "/sapi/v1/capital/withdraw/apply"): 900,
         ("GET", "/sapi/v1/capital/withdraw/history"): 10,
         ("GET", "/sapi/v1/capital/deposit/hisrec"): 1,

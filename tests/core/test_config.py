@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.config import DeskConfig, load_desk, parse_desk
+from core.config import DeskConfig, key_path, load_desk, parse_desk
 from core.domain import MarginModelKind, WalletKind
 from core.errors import ConfigError
 from core.margin.params import CollateralRate, Thresholds
@@ -254,3 +255,223 @@ def test_initial_portfolio_holds_the_declared_state_stamped_at() -> None:
     assert len(pf.positions) == len(desk.positions)
     assert pf.prices["BTC"].mark == Decimal(95_000)
     assert pf.prices["BTC"].at == at
+
+
+# -- the declared starting state must be priceable, at load -----------------------------------
+
+
+def _drop_price(data: dict[str, Any], symbol: str) -> None:
+    data["prices"] = [p for p in data["prices"] if p["symbol"] != symbol]
+
+
+def test_position_without_mark_names_the_position_key_path(example_data: dict[str, Any]) -> None:
+    msg = _broken(example_data, lambda d: _drop_price(d, "ETHUSDT"))
+    # both ETHUSDT positions (sim-a and sim-b) are named, nothing else
+    assert "positions[1].symbol: no mark for 'ETHUSDT' (add it under [[prices]])" in msg
+    assert "positions[5].symbol: no mark for 'ETHUSDT'" in msg
+    assert msg.count("no mark") == 2
+
+
+def test_position_whose_underlying_has_no_usd_price_is_refused(
+    example_data: dict[str, Any],
+) -> None:
+    msg = _broken(example_data, lambda d: _drop_price(d, "SOL"))
+    assert "positions[2].symbol: position in 'SOLUSDT' needs a USD price for 'SOL'" in msg
+
+
+def test_held_option_without_iv_names_its_price_entry(example_data: dict[str, Any]) -> None:
+    msg = _broken(example_data, lambda d: d["prices"][12].pop("iv"))
+    assert "prices[12].iv: option 'BTC-270326-80000-P' is held (positions[7].symbol)" in msg
+
+
+def test_balance_without_price_names_every_balance_of_the_asset(
+    example_data: dict[str, Any],
+) -> None:
+    msg = _broken(example_data, lambda d: _drop_price(d, "USDC"))
+    assert "balances[3].asset: balance needs a USD price for 'USDC'" in msg
+    assert "balances[8].asset: balance needs a USD price for 'USDC'" in msg
+
+
+def test_pool_margin_currency_without_price_is_refused_when_state_is_declared(
+    example_data: dict[str, Any],
+) -> None:
+    def swap_currency(d: dict[str, Any]) -> None:
+        d["assets"]["FDUSD"] = {"kind": "stablecoin"}
+        d["pools"][1]["margin_currency"] = "FDUSD"
+
+    msg = _broken(example_data, swap_currency)
+    assert "pools[1].margin_currency: pool 'sim-b.um' needs a USD price for 'FDUSD'" in msg
+
+
+def test_desk_without_starting_state_needs_no_prices(example_data: dict[str, Any]) -> None:
+    data = copy.deepcopy(example_data)
+    for section in ("balances", "positions", "prices"):
+        data.pop(section)
+    assert parse_desk(data).prices == ()
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("balances", 0, "amount"), 10**18),
+        (("positions", 0, "qty"), -(10**18)),
+        (("prices", 0, "mark"), "1e18"),
+        (("preauth", 0, "per_transfer_usd"), 10**19),
+    ],
+)
+def test_amount_at_the_money_size_limit_is_refused_naming_the_key(
+    example_data: dict[str, Any], path: tuple[str, int, str], value: object
+) -> None:
+    section, i, key = path
+    msg = _broken(example_data, lambda d: d[section][i].update({key: value}))
+    assert f"{section}[{i}].{key}: Input should be " in msg
+    assert "1000000000000000000" in msg
+
+
+def test_amount_just_below_the_money_size_limit_loads(example_data: dict[str, Any]) -> None:
+    data = copy.deepcopy(example_data)
+    data["balances"][0]["amount"] = "999999999999999999.99"
+    assert parse_desk(data).balances[0].amount == Decimal("999999999999999999.99")
+
+
+# -- the state at an instant ------------------------------------------------------------------
+
+
+def test_check_state_at_with_options_past_expiry_names_each_position() -> None:
+    desk = load_desk(EXAMPLE)
+    after_march = datetime(2027, 4, 1, tzinfo=UTC)
+    with pytest.raises(ConfigError) as err:
+        desk.check_state_at(after_march)
+    msg = str(err.value)
+    assert "positions[6].symbol: option 'BTC-270326-100000-C' expired at 2027-03-26T08" in msg
+    assert "positions[7].symbol: option 'BTC-270326-80000-P' expired" in msg
+    assert "positions[8]" not in msg  # the ETH option runs to June
+    assert f"file={EXAMPLE}" in msg
+
+
+def test_check_state_at_the_expiry_instant_refuses_and_a_second_before_accepts() -> None:
+    desk = load_desk(EXAMPLE)
+    expiry = datetime(2027, 3, 26, 8, tzinfo=UTC)
+    with pytest.raises(ConfigError, match=r"positions\[6\]"):
+        desk.check_state_at(expiry)
+    desk.check_state_at(expiry - timedelta(seconds=1))
+
+
+def test_initial_portfolio_after_expiry_is_refused_like_check_state_at() -> None:
+    desk = load_desk(EXAMPLE)
+    with pytest.raises(ConfigError, match=r"positions\[6\]\.symbol: option .* expired"):
+        desk.initial_portfolio(datetime(2027, 4, 1, tzinfo=UTC))
+
+
+def test_check_state_at_a_naive_instant_is_refused() -> None:
+    with pytest.raises(ConfigError, match="timezone"):
+        load_desk(EXAMPLE).check_state_at(datetime(2026, 11, 27))
+
+
+def test_expired_future_position_is_refused(example_data: dict[str, Any]) -> None:
+    data = copy.deepcopy(example_data)
+    data["instruments"][3]["kind"] = "inverse_future"
+    data["instruments"][3]["expiry"] = datetime(2026, 12, 26, 8, tzinfo=UTC)
+    desk = parse_desk(data, source="desk.toml")
+    with pytest.raises(ConfigError, match=r"positions\[3\]\.symbol: future 'BTCUSD_PERP' expired"):
+        desk.check_state_at(datetime(2027, 1, 1, tzinfo=UTC))
+
+
+# -- one key-path style ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("loc", "path"),
+    [
+        (("routes", 2, "asset"), "routes[2].asset"),
+        (("collateral_rates", "BTC", "tiers", 0, "rate"), "collateral_rates.BTC.tiers[0].rate"),
+        (("brackets", "BTCUSDT", 1), "brackets.BTCUSDT[1]"),
+        ((), "<root>"),
+    ],
+)
+def test_key_path_puts_indexes_in_brackets_and_keys_after_dots(
+    loc: tuple[int | str, ...], path: str
+) -> None:
+    assert key_path(loc) == path
+
+
+def test_load_desk_with_a_directory_names_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"desk config path is a directory.*file="):
+        load_desk(tmp_path)
+
+
+def test_example_desk_calls_at_or_above_each_venue_margin_call_level() -> None:
+    desk = load_desk(EXAMPLE)
+    for p in desk.pools:
+        assert p.thresholds.call >= p.venue_levels.margin_call, p.id
+    assert desk.warnings() == ()
+
+
+def test_pool_calling_below_its_venue_margin_call_level_is_a_warning_not_an_error(
+    example_data: dict[str, Any],
+) -> None:
+    data = copy.deepcopy(example_data)
+    data["pools"][1]["thresholds"] = {"warn": 1.5, "call": 1.2, "reduce_only": 1.05,
+                                      "liquidation": 1.0, "target": 1.5}  # fmt: skip
+    data["pools"][2]["venue_levels"] = {"margin_call": 1.7, "reduce_only": 1.3,
+                                        "liquidation": 1.1, "bankrupt": 1.0}  # fmt: skip
+    desk = parse_desk(data)
+    assert desk.warnings() == (
+        "pools[1] sim-b.um: thresholds.call 1.2 is below the venue's margin-call level 1.5; "
+        "the venue restricts the account before the desk calls",
+        "pools[2] sim-b.opt: thresholds.call 1.6 is below the venue's margin-call level 1.7; "
+        "the venue restricts the account before the desk calls",
+    )
+
+
+def test_venue_levels_out_of_order_name_the_pool(example_data: dict[str, Any]) -> None:
+    def mutate(d: dict[str, Any]) -> None:
+        d["pools"][0]["venue_levels"] = {"margin_call": 1.1, "reduce_only": 1.2}
+
+    msg = _broken(example_data, mutate)
+    assert "pools[0].venue_levels" in msg
+    assert "margin_call >= reduce_only" in msg
+
+
+def test_negative_balance_is_accepted_in_a_futures_wallet_and_refused_in_spot(
+    example_data: dict[str, Any],
+) -> None:
+    data = copy.deepcopy(example_data)
+    i_um = next(i for i, b in enumerate(data["balances"]) if b["wallet"] == "um")
+    data["balances"][i_um]["amount"] = "-8000"
+    b = parse_desk(data).initial_balances()[i_um]
+    assert (b.wallet, b.amount, b.loan) == (WalletKind.UM, Decimal(-8000), 0)
+
+    def spot_negative(d: dict[str, Any]) -> None:
+        i = next(i for i, b in enumerate(d["balances"]) if b["wallet"] == "spot")
+        d["balances"][i]["amount"] = "-1"
+
+    msg = _broken(example_data, spot_negative)
+    assert "negative in a spot wallet" in msg
+    assert "book what is borrowed as 'loan'" in msg
+
+
+def test_hedge_mode_legs_in_config_become_two_positions_and_a_third_is_a_duplicate(
+    example_data: dict[str, Any],
+) -> None:
+    data = copy.deepcopy(example_data)
+    legs = [
+        {"venue": "sim-b", "wallet": "um", "symbol": "SOLUSDT", "qty": "10",
+         "entry_price": "170", "side": "long"},
+        {"venue": "sim-b", "wallet": "um", "symbol": "SOLUSDT", "qty": "-4",
+         "entry_price": "175", "side": "short"},
+    ]  # fmt: skip
+    data["positions"] = [*data["positions"], *legs]
+    keys = [p.key for p in parse_desk(data).initial_positions()][-2:]
+    assert keys == ["sim-b/um/SOLUSDT:long", "sim-b/um/SOLUSDT:short"]
+    data["positions"].append(dict(legs[0]))
+    with pytest.raises(ConfigError, match=r"positions\[11\].*duplicated.*SOLUSDT/long"):
+        parse_desk(data)
+
+
+def test_zero_mark_is_accepted_in_the_price_list(example_data: dict[str, Any]) -> None:
+    data = copy.deepcopy(example_data)
+    i = next(i for i, p in enumerate(data["prices"]) if p["symbol"] == "ETH-270625-3500-C")
+    data["prices"][i]["mark"] = 0
+    desk = parse_desk(data)
+    assert desk.prices[i].mark == 0

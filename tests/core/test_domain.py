@@ -20,6 +20,7 @@ from core.domain import (
     Pool,
     Portfolio,
     Position,
+    PositionSide,
     WalletKind,
     to_decimal,
 )
@@ -76,6 +77,26 @@ def test_balance_with_negative_component_raises(neg: Decimal) -> None:
             Balance("sim-a", WalletKind.MARGIN, USDT, **kwargs)
 
 
+@pytest.mark.parametrize("wallet", [WalletKind.SPOT, WalletKind.FUNDING, WalletKind.MARGIN])
+def test_balance_with_negative_amount_in_a_wallet_that_cannot_go_negative_raises(
+    wallet: WalletKind,
+) -> None:
+    with pytest.raises(DataError, match=f"amount must be >= 0 in a {wallet.value} wallet"):
+        Balance("sim-a", wallet, USDT, Decimal("-0.01"))
+
+
+@pytest.mark.parametrize(
+    "wallet", [WalletKind.UM, WalletKind.CM, WalletKind.OPTIONS, WalletKind.PM]
+)
+def test_balance_with_negative_futures_wallet_is_a_negative_amount_not_a_loan(
+    wallet: WalletKind,
+) -> None:
+    b = Balance("sim-a", wallet, USDT, Decimal(-8000))
+    assert (b.amount, b.loan, b.interest, b.net) == (Decimal(-8000), 0, 0, Decimal(-8000))
+    with pytest.raises(DataError, match="loan must be >= 0"):
+        Balance("sim-a", wallet, USDT, Decimal(-8000), Decimal(-1))
+
+
 @given(
     st.decimals(min_value=0, max_value=10**9, places=8),
     st.decimals(min_value=0, max_value=10**9, places=8),
@@ -90,10 +111,18 @@ def test_balance_with_unknown_wallet_kind_raises_listing_known_kinds() -> None:
         Balance("sim-a", "future", USDT, Decimal(1))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("mark", [Decimal(0), Decimal(-1), float("nan"), float("inf")])
-def test_mark_price_with_nonpositive_or_nan_raises_nan_price_error(mark: object) -> None:
+@pytest.mark.parametrize("mark", [Decimal(-1), float("nan"), float("inf")])
+def test_mark_price_with_negative_or_nan_raises_nan_price_error(mark: object) -> None:
     with pytest.raises(NaNPriceError, match="price BTC"):
         MarkPrice("BTC", mark, T0)  # type: ignore[arg-type]
+
+
+def test_mark_price_with_zero_mark_is_a_price_but_zero_index_or_iv_is_not() -> None:
+    # A worthless far out-of-the-money option is quoted at exactly 0 (margin decides per use).
+    assert MarkPrice("BTC-C", Decimal(0), T0, Decimal(95_000), Decimal("0.6")).mark == 0
+    for field, args in (("index", (Decimal(0), None)), ("iv", (None, Decimal(0)))):
+        with pytest.raises(NaNPriceError, match=f"{field} must be > 0"):
+            MarkPrice("BTC-C", Decimal(1), T0, *args)
 
 
 def test_mark_price_with_naive_timestamp_raises() -> None:
@@ -143,6 +172,50 @@ def test_inverse_option_settles_in_the_coin() -> None:
 def test_position_with_zero_entry_price_raises_for_futures() -> None:
     with pytest.raises(DataError, match="entry_price must be > 0"):
         Position("sim-a", WalletKind.UM, PERP, Decimal(1), Decimal(0))
+
+
+def test_position_with_hedge_mode_sides_has_one_key_per_leg() -> None:
+    long_leg = Position("sim-a", WalletKind.UM, PERP, Decimal("0.5"), Decimal(60_000), "long")  # type: ignore[arg-type]
+    short_leg = Position(
+        "sim-a", WalletKind.UM, PERP, Decimal("-0.3"), Decimal(62_000), PositionSide.SHORT
+    )
+    one_way = Position("sim-a", WalletKind.UM, PERP, Decimal("0.2"), Decimal(61_000))
+    assert long_leg.side is PositionSide.LONG
+    assert (long_leg.key, short_leg.key, one_way.key) == (
+        "sim-a/um/BTCUSDT:long",
+        "sim-a/um/BTCUSDT:short",
+        "sim-a/um/BTCUSDT",
+    )
+    pf = Portfolio.of([], [long_leg, short_leg], [], T0)
+    assert len(pf.positions) == 2
+
+
+@pytest.mark.parametrize(
+    ("qty", "side", "message"),
+    [
+        ("-0.1", "long", "a long leg cannot hold qty -0.1"),
+        ("0.1", "short", "a short leg cannot hold qty 0.1"),
+        ("0.1", "sideways", "unknown side 'sideways'"),
+    ],
+)
+def test_position_with_a_side_contradicting_its_sign_raises(
+    qty: str, side: str, message: str
+) -> None:
+    with pytest.raises(DataError, match=message):
+        Position("sim-a", WalletKind.UM, PERP, Decimal(qty), Decimal(60_000), side)  # type: ignore[arg-type]
+
+
+def test_position_side_on_a_spot_or_option_position_raises() -> None:
+    spot = Instrument("BTC/USDT", InstrumentKind.SPOT, BTC, USDT)
+    with pytest.raises(DataError, match="hedge mode"):
+        Position("sim-a", WalletKind.SPOT, spot, Decimal(1), Decimal(1), PositionSide.LONG)
+
+
+def test_portfolio_with_two_positions_for_one_leg_raises_naming_it() -> None:
+    a = Position("sim-a", WalletKind.UM, PERP, Decimal("0.5"), Decimal(60_000), PositionSide.LONG)
+    b = Position("sim-a", WalletKind.UM, PERP, Decimal("0.1"), Decimal(61_000), PositionSide.LONG)
+    with pytest.raises(DataError, match=r"two positions.*sim-a/um/BTCUSDT:long"):
+        Portfolio.of([], [a, b], [], T0)
 
 
 def test_pool_with_bad_id_or_no_wallet_raises() -> None:

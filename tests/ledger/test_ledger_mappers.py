@@ -21,6 +21,7 @@ from core.domain import (
     MarkPrice,
     OptionRight,
     Position,
+    PositionSide,
     Settlement,
     WalletKind,
 )
@@ -89,7 +90,7 @@ def _round_trip(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(amount=non_negative, loan=non_negative, interest=non_negative)
+@given(amount=money, loan=non_negative, interest=non_negative)
 def test_balance_with_any_18_place_decimal_round_trips_exactly(
     backend: Engine, amount: Decimal, loan: Decimal, interest: Decimal
 ) -> None:
@@ -140,6 +141,9 @@ def test_positions_and_prices_with_any_decimal_and_zone_round_trip_exactly(
         Position("sim-a", WalletKind.UM, perp, qty, entry),
         Position("sim-a", WalletKind.CM, inverse, -qty, entry),
         Position("sim-a", WalletKind.OPTIONS, option, qty, entry),
+        # hedge-mode legs of one symbol: same venue/wallet/symbol, told apart by side
+        Position("sim-a", WalletKind.PM, perp, abs(qty), entry, PositionSide.LONG),
+        Position("sim-a", WalletKind.PM, perp, -abs(qty), entry, PositionSide.SHORT),
     )
     prices = (
         MarkPrice("BTC", entry, at),

@@ -11,7 +11,16 @@ from ledger_helpers import T0
 from sqlalchemy import inspect
 from sqlmodel import Session
 
-from core.domain import Asset, Balance, MarkPrice, WalletKind
+from core.domain import (
+    Asset,
+    Balance,
+    Instrument,
+    InstrumentKind,
+    MarkPrice,
+    Position,
+    PositionSide,
+    WalletKind,
+)
 from core.errors import ConfigError, DataError
 from core.ledger.store import (
     database_url,
@@ -71,7 +80,8 @@ def test_init_db_on_file_sqlite_twice_creates_then_keeps_tables(tmp_path: Path) 
     assert first.views == ()
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert set(inspect(conn).get_table_names()) == set(LedgerTable.metadata.tables)
+        tables = set(inspect(conn).get_table_names())
+    assert tables == {*LedgerTable.metadata.tables, "alembic_version"}
     engine.dispose()
 
 
@@ -117,6 +127,51 @@ def test_snapshots_with_two_reads_latest_is_the_newer_and_loads_back(
     assert portfolio.price("BTC").mark == Decimal("83250.1")
     with pytest.raises(DataError, match="no such snapshot"):
         load_snapshot(session, 10_000)
+
+
+_PERP = Instrument("BTCUSDT", InstrumentKind.LINEAR_PERP, Asset("BTC"), Asset("USDT"))
+
+
+def test_snapshot_with_hedge_mode_legs_stores_and_loads_both_sides(
+    session: Session, venues: object
+) -> None:
+    legs = [
+        Position("sim-a", WalletKind.UM, _PERP, Decimal("0.5"), Decimal(60_000), PositionSide.LONG),
+        Position(
+            "sim-a", WalletKind.UM, _PERP, Decimal("-0.3"), Decimal(62_000), PositionSide.SHORT
+        ),
+    ]
+    # A negative UM wallet (no loan) is stored as such, not turned into a loan.
+    negative = Balance("sim-a", WalletKind.UM, Asset("USDT"), Decimal(-8000))
+    sid = record_snapshot(
+        session, taken_at=T0, source=SnapshotSource.VENUE, venue_id="sim-a",
+        balances=[negative], positions=legs,
+    )  # fmt: skip
+    snap = load_snapshot(session, sid)
+    assert snap.positions == tuple(legs)
+    assert [p.key for p in snap.positions] == ["sim-a/um/BTCUSDT:long", "sim-a/um/BTCUSDT:short"]
+    assert snap.balances == (negative,)
+
+
+def test_snapshot_with_two_rows_for_one_key_is_refused_naming_it_and_writes_nothing(
+    session: Session, venues: object
+) -> None:
+    leg = Position(
+        "sim-a", WalletKind.UM, _PERP, Decimal("0.5"), Decimal(60_000), PositionSide.LONG
+    )
+    usdt = Balance("sim-a", WalletKind.UM, Asset("USDT"), Decimal(1))
+    btc = MarkPrice("BTC", Decimal(95_000), T0)
+    cases = (
+        ({"positions": [leg, leg]}, "position", "sim-a/um/BTCUSDT:long"),
+        ({"balances": [usdt, usdt]}, "balance", "sim-a/um/USDT"),
+        ({"prices": [btc, btc]}, "price", "BTC"),
+    )
+    for rows, kind, key in cases:
+        with pytest.raises(DataError, match=f"two {kind} rows.*key={key}"):
+            record_snapshot(
+                session, taken_at=T0, source=SnapshotSource.VENUE, venue_id="sim-a", **rows
+            )  # type: ignore[arg-type]
+    assert latest_snapshot_id(session, source=SnapshotSource.VENUE, venue_id="sim-a") is None
 
 
 def test_margin_call_recorded_twice_with_same_id_is_not_duplicated(

@@ -133,7 +133,7 @@ def test_future_without_bracket_table_is_refused_naming_the_symbol() -> None:
         evaluate_portfolio(pf, pool(), _params())
 
 
-@pytest.mark.parametrize("mark", ["NaN", -40000, 0])
+@pytest.mark.parametrize("mark", ["NaN", -40000])
 def test_portfolio_file_with_bad_price_raises_nan_price_error_naming_symbol(
     tmp_path: Path, mark: object
 ) -> None:
@@ -145,6 +145,48 @@ def test_portfolio_file_with_bad_price_raises_nan_price_error_naming_symbol(
     f.write_text(json.dumps(data))
     with pytest.raises(NaNPriceError, match="BTCUSDT"):
         load_portfolio_file(f).to_portfolio()
+
+
+@pytest.mark.parametrize(("symbol", "message"), [("BTCUSDT", "linear_perp mark"), ("BTC", "asset")])
+def test_zero_mark_of_a_future_or_an_asset_is_refused_naming_the_symbol(
+    tmp_path: Path, symbol: str, message: str
+) -> None:
+    # 0 is a valid option price, so the file loads; margin refuses it where a future or an
+    # asset needs it, naming the symbol (no partial report).
+    data = json.loads(EXAMPLE.read_text())
+    for p in data["prices"]:
+        if p["symbol"] == symbol:
+            p["mark"] = 0
+    f = tmp_path / "zero.json"
+    f.write_text(json.dumps(data))
+    loaded = load_portfolio_file(f)
+    with pytest.raises(DataError, match=f"{message}.*{symbol}"):
+        evaluate_portfolio(loaded.to_portfolio(), loaded.pool_spec(), loaded.params)
+
+
+def test_option_with_zero_mark_is_valued_at_zero_and_the_pool_still_reports() -> None:
+    # A far out-of-the-money call quoted at exactly 0 (as venues quote it) next to a perp.
+    far_call = option(300_000, "call", days=10, symbol="BTC-300000-C")
+    pf = portfolio(
+        [bal("USDT", 1_000_000, "options")],
+        [pos(far_call, -20, 5, "options"), pos(linear(), 2, 95_000, "options")],
+        [
+            px("BTC", 95_000),
+            px("USDT", 1),
+            px("BTCUSDT", 95_000),
+            px("BTC-300000-C", 0, iv="0.6", index=95_000),
+        ],
+    )
+    params = _params()
+    for model in ("scenario", "standard"):
+        r = evaluate_portfolio(pf, pool(("options",), model), params)
+        by_key = {c.key: c for c in r.contributions}
+        assert by_key["v/options/BTC-300000-C"].value_usd == 0  # −20 × 0
+        assert r.equity_usd == 1_000_000  # cash + perp PnL 0 + option value 0
+    # Bybit short-call MM at mark 0: max(3 % × S, 0) + 0 + 0.2 % × S per coin, 20 coins
+    std = evaluate_portfolio(pf, pool(("options",), "standard"), params)
+    option_mm = next(c.mm_usd for c in std.contributions if c.key == "v/options/BTC-300000-C")
+    assert option_mm == 20 * (D("0.03") + D("0.002")) * 95_000
 
 
 def test_portfolio_file_with_unknown_instrument_names_it(tmp_path: Path) -> None:

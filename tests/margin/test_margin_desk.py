@@ -11,7 +11,7 @@ import pytest
 from core.config import DeskConfig, load_desk
 from core.domain import Portfolio
 from core.errors import ConfigError
-from core.margin import Band, evaluate_pool, params_for_pool
+from core.margin import DeskLevel, VenueBand, evaluate_pool, params_for_pool
 from core.margin.params import CollateralRate
 
 DESK = Path(__file__).resolve().parents[2] / "examples" / "desk.toml"
@@ -48,7 +48,8 @@ def test_pm_pool_selects_only_its_wallets_and_counts_the_usdt_loan(desk: DeskCon
     assert btc.net == Decimal("4") + Decimal("1.5") + cm_pnl
     loan = next(c for c in report.contributions if c.key == "loan:USDT")
     assert loan.mm_usd == (Decimal("500182.35") * Decimal("0.1")).quantize(Decimal("1e-8"))
-    assert report.band is Band.NORMAL
+    assert report.venue_band is VenueBand.NORMAL
+    assert report.desk_level is DeskLevel.OK
 
 
 def test_params_for_pool_with_pool_rate_overrides_the_desk_rate(desk: DeskConfig) -> None:

@@ -147,9 +147,14 @@ def test_engine_with_random_books_agrees_with_loop_oracle_to_1e_9(
     gross = sum(abs(float(p.units)) * S[p.unit] for p in book.positions) / p0 + 1.0
     assert _close(float(report.mm_usd) / p0, oracle.mm, gross)
     assert _close(float(report.im_usd) / p0, oracle.im, gross)
-    if oracle.crash_loss is not None:
-        assert report.crash_loss_usd is not None
-        assert _close(float(report.crash_loss_usd) / p0, oracle.crash_loss, gross)
+    if oracle.crash_weighted is not None:
+        assert report.crash_loss_weighted_usd is not None
+        assert report.crash_loss_raw_usd is not None
+        assert oracle.crash_raw is not None
+        assert _close(float(report.crash_loss_weighted_usd) / p0, oracle.crash_weighted, gross)
+        assert _close(float(report.crash_loss_raw_usd) / p0, oracle.crash_raw, gross)
+    for u in report.worst_scenarios:
+        assert _close(float(u.roll_usd) / p0, oracle.roll_unit[u.unit], gross)
     for u in report.worst_scenarios:
         assert _close(float(u.loss_usd) / p0, oracle.scan[u.unit], gross)
     # Per-position, per-scenario PnL: the full matrix, not only the maxima.
@@ -200,6 +205,48 @@ def test_short_inverse_perp_in_btc_margined_pool_loses_q_times_1_minus_1_over_1_
     m = float(btc.price_move_frac)
     expected_coin = q_coin * (1 - 1 / (1 + m)) * float(btc.weight)
     assert float(btc.loss_usd) / 95_000 == pytest.approx(expected_coin, rel=1e-9)
+
+
+def test_roll_shock_with_short_inverse_perp_is_the_annual_move_times_coin_size() -> None:
+    # Deribit-style BTC-margined pool: short 1,900 × 100 USD inverse perp at 95,000 = 2 BTC.
+    # Roll = 0.5 % × 2 BTC = 0.01 BTC = 950 USD, perps included, no time scaling.
+    pf = portfolio(
+        [bal("BTC", 10, "options")],
+        [pos(inverse(), -1900, 95_000, "options")],
+        _prices([("BTCUSD_PERP", 95_000.0, None, None)]),
+    )
+    roll = {"BTC": ScenarioParams(price_range_frac=0.16, roll_move_annual_frac=0.005)}
+    params = _params(crash=CrashScenario(enabled=False), scenario=roll)
+    r = evaluate_portfolio(pf, pool(("options",), "scenario", "BTC"), params)
+    (btc,) = r.worst_scenarios
+    assert btc.roll_usd == D(950)
+    assert btc.im_usd == btc.loss_usd + D(950)
+    assert float(r.mm_usd) == pytest.approx(0.8 * float(btc.im_usd), rel=1e-12)
+    book = build_book(pf, pool(("options",), "scenario", "BTC"), params)
+    assert oracle_scenario(book, params).roll_unit["BTC"] == pytest.approx(0.01, rel=1e-12)
+
+
+@pytest.mark.parametrize("days", [7, 180])
+def test_roll_shock_with_calendar_spread_charges_both_legs_whatever_the_expiry(days: int) -> None:
+    # Long 2 BTCUSDT perp and short 2 of a dated future, both marked 95,000: the price scan
+    # nets to 0 and the roll shock, 0.5 % × (2 + 2) BTC × 95,000 = 1,900 USD, is the whole IM.
+    fut = linear("BTCUSDT_Q", expiry_days=days)
+    pf = portfolio(
+        [bal("USDT", 1_000_000, "options")],
+        [pos(linear(), 2, 95_000, "options"), pos(fut, -2, 95_000, "options")],
+        _prices([("BTCUSDT", 95_000.0, None, None), ("BTCUSDT_Q", 95_000.0, None, None)]),
+    )
+    roll = {"BTC": ScenarioParams(price_range_frac=0.16, roll_move_annual_frac=0.005)}
+    r = evaluate_portfolio(
+        pf,
+        pool(("options",), "scenario"),
+        _params(crash=CrashScenario(enabled=False), scenario=roll),
+    )
+    (btc,) = r.worst_scenarios
+    assert abs(btc.loss_usd) < D("1e-6")
+    assert btc.roll_usd == D(1900)
+    assert r.im_usd == D(1900)
+    assert r.mm_usd == D(1520)
 
 
 def _hedge_book(qty: float, wallet_btc: float, cash: float = 1_000_000) -> Portfolio:
@@ -304,16 +351,78 @@ def test_offset_credit_with_opposite_worst_moves_reduces_im() -> None:
     assert a.im_usd - b.im_usd == pytest.approx(D("0.5") * smaller, abs=D("1e-6"))
 
 
-def test_crash_scenario_floors_margin_of_a_same_direction_book() -> None:
+def test_crash_with_same_direction_book_reports_raw_and_tail_weighted_loss_and_scans_bind() -> None:
+    # Long 10 BTC (950,000) and 300 ETH (960,000) linear, crash −30 % (docs/margin.md example).
     pf = portfolio(
         [bal("USDT", 5_000_000, "options")],
         [pos(linear(), 10, 95_000, "options"), pos(linear("ETHUSDT", "ETH"), 300, 3200, "options")],
         _prices([("BTCUSDT", 95_000.0, None, None), ("ETHUSDT", 3200.0, None, None)]),
     )
     r = evaluate_portfolio(pf, pool(("options",), "scenario"), _params())
-    assert r.crash_loss_usd == D("0.3") * (10 * 95_000 + 300 * 3200)
-    assert r.im_usd == r.crash_loss_usd  # −30 % beats the 16 % / 18 % scans
-    assert r.mm_usd == (D("0.8") * r.crash_loss_usd).quantize(D("1e-8"))
+    assert r.crash_loss_raw_usd == D("0.3") * (10 * 95_000 + 300 * 3200)  # 573,000
+    # weights R/(2|m|): BTC 0.16/0.6, ETH 0.18/0.6 → 76,000 + 86,400
+    assert float(r.crash_loss_weighted_usd or 0) == pytest.approx(162_400, rel=1e-12)
+    # the units' own scans bind: 16 % of 950,000 + 18 % of 960,000
+    assert float(r.im_usd) == pytest.approx(152_000 + 172_800, rel=1e-12)
+    assert float(r.mm_usd) == pytest.approx(0.8 * 324_800, rel=1e-12)
+
+
+def test_offset_credit_with_a_zero_move_worst_scenario_is_never_given() -> None:
+    # A delta-hedged long 1-day ETH call loses most when nothing moves and vol falls: a worst
+    # move of exactly 0 has no direction, so it earns no BTC/ETH offset credit (found by the
+    # oracle test: a grid middle of ±1e-17 used to take a sign).
+    assert all(unit_grid("ETH", ScenarioParams(buckets=n)).price_move[n] == 0.0 for n in (4, 6))
+    pf = portfolio(
+        [bal("USDT", 1_000_000, "options")],
+        [
+            pos(option(3200, "call", underlying="ETH", days=1, symbol="EC"), 2, 100, "options"),
+            pos(linear("ETHUSDT", "ETH"), -1, 3200, "options"),
+            pos(linear(), 4, 95_000, "options"),
+        ],
+        _prices([("EC", 100.0, 1.0, 3200.0), ("ETHUSDT", 3200.0, None, None),
+                 ("BTCUSDT", 95_000.0, None, None)]),
+    )  # fmt: skip
+    scenario = {"BTC": ScenarioParams(), "ETH": ScenarioParams(price_range_frac=0.18, buckets=6)}
+    params = _params(
+        scenario=scenario, offsets=(OffsetCredit(units=("BTC", "ETH"), credit_frac=0.4),)
+    )
+    r = evaluate_portfolio(pf, pool(("options",), "scenario"), params)
+    eth = next(u for u in r.worst_scenarios if u.unit == "ETH")
+    assert eth.scenario_id == "ETH:grid:+0.0000:vol-down"
+    assert all(u.credit_usd == 0 for u in r.worst_scenarios)
+    oracle = oracle_scenario(build_book(pf, pool(("options",), "scenario"), params), params)
+    assert float(r.im_usd) == pytest.approx(oracle.im, rel=1e-9)
+
+
+def test_crash_floor_binds_where_the_crash_lands_on_a_capped_loss() -> None:
+    # A short 1-day ETH put spread 2,624 / 2,304 (×100): its loss is capped at 320 × 100 =
+    # 32,000 below 2,304, which the −30 % crash (2,240) reaches and the −18 % grid does not.
+    # Weighted crash = 0.18 / (2 × 0.3) = 0.3 × raw, above the unit's own scan: it sets IM.
+    short_put = option(2624, "put", underlying="ETH", days=1, symbol="EP1")
+    long_put = option(2304, "put", underlying="ETH", days=1, symbol="EP2")
+    pf = portfolio(
+        [bal("USDT", 1_000_000, "options")],
+        [pos(short_put, -100, 1, "options"), pos(long_put, 100, 1, "options")],
+        [
+            px("ETH", 3200),
+            px("USDT", 1),
+            px("EP1", 1, iv="0.6", index=3200),
+            px("EP2", 1, iv="0.6", index=3200),
+        ],
+    )
+    params = _params()
+    r = evaluate_portfolio(pf, pool(("options",), "scenario"), params)
+    raw, weighted = r.crash_loss_raw_usd, r.crash_loss_weighted_usd
+    assert raw is not None
+    assert weighted is not None
+    assert 0.8 * 32_000 < float(raw) < 32_000
+    assert float(weighted) == pytest.approx(0.3 * float(raw), rel=1e-9)
+    (eth,) = r.worst_scenarios
+    assert weighted > eth.im_usd
+    assert r.im_usd == weighted
+    assert float(r.mm_usd) == pytest.approx(0.8 * float(weighted), rel=1e-9)
+    oracle = oracle_scenario(build_book(pf, pool(("options",), "scenario"), params), params)
+    assert oracle.im == pytest.approx(float(weighted), rel=1e-9)
 
 
 def test_scenario_report_with_contributions_sums_to_unit_loss() -> None:

@@ -9,9 +9,15 @@ import pytest
 from margin_factories import AT, bal, inverse, linear, pool, portfolio, pos, px
 
 from core.margin.api import evaluate_portfolio
-from core.margin.params import Bracket, CollateralRate, MarginParams, Thresholds
+from core.margin.params import Bracket, CollateralRate, MarginParams, Thresholds, VenueLevels
 from core.margin.portfolio_file import load_portfolio_file
-from core.margin.report import Band, MarginReport, band_for
+from core.margin.report import (
+    DeskLevel,
+    MarginReport,
+    VenueBand,
+    desk_level_for,
+    venue_band_for,
+)
 
 D = Decimal
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "portfolio.json"
@@ -82,7 +88,8 @@ def test_unified_with_binance_example_gives_unimmr_equity_over_mm() -> None:
     assert r.adjusted_equity_usd == D(6186) + D("0.95") * (D("0.11") * 40000 + 5 * 3000)
     assert r.mm_usd == D("4728.4")
     assert r.ratio == (r.adjusted_equity_usd / r.mm_usd).quantize(D("1e-9"))
-    assert r.band is Band.NORMAL
+    assert r.venue_band is VenueBand.NORMAL
+    assert r.desk_level is DeskLevel.OK
     assert r.max_withdraw_usd == r.adjusted_equity_usd - D("1.2") * r.mm_usd
 
 
@@ -91,6 +98,44 @@ def test_unified_with_example_file_matches_the_in_code_example() -> None:
     r = evaluate_portfolio(f.to_portfolio(), f.pool_spec(), f.params)
     assert r.adjusted_equity_usd == D(24616)
     assert r.mm_usd == D("4728.4")
+
+
+def test_unified_with_negative_um_wallet_charges_no_loan_mm() -> None:
+    # Binance PM: cross margin 10,000 USDT free, UM wallet −8,000 USDT with no margin loan,
+    # BTCUSDT long 5 at 60,000 (mark 60,000, MMR 0.5 %). uniMMR charges loan MM only on margin
+    # loans: E = 2,000, MM = 1,500, ratio 1.333, max withdraw 2,000 − 1.2 × 1,500 = 200.
+    pf = portfolio(
+        [bal("USDT", 10_000, "margin"), bal("USDT", -8_000, "um")],
+        [pos(linear(), 5, 60_000, "um")],
+        [px("BTC", 60_000), px("USDT", 1), px("BTCUSDT", 60_000)],
+    )
+    r = evaluate_portfolio(pf, pool(("margin", "um", "cm")), _params())
+    assert (r.adjusted_equity_usd, r.mm_usd) == (D(2000), D(1500))
+    assert r.ratio == D("1.333333333")
+    assert r.max_withdraw_usd == D(200)
+    assert r.venue_band is VenueBand.MARGIN_CALL
+    assert not [c for c in r.contributions if c.key.startswith("loan:")]
+    # the same 8,000 as a real margin loan in the cross-margin wallet is charged 10 %
+    loan = portfolio(
+        [bal("USDT", 10_000, "margin", loan=8_000)],
+        [pos(linear(), 5, 60_000, "um")],
+        [px("BTC", 60_000), px("USDT", 1), px("BTCUSDT", 60_000)],
+    )
+    r_loan = evaluate_portfolio(loan, pool(("margin", "um", "cm")), _params())
+    assert r_loan.adjusted_equity_usd == D(2000)
+    assert r_loan.mm_usd == D(1500) + D(800)
+
+
+def test_standard_silo_with_negative_um_wallet_counts_it_at_100_percent_without_loan_mm() -> None:
+    pf = portfolio(
+        [bal("USDT", -8_000, "um"), bal("BTC", "0.2", "um")],
+        [pos(linear(), 5, 60_000, "um")],
+        [px("BTC", 60_000), px("USDT", 1), px("BTCUSDT", 60_000)],
+    )
+    r = evaluate_portfolio(pf, pool(("um",), "standard"), _params())
+    (silo,) = r.silos
+    assert silo.adjusted_equity_usd == D(-8000) + D("0.2") * 60_000 * D("0.95")  # 3,400
+    assert silo.mm_usd == D(1500)
 
 
 def test_unified_with_bracket_crossing_uses_cum_for_continuity() -> None:
@@ -131,19 +176,55 @@ def test_unified_with_more_cash_never_lowers_the_ratio() -> None:
 @pytest.mark.parametrize(
     ("ratio", "band"),
     [
-        ("1.5000001", Band.NORMAL),
-        ("1.5", Band.MARGIN_CALL),
-        ("1.2000001", Band.MARGIN_CALL),
-        ("1.2", Band.REDUCE_ONLY),
-        ("1.05", Band.LIQUIDATION),
-        ("1.0000001", Band.LIQUIDATION),
-        ("1.0", Band.BANKRUPT),
-        ("0.3", Band.BANKRUPT),
+        ("1.5000001", VenueBand.NORMAL),
+        ("1.5", VenueBand.MARGIN_CALL),
+        ("1.2000001", VenueBand.MARGIN_CALL),
+        ("1.2", VenueBand.REDUCE_ONLY),
+        ("1.05", VenueBand.LIQUIDATION),
+        ("1.0000001", VenueBand.LIQUIDATION),
+        ("1.0", VenueBand.BANKRUPT),
+        ("0.3", VenueBand.BANKRUPT),
     ],
 )
-def test_band_with_binance_pm_pro_boundaries_is_upper_inclusive(ratio: str, band: Band) -> None:
+def test_venue_band_with_binance_pm_pro_boundaries_is_upper_inclusive(
+    ratio: str, band: VenueBand
+) -> None:
     # Binance: "120 % < uniMMR ≤ 150 %" margin call … "uniMMR ≤ 100 %" bankrupt.
-    assert band_for(D(ratio), D(1), Thresholds()) is band
+    assert venue_band_for(D(ratio), D(1), VenueLevels()) is band
+
+
+@pytest.mark.parametrize(
+    ("ratio", "level"),
+    [
+        ("2.0000001", DeskLevel.OK),
+        ("2.0", DeskLevel.WARN),
+        ("1.6000001", DeskLevel.WARN),
+        ("1.6", DeskLevel.CALL),
+        ("1.3000001", DeskLevel.CALL),
+        ("1.3", DeskLevel.REDUCE_ONLY),
+        ("1.1", DeskLevel.LIQUIDATION),
+        ("0.4", DeskLevel.LIQUIDATION),
+    ],
+)
+def test_desk_level_with_pool_thresholds_is_upper_inclusive_and_independent_of_venue(
+    ratio: str, level: DeskLevel
+) -> None:
+    desk = Thresholds(warn=2.0, call=1.6, reduce_only=1.3, liquidation=1.1, target=2.0)
+    assert desk_level_for(D(ratio), D(1), desk) is level
+    assert level.needs_margin_call is (level in {"call", "reduce_only", "liquidation"})
+
+
+def test_report_with_desk_call_above_venue_margin_call_calls_while_venue_is_normal() -> None:
+    # E/MM = 24,616 / 4,728.4 = 5.206: with a desk call at 6 the desk calls, the venue is calm.
+    desk = Thresholds(warn=7.0, call=6.0, reduce_only=5.0, liquidation=4.0, target=7.0)
+    f = load_portfolio_file(EXAMPLE)
+    params = f.params.model_copy(update={"thresholds": desk})
+    r = evaluate_portfolio(f.to_portfolio(), f.pool_spec(), params)
+    assert r.venue_band is VenueBand.NORMAL
+    assert r.desk_level is DeskLevel.CALL
+    assert r.margin_call_due
+    # Max withdraw is the venue's rule (E − 1.2·MM), not the desk's call level.
+    assert r.max_withdraw_usd == D(24616) - D("1.2") * D("4728.4")
 
 
 def test_deficit_with_target_is_target_times_mm_minus_equity_floored_at_zero() -> None:
@@ -164,5 +245,6 @@ def test_report_with_no_positions_has_no_ratio_and_is_normal() -> None:
     r = evaluate_portfolio(pf, pool(), _params())
     assert r.mm_usd == 0
     assert r.ratio is None
-    assert r.band is Band.NORMAL
+    assert r.venue_band is VenueBand.NORMAL
+    assert r.desk_level is DeskLevel.OK
     assert r.deficit(1.5) == 0

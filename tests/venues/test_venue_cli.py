@@ -22,7 +22,7 @@ def test_sim_check_with_example_desk_reports_same_results() -> None:
     result = CliRunner().invoke(app, ["sim", "check"])
     assert result.exit_code == 0, result.output
     last = json.loads(result.output.strip().splitlines()[-1])
-    assert last == {"same_results": True, "steps": 16, "venues": ["sim-a", "sim-b"]}
+    assert last == {"same_results": True, "steps": 17, "venues": ["sim-a", "sim-b"]}
 
 
 def test_sim_serve_with_missing_desk_exits_2_with_one_line() -> None:
@@ -61,6 +61,55 @@ def test_sim_serve_process_answers_an_unmodified_ccxt_client() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_sim_serve_with_frozen_prices_gives_the_same_figures_to_every_fresh_client() -> None:
+    """What docs/venues.md shows: the PM account's USDT total is the desk's, exactly."""
+    seen = []
+    for _ in range(2):  # two fresh servers, seconds apart: same answers
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flows.cli",
+                "sim",
+                "serve",
+                "--port",
+                "0",
+                "--venue",
+                "sim-a",
+                "--prices",
+                "frozen",
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            assert proc.stdout is not None
+            port = None
+            for _ in range(20):
+                m = re.search(r"on 127\.0\.0\.1:(\d+)", proc.stdout.readline())
+                if m:
+                    port = int(m.group(1))
+                    break
+            assert port is not None, "server did not announce its port"
+            ex = ccxt.binance({"apiKey": "pmr-sim-sim-a", "secret": "pmr-sim-secret"})
+            ex.enableRateLimit = False
+            rewrite_api_urls(ex, f"http://127.0.0.1:{port}/sim-a")
+            ex.load_markets()
+            pm_usdt = ex.fetch_balance({"portfolioMargin": True})["USDT"]["total"]
+            marks = {r["symbol"]: r["markPrice"] for r in ex.fapiPublicGetPremiumIndex()}
+            seen.append((pm_usdt, marks))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    # margin 1,300,000 + UM 250,000 + UM uPnL −533,000 at the desk's marks
+    assert seen[0][0] == 1_017_000
+    assert seen[0] == seen[1]
+    assert seen[0][1]["BTCUSDT"] == "95040.00000000"
 
 
 def test_sim_serve_with_port_in_use_exits_2_with_one_line() -> None:

@@ -1,6 +1,7 @@
 """Error matrix (STYLE rule 23): every venue method × every injected fault → typed error and the
 number of venue calls. Writes are sent exactly once whatever happens; reads retry transient
-errors with backoff (3 attempts)."""
+errors with backoff (3 attempts). A skewed desk clock (Binance -1021) re-syncs and retries a read
+once, and raises ``ClockSkewRejected`` for a write after exactly one send."""
 
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ from core.errors import (
     VenueUnavailable,
 )
 from core.venues.ccxt_venue import CcxtVenue
+from core.venues.errors import ClockSkewRejected
 from core.venues.factory import DeskVenues
 from core.venues.sim.faults import FaultKind
 
 W = WalletKind
 USDT = Asset("USDT")
+DOGE = Asset("DOGE")
 
 # name → (call, path, method, is_write)
 Op = tuple[Callable[[CcxtVenue], Any], str, str, bool]
@@ -50,6 +53,12 @@ WRITES: dict[str, Op] = {
         "POST",
         True,
     ),
+    "margin_order": (  # sim-a is a Portfolio Margin account: papi
+        lambda v: v.margin_order(DOGE, USDT, Decimal(100_000), "k-mo"),
+        "/papi/v1/margin/order",
+        "POST",
+        True,
+    ),
 }
 READS: dict[str, Op] = {
     "balances_spot": (lambda v: v.balances(W.SPOT), "/api/v3/account", "GET", False),
@@ -60,6 +69,12 @@ READS: dict[str, Op] = {
         lambda v: v.convert_quote(Asset("USDC"), USDT, Decimal(1000)),
         "/sapi/v1/convert/getQuote",
         "POST",
+        False,
+    ),
+    "lookup_margin_order": (
+        lambda v: v.lookup_margin_order("k-none", DOGE, USDT),
+        "/papi/v1/margin/order",
+        "GET",
         False,
     ),
 }
@@ -151,7 +166,7 @@ def test_every_write_with_venue_halt_raises_not_allowed(sims: DeskVenues) -> Non
     venue = sims.venues["sim-a"]
     _warm(venue)
     sims.engines["sim-a"].faults.halt_venue()
-    for op in ("transfer", "withdraw"):
+    for op in ("transfer", "withdraw", "margin_order"):
         call, path, method, _ = WRITES[op]
         with pytest.raises(TransferNotAllowed):
             call(venue)
@@ -182,3 +197,51 @@ def test_timeout_never_becomes_a_second_send(sims: DeskVenues, clock: ManualCloc
         venue.transfer(USDT, Decimal(1000), W.SPOT, W.MARGIN, "k-once")
     assert len(engine.transfers) == 1
     assert _calls(sims, "POST", "/sapi/v1/asset/transfer") == 1
+
+
+# Writes under a skewed desk clock: (prepare before the skew, send after it).
+SKEW_WRITES: dict[str, tuple[Callable[[CcxtVenue], Any], Callable[[CcxtVenue, Any], Any]]] = {
+    "transfer": (lambda v: None, lambda v, _: WRITES["transfer"][0](v)),
+    "accept_quote": (
+        lambda v: v.convert_quote(Asset("USDC"), USDT, Decimal(1000)),
+        lambda v, quote: v.accept_quote(quote),
+    ),
+    "withdraw": (lambda v: None, lambda v, _: WRITES["withdraw"][0](v)),
+    "margin_order": (lambda v: None, lambda v, _: WRITES["margin_order"][0](v)),
+}
+
+
+@pytest.mark.parametrize("skew_s", [2.0, -15.0], ids=["desk-2s-ahead", "desk-15s-behind"])
+@pytest.mark.parametrize("op", list(WRITES))
+def test_write_with_skewed_desk_clock_raises_clock_skew_after_exactly_one_send(
+    sims: DeskVenues, op: str, skew_s: float
+) -> None:
+    venue = sims.venues["sim-a"]
+    _warm(venue)
+    prepare, send = SKEW_WRITES[op]
+    prepared = prepare(venue)
+    _, path, method, _ = WRITES[op]
+    sims.engines["sim-a"].faults.skew_desk_clock(skew_s)
+    with pytest.raises(ClockSkewRejected) as info:
+        send(venue, prepared)
+    assert _calls(sims, method, path) == 1
+    assert info.value.context["venue"] == "sim-a"
+    assert info.value.context["resynced"] is True
+    assert _calls(sims, "GET", "/api/v3/time") == 1
+
+
+@pytest.mark.parametrize("skew_s", [2.0, -15.0], ids=["desk-2s-ahead", "desk-15s-behind"])
+@pytest.mark.parametrize("op", list(READS))
+def test_read_with_skewed_desk_clock_resyncs_and_succeeds_on_second_call(
+    sims: DeskVenues, op: str, skew_s: float
+) -> None:
+    venue = sims.venues["sim-a"]
+    call, path, method, _ = READS[op]
+    call(venue)  # warm: markets and whatever ccxt caches for this read
+    before = _calls(sims, method, path)
+    signed = sims.dialects["sim-a"].routes[(method, path)].signed
+    sims.engines["sim-a"].faults.skew_desk_clock(skew_s)
+    call(venue)
+    # A signed read is refused once and retried once; a public one is never checked.
+    assert _calls(sims, method, path) - before == (2 if signed else 1)
+    assert sims.dialects["sim-a"].clock_rejections == (1 if signed else 0)

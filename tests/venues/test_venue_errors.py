@@ -17,6 +17,7 @@ from core.errors import (
     VenueUnavailable,
 )
 from core.venues.errors import (
+    ClockSkewRejected,
     api_family,
     binance_code_from_message,
     is_retryable,
@@ -73,7 +74,16 @@ CASES = [
     (
         ccxt.ExchangeError('binance {"code":-1021,"msg":"Timestamp outside recvWindow"}'),
         True,
-        VenueUnavailable,
+        ClockSkewRejected,
+    ),
+    (
+        # ccxt raises InvalidNonce (a NetworkError) for -1021 from api.binance.com: the code
+        # decides, so it is a clock refusal (not applied), never an unknown outcome
+        ccxt.InvalidNonce(
+            'binance {"code":-1021,"msg":"Timestamp for this request was 1000ms ahead"}'
+        ),
+        True,
+        ClockSkewRejected,
     ),
     (ccxt.ExchangeError('binance {"code":-1020,"msg":"not supported"}'), True, TransferNotAllowed),
     (ccxt.ExchangeError('binance {"code":-1111,"msg":"Precision"}'), True, VenueRejected),
@@ -170,6 +180,8 @@ def test_ccxt_with_loopback_host_loses_insufficient_funds_class() -> None:
         (OutcomeUnknown("x"), False, True),
         (RateLimited("x"), True, True),
         (VenueUnavailable("x"), True, True),
+        (ClockSkewRejected("x"), False, True),
+        (ClockSkewRejected("x"), True, False),
         (InsufficientFunds("x"), False, False),
         (TransferNotAllowed("x"), True, False),
         (VenueRejected("x"), False, False),

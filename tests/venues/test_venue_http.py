@@ -10,7 +10,7 @@ from typing import Any, Literal
 import ccxt
 import pytest
 
-from core.clock import ManualClock
+from core.clock import ManualClock, SystemClock
 from core.config import DeskConfig
 from core.domain import WalletKind
 from core.errors import VenueFatal
@@ -40,10 +40,12 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
 
 def test_unmodified_ccxt_client_with_loopback_urls_loads_markets_balances_and_transfers(
-    desk: DeskConfig, clock: ManualClock, loopback_only: list[Any]
+    desk: DeskConfig, loopback_only: list[Any]
 ) -> None:
+    # An unmodified client signs with the wall clock, so the venue runs on it too (Binance
+    # refuses timestamps outside its window); frozen prices keep the figures exact.
     engine, _ = sim_exchange_from_desk(
-        desk, "sim-a", clock, network=SimNetwork(), api_secret="s3cret"
+        desk, "sim-a", SystemClock(), network=SimNetwork(), api_secret="s3cret", frozen_prices=True
     )
     with SimHttpServer({"sim-a": BinanceDialect(engine)}) as server:
         ex = ccxt.binance({"apiKey": engine.config.api_key, "secret": "s3cret"})

@@ -152,3 +152,13 @@ def test_sim_from_desk_with_options_positions_reports_them_skipped(desk: DeskCon
     assert not engine.config.portfolio_margin
     engine_a, _ = sim_exchange_from_desk(desk, "sim-a", ManualClock())
     assert engine_a.config.portfolio_margin
+
+
+def test_sim_from_desk_with_frozen_prices_keeps_desk_marks_at_any_time(desk: DeskConfig) -> None:
+    clock = ManualClock()
+    frozen, _ = sim_exchange_from_desk(desk, "sim-a", clock, frozen_prices=True)
+    moving, _ = sim_exchange_from_desk(desk, "sim-a", clock)
+    clock.advance(86_400)  # a day of the seeded walk
+    assert frozen.mark("BTCUSDT")[:2] == (Decimal("95040.00000000"), Decimal("95000.00000000"))
+    assert frozen.asset_price_usd("DOGE")[0] == Decimal("0.25")
+    assert moving.mark("BTCUSDT")[0] != Decimal("95040")  # the path mode does move

@@ -27,13 +27,25 @@ from urllib.parse import parse_qsl
 
 from core.domain import WalletKind
 from core.venues.ratelimit import SAPI_UID_FAMILY, budget_family, request_weight
-from core.venues.sim.engine import SimError, SimExchange, SimPosition
+from core.venues.sim.engine import SimError, SimExchange, SimMarginOrder, SimPosition
 from core.venues.sim.faults import FaultKind
 
-__all__ = ["BinanceDialect", "SimResponse"]
+__all__ = [
+    "RECV_WINDOW_DEFAULT_MS",
+    "RECV_WINDOW_MAX_MS",
+    "TIMESTAMP_AHEAD_LIMIT_MS",
+    "BinanceDialect",
+    "SimResponse",
+]
 
 Json = Any
 Params = dict[str, str]
+
+# Binance's timing rule for signed requests (spot REST docs, "Timing security"; the futures APIs
+# document the same): the default and largest recvWindow, and how far ahead a timestamp may be.
+RECV_WINDOW_DEFAULT_MS = 5000
+RECV_WINDOW_MAX_MS = 60_000
+TIMESTAMP_AHEAD_LIMIT_MS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +91,12 @@ class BinanceDialect:
         self._banned_until_ns: dict[str, int] = {}
         self.request_log: list[tuple[str, str]] = []
         self.throttled = 0  # 429/418 answers given (rate limit or injected)
+        self.clock_rejections = 0  # -1021 answers given (request stamped outside the window)
         self.routes: dict[tuple[str, str], _Route] = {
             ("GET", "/api/v3/ping"): _Route(lambda p: {}, False),
             ("GET", "/api/v3/time"): _Route(lambda p: {"serverTime": e.now_ms()}, False),
+            ("GET", "/fapi/v1/time"): _Route(lambda p: {"serverTime": e.now_ms()}, False),
+            ("GET", "/dapi/v1/time"): _Route(lambda p: {"serverTime": e.now_ms()}, False),
             ("GET", "/api/v3/exchangeInfo"): _Route(self._spot_exchange_info, False),
             ("GET", "/fapi/v1/exchangeInfo"): _Route(self._um_exchange_info, False),
             ("GET", "/dapi/v1/exchangeInfo"): _Route(self._cm_exchange_info, False),
@@ -110,6 +125,10 @@ class BinanceDialect:
             ("POST", "/sapi/v1/convert/getQuote"): _Route(self._convert_quote, True, True),
             ("POST", "/sapi/v1/convert/acceptQuote"): _Route(self._convert_accept, True, True),
             ("GET", "/sapi/v1/convert/orderStatus"): _Route(self._convert_status, True),
+            ("POST", "/sapi/v1/margin/order"): _Route(self._margin_order, True, True),
+            ("GET", "/sapi/v1/margin/order"): _Route(self._margin_order_query, True),
+            ("POST", "/papi/v1/margin/order"): _Route(self._pm_margin_order, True, True),
+            ("GET", "/papi/v1/margin/order"): _Route(self._pm_margin_order_query, True),
             ("POST", "/sapi/v1/capital/withdraw/apply"): _Route(self._withdraw, True, True),
             ("GET", "/sapi/v1/capital/withdraw/history"): _Route(self._withdraw_history, True),
             ("GET", "/sapi/v1/capital/deposit/hisrec"): _Route(self._deposit_history, True),
@@ -143,6 +162,9 @@ class BinanceDialect:
                 denied = self._authenticate(method, query, body, headers)
                 if denied is not None:
                     return denied
+                late = self._check_timestamp(params)
+                if late is not None:
+                    return late
             if fault is not None and fault.kind is FaultKind.INSUFFICIENT_FUNDS:
                 return self._error(
                     SimError(400, -5013, "Asset transfer failed: insufficient balance")
@@ -199,6 +221,46 @@ class BinanceDialect:
         if not hmac.compare_digest(expected, signature):
             return SimResponse(
                 400, {"code": -1022, "msg": "Signature for this request is not valid."}
+            )
+        return None
+
+    def _check_timestamp(self, params: Params) -> SimResponse | None:
+        """Binance's timing rule for signed requests (spot REST docs, "Timing security")::
+
+            if timestamp < serverTime + 1000 and serverTime - timestamp <= recvWindow: process
+            else: reject with -1021
+
+        ``recvWindow`` defaults to 5000 ms and may not exceed 60000 ms (-1131). A refused
+        request is never processed, so nothing is applied.
+        """
+        try:
+            ts_ms = int(params["timestamp"])
+        except (KeyError, ValueError):
+            return self._error(
+                SimError(
+                    400,
+                    -1102,
+                    "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.",
+                )
+            )
+        try:
+            recv_window_ms = int(params.get("recvWindow", RECV_WINDOW_DEFAULT_MS))
+        except ValueError:
+            return self._error(SimError(400, -1100, "Illegal characters found in 'recvWindow'."))
+        if not 0 < recv_window_ms <= RECV_WINDOW_MAX_MS:
+            return self._error(SimError(400, -1131, "recvWindow must be less than 60000"))
+        server_ms = self.engine.now_ms()
+        if ts_ms >= server_ms + TIMESTAMP_AHEAD_LIMIT_MS:
+            self.clock_rejections += 1
+            return self._error(
+                SimError(
+                    400, -1021, "Timestamp for this request was 1000ms ahead of the server's time."
+                )
+            )
+        if server_ms - ts_ms > recv_window_ms:
+            self.clock_rejections += 1
+            return self._error(
+                SimError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
             )
         return None
 
@@ -655,7 +717,7 @@ class BinanceDialect:
             "positions": [
                 {
                     "symbol": pos.symbol,
-                    "positionSide": "BOTH",
+                    "positionSide": pos.side,
                     "positionAmt": _s(pos.qty),
                     "unrealizedProfit": _s8(e.unrealized_pnl(pos)),
                     "isolatedMargin": "0",
@@ -690,7 +752,7 @@ class BinanceDialect:
                     "openOrderInitialMargin": "0",
                     "leverage": "20",
                     "isolated": False,
-                    "positionSide": "BOTH",
+                    "positionSide": pos.side,
                     "entryPrice": _s8(pos.entry_price),
                     "breakEvenPrice": _s8(pos.entry_price),
                     "maxQty": "250",
@@ -783,7 +845,7 @@ class BinanceDialect:
             out.append(
                 {
                     "symbol": pos.symbol,
-                    "positionSide": "BOTH",
+                    "positionSide": pos.side,
                     "positionAmt": _s(pos.qty),
                     "entryPrice": _s(pos.entry_price),
                     "breakEvenPrice": _s(pos.entry_price),
@@ -824,7 +886,7 @@ class BinanceDialect:
                     "marginType": "cross",
                     "isolatedMargin": "0.00000000",
                     "isAutoAddMargin": "false",
-                    "positionSide": "BOTH",
+                    "positionSide": pos.side,
                     "notionalValue": _s8(e.notional(pos)),
                     "isolatedWallet": "0",
                     "updateTime": e.now_ms(),
@@ -1046,6 +1108,108 @@ class BinanceDialect:
             "inverseRatio": _s((1 / q.ratio).quantize(Decimal("0.00000001"))),
             "createTime": order.ts_ns // 1_000_000,
         }
+
+    def _place_margin_order(self, p: Params) -> SimMarginOrder:
+        symbol, side, order_type = self._require(p, "symbol", "side", "type")
+        if p.get("sideEffectType", "NO_SIDE_EFFECT") != "NO_SIDE_EFFECT":
+            raise SimError(400, -1130, "The simulator fills margin orders without borrowing.")
+        client_id = p.get("newClientOrderId") or f"sim{self.engine.next_id()}"
+        return self.engine.margin_order(
+            symbol,
+            side,
+            order_type,
+            quantity=p.get("quantity"),
+            quote_qty=p.get("quoteOrderQty"),
+            client_id=client_id,
+        )
+
+    @staticmethod
+    def _order_fields(order: SimMarginOrder) -> dict[str, Json]:
+        return {
+            "symbol": order.symbol,
+            "orderId": order.order_id,
+            "clientOrderId": order.client_id,
+            "price": "0.00000000",  # a MARKET order has no limit price
+            "origQty": _s8(order.base_qty),
+            "executedQty": _s8(order.base_qty),
+            "cummulativeQuoteQty": _s8(order.quote_qty),
+            "status": order.status,
+            "timeInForce": "GTC",
+            "type": "MARKET",
+            "side": order.side,
+        }
+
+    def _fills(self, order: SimMarginOrder) -> list[Json]:
+        _, quote = self.engine.spot_pair(order.symbol)
+        return [
+            {
+                "price": _s8(order.avg_price),
+                "qty": _s8(order.base_qty),
+                "commission": "0.00000000",  # the pair's book costs are in the price
+                "commissionAsset": quote,
+                "tradeId": order.order_id,
+            }
+        ]
+
+    def _margin_order(self, p: Params) -> Json:
+        """POST /sapi/v1/margin/order, answered as ``newOrderRespType=FULL`` (ccxt's default)."""
+        order = self._place_margin_order(p)
+        return {
+            **self._order_fields(order),
+            "transactTime": order.ts_ns // 1_000_000,
+            "isIsolated": False,
+            "selfTradePreventionMode": "EXPIRE_MAKER",
+            "fills": self._fills(order),
+        }
+
+    def _pm_margin_order(self, p: Params) -> Json:
+        """POST /papi/v1/margin/order (Portfolio Margin accounts only)."""
+        if not self.engine.config.portfolio_margin:
+            raise SimError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        order = self._place_margin_order(p)
+        return {
+            **self._order_fields(order),
+            "transactTime": order.ts_ns // 1_000_000,
+            "fills": self._fills(order),
+        }
+
+    def _find_margin_order(self, p: Params) -> SimMarginOrder:
+        (symbol,) = self._require(p, "symbol")
+        client_id, order_id = p.get("origClientOrderId"), p.get("orderId")
+        found = None
+        if client_id:
+            found = self.engine.find_margin_order(symbol, client_id)
+        elif order_id:
+            found = next(
+                (o for o in self.engine.margin_orders if str(o.order_id) == order_id), None
+            )
+        else:
+            raise SimError(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent.")
+        if found is None:
+            raise SimError(400, -2013, "Order does not exist.")
+        return found
+
+    def _order_query_fields(self, order: SimMarginOrder) -> dict[str, Json]:
+        ms = order.ts_ns // 1_000_000
+        return {
+            **self._order_fields(order),
+            "icebergQty": "0.00000000",
+            "isWorking": True,
+            "stopPrice": "0.00000000",
+            "time": ms,
+            "updateTime": ms,
+            "selfTradePreventionMode": "EXPIRE_MAKER",
+        }
+
+    def _margin_order_query(self, p: Params) -> Json:
+        """GET /sapi/v1/margin/order: by ``origClientOrderId`` (our key) or ``orderId``."""
+        return {**self._order_query_fields(self._find_margin_order(p)), "isIsolated": False}
+
+    def _pm_margin_order_query(self, p: Params) -> Json:
+        """GET /papi/v1/margin/order."""
+        if not self.engine.config.portfolio_margin:
+            raise SimError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        return self._order_query_fields(self._find_margin_order(p))
 
     def _withdraw(self, p: Params) -> Json:
         coin, address, amount = self._require(p, "coin", "address", "amount")

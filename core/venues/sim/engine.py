@@ -36,6 +36,7 @@ __all__ = [
     "SimError",
     "SimExchange",
     "SimInstrument",
+    "SimMarginOrder",
     "SimNetwork",
     "SimPosition",
     "SimTransfer",
@@ -117,6 +118,7 @@ class SimPosition:
     symbol: str
     qty: Decimal  # contracts, signed
     entry_price: Decimal
+    side: Literal["BOTH", "LONG", "SHORT"] = "BOTH"  # Binance positionSide (hedge-mode leg)
 
 
 @dataclass(slots=True)
@@ -148,6 +150,24 @@ class SimConvertOrder:
     quote: SimConvertQuote
     ts_ns: int
     status: str = "SUCCESS"
+
+
+@dataclass(frozen=True, slots=True)
+class SimMarginOrder:
+    """A filled MARKET order on the cross-margin book (the simulator fills in one go)."""
+
+    order_id: int
+    client_id: str
+    symbol: str
+    side: str  # BUY | SELL
+    base_qty: Decimal
+    quote_qty: Decimal
+    ts_ns: int
+    status: str = "FILLED"
+
+    @property
+    def avg_price(self) -> Decimal:
+        return (self.quote_qty / self.base_qty).quantize(Decimal("0.00000001"), ROUND_DOWN)
 
 
 @dataclass(slots=True)
@@ -296,10 +316,11 @@ class SimExchange:
             start_ns=clock.timestamp_ns(),
         )
         self.wallets: dict[WalletKind, dict[str, WalletLine]] = {k: {} for k in WalletKind}
-        self.positions: dict[str, SimPosition] = {}
+        self.positions: dict[tuple[str, str], SimPosition] = {}  # (symbol, positionSide)
         self.transfers: list[SimTransfer] = []
         self.quotes: dict[str, SimConvertQuote] = {}
         self.convert_orders: dict[int, SimConvertOrder] = {}
+        self.margin_orders: list[SimMarginOrder] = []
         self.withdrawals: list[SimWithdrawal] = []
         self.deposits: list[SimDeposit] = []
         self._ids = itertools.count(1)
@@ -327,11 +348,27 @@ class SimExchange:
         line.borrowed += Decimal(loan)
         line.interest += Decimal(interest)
 
-    def open_position(self, symbol: str, qty: Decimal, entry_price: Decimal) -> None:
-        """Seed a futures position (desk config ``[[positions]]`` in ``um``/``cm``)."""
+    def open_position(
+        self,
+        symbol: str,
+        qty: Decimal,
+        entry_price: Decimal,
+        side: Literal["BOTH", "LONG", "SHORT"] = "BOTH",
+    ) -> None:
+        """Seed a futures position (desk config ``[[positions]]`` in ``um``/``cm``).
+
+        ``side`` LONG / SHORT seeds a hedge-mode leg (Binance ``dualSidePosition``): the two
+        legs of a symbol are separate positions; a symbol is either one-way (BOTH) or hedged.
+        """
         if symbol not in self.instruments:
             raise KeyError(f"unknown instrument {symbol!r} on simulated venue {self.name}")
-        self.positions[symbol] = SimPosition(symbol, Decimal(qty), Decimal(entry_price))
+        q = Decimal(qty)
+        if (side == "LONG" and q < 0) or (side == "SHORT" and q > 0):
+            raise ValueError(f"a {side} leg of {symbol} cannot hold {q}")
+        other_mode = {"BOTH"} if side != "BOTH" else {"LONG", "SHORT"}
+        if any((symbol, s) in self.positions for s in other_mode):
+            raise ValueError(f"{symbol} cannot be one-way and hedge mode at once")
+        self.positions[(symbol, side)] = SimPosition(symbol, q, Decimal(entry_price), side)
 
     # -- helpers ------------------------------------------------------------------------------
     def _book(self, wallet: WalletKind) -> dict[str, WalletLine]:
@@ -494,17 +531,8 @@ class SimExchange:
         self._require_asset(to_asset)
         px_from, _ = self.asset_price_usd(from_asset)
         px_to, _ = self.asset_price_usd(to_asset)
-        value_usd = amount * px_from
-        levels = self.convert_levels.get((from_asset, to_asset), self.config.default_convert_levels)
-        left = value_usd
-        out_usd = ZERO
-        for width, cost_bps in levels:
-            take = min(left, width)
-            out_usd += take * (1 - cost_bps / Decimal(10_000))
-            left -= take
-            if left <= 0:
-                break
-        if left > 0:
+        out_usd = self._walk_book(from_asset, to_asset, amount * px_from)
+        if out_usd is None:
             raise SimError(400, -23000, "Quote amount exceeds the available liquidity.")
         step = Decimal(1).scaleb(-self.asset_decimals[to_asset])
         to_amount = (out_usd / px_to).quantize(step, rounding=ROUND_DOWN)
@@ -522,6 +550,20 @@ class SimExchange:
         self.quotes[q.quote_id] = q
         return q
 
+    def _walk_book(self, from_asset: str, to_asset: str, value_usd: Decimal) -> Decimal | None:
+        """USD value received for ``value_usd`` sold through the pair's convex book (the desk's
+        ``[[swaps]] levels``, fees and slippage together); ``None`` if the book is too thin."""
+        levels = self.convert_levels.get((from_asset, to_asset), self.config.default_convert_levels)
+        left = value_usd
+        out_usd = ZERO
+        for width, cost_bps in levels:
+            take = min(left, width)
+            out_usd += take * (1 - cost_bps / Decimal(10_000))
+            left -= take
+            if left <= 0:
+                return out_usd
+        return None
+
     def accept_quote(self, quote_id: str) -> SimConvertOrder:
         self.settle()
         q = self.quotes.get(quote_id)
@@ -538,6 +580,105 @@ class SimExchange:
         order = SimConvertOrder(self.next_id() + 9_000_000_000, q, self.now_ns())
         self.convert_orders[order.order_id] = order
         return order
+
+    # -- margin orders ------------------------------------------------------------------------
+    def margin_order(
+        self,
+        symbol: str,
+        side: str,
+        order_type: str,
+        *,
+        quantity: str | None,
+        quote_qty: str | None,
+        client_id: str,
+    ) -> SimMarginOrder:
+        """Fill a MARKET order on the cross-margin book (POST /sapi/v1/margin/order; a Portfolio
+        Margin account's POST /papi/v1/margin/order) inside the margin wallet.
+
+        SELL spends ``quantity`` of the base asset, BUY spends ``quote_qty`` of the quote asset
+        (Binance ``quoteOrderQty``); either way the average price is the seeded index less the
+        pair's book costs. No borrowing (``sideEffectType=NO_SIDE_EFFECT``): the free balance must
+        cover the order (Binance -2010). A filled order's client id may be reused, as on Binance
+        (``newClientOrderId`` is unique among *open* orders only): the caller looks it up first.
+        """
+        self.settle()
+        if self.faults.venue_halted:
+            raise SimError(400, -1020, "This operation is not supported.")
+        base, quote = self.spot_pair(symbol)
+        if order_type != "MARKET":
+            raise SimError(400, -1116, "Invalid orderType.")
+        match side, quantity, quote_qty:
+            case "SELL", str(q), None:
+                from_asset, to_asset, spent = base, quote, self._order_amount(base, q, "quantity")
+            case "BUY", None, str(q):
+                from_asset, to_asset, spent = (
+                    quote,
+                    base,
+                    self._order_amount(quote, q, "quoteOrderQty"),
+                )
+            case _:
+                raise SimError(
+                    400,
+                    -1102,
+                    "A MARKET SELL takes 'quantity' and a MARKET BUY 'quoteOrderQty' here.",
+                )
+        px_from, _ = self.asset_price_usd(from_asset)
+        px_to, _ = self.asset_price_usd(to_asset)
+        value_usd = spent * px_from
+        if value_usd < 5:
+            raise SimError(400, -1013, "Filter failure: NOTIONAL")
+        out_usd = self._walk_book(from_asset, to_asset, value_usd)
+        if out_usd is None:
+            raise SimError(400, -2010, "Order would exceed the book's depth.")
+        book = self.wallets[WalletKind.MARGIN]
+        line = self._line(book, from_asset)
+        if line.free < spent:
+            raise SimError(400, -2010, "Account has insufficient balance for requested action.")
+        step = Decimal(1).scaleb(-self.asset_decimals[to_asset])
+        received = (out_usd / px_to).quantize(step, rounding=ROUND_DOWN)
+        line.free -= spent
+        self._line(book, to_asset).free += received
+        base_qty, quote_amount = (spent, received) if side == "SELL" else (received, spent)
+        order = SimMarginOrder(
+            order_id=self.next_id() + 7_000_000_000,
+            client_id=client_id,
+            symbol=symbol,
+            side=side,
+            base_qty=base_qty,
+            quote_qty=quote_amount,
+            ts_ns=self.now_ns(),
+        )
+        self.margin_orders.append(order)
+        return order
+
+    def find_margin_order(self, symbol: str, client_id: str) -> SimMarginOrder | None:
+        """The latest order of ``symbol`` with ``client_id`` (GET .../margin/order)."""
+        for order in reversed(self.margin_orders):
+            if order.symbol == symbol and order.client_id == client_id:
+                return order
+        return None
+
+    def spot_pair(self, symbol: str) -> tuple[str, str]:
+        """``(base, quote)`` of a spot/margin symbol (``DOGEUSDT`` → ``DOGE``, ``USDT``)."""
+        for quote in ("USDT",):
+            base = symbol.removesuffix(quote)
+            if base != symbol and base in self.asset_decimals and quote in self.asset_decimals:
+                return base, quote
+        raise SimError(400, -1121, "Invalid symbol.")
+
+    def _order_amount(self, asset: str, raw: str, name: str) -> Decimal:
+        try:
+            amount = Decimal(raw)
+        except ArithmeticError:
+            raise SimError(400, -1100, f"Illegal characters found in parameter '{name}'.") from None
+        if not amount.is_finite() or amount <= 0:
+            raise SimError(400, -1102, f"Parameter '{name}' was empty or malformed.")
+        if (
+            amount.quantize(Decimal("0.00001"), rounding=ROUND_DOWN) != amount
+            and name == "quantity"
+        ):
+            raise SimError(400, -1013, "Filter failure: LOT_SIZE")
+        return amount
 
     # -- withdrawals and deposits -------------------------------------------------------------
     def deposit_address(self, asset: str) -> str:

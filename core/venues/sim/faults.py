@@ -11,18 +11,25 @@ what real Binance does (REST docs, "LIMITS" and "HTTP return codes"):
 - ``SERVER_ERROR``: HTTP 503 without a Binance code (execution status unknown for writes).
 
 Transfer halts (per wallet pair or the whole venue) and stale prices are states of the engine,
-set through :class:`FaultPlan` as well.
+set through :class:`FaultPlan` as well. So is a **skewed desk clock**
+(:meth:`FaultPlan.skew_desk_clock`): the desk's host clock runs ahead of or behind the venue's.
+The venue itself keeps true time and enforces Binance's timing rule on every signed request
+(``serverTime − recvWindow ≤ timestamp < serverTime + 1000 ms``, else HTTP 400 ``-1021``); the
+desk sees the skew through :class:`SkewedClock`, the clock the factory gives a simulated venue's
+adapter. Binance spot REST docs, "Timing security"; USDⓈ-M "General Info", "recvWindow".
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
+from core.clock import Clock, ns_to_datetime
 from core.domain import WalletKind
 
-__all__ = ["Fault", "FaultKind", "FaultPlan"]
+__all__ = ["Fault", "FaultKind", "FaultPlan", "SkewedClock"]
 
 
 class FaultKind(StrEnum):
@@ -68,6 +75,7 @@ class FaultPlan:
         self.halted_pairs: set[tuple[WalletKind, WalletKind]] = set()
         self.venue_halted = False
         self.withdrawals_halted = False
+        self.desk_clock_skew_ns = 0
         self._random: tuple[random.Random, float, tuple[FaultKind, ...], str, str | None] | None = (
             None
         )
@@ -123,6 +131,15 @@ class FaultPlan:
         """Refuse every transfer, conversion and withdrawal on this venue until resumed."""
         self.venue_halted = True
 
+    def skew_desk_clock(self, offset_s: float) -> None:
+        """Make the desk's clock run ``offset_s`` ahead of the venue (negative: behind).
+
+        Only the desk's view of time moves (through :class:`SkewedClock`); the venue keeps true
+        time, so signed requests stamped outside its window are refused with ``-1021``.
+        ``skew_desk_clock(0)`` puts the desk back on time.
+        """
+        self.desk_clock_skew_ns = round(offset_s * 1e9)
+
     def resume(self) -> None:
         self.halted_pairs.clear()
         self.venue_halted = False
@@ -130,3 +147,37 @@ class FaultPlan:
 
     def pending(self) -> int:
         return sum(f.times for f in self._faults)
+
+
+class SkewedClock:
+    """The desk's host clock: a base clock plus the skew a :class:`FaultPlan` injects.
+
+    A real desk whose NTP failed reads a wrong wall clock everywhere (request timestamps,
+    receipts, freshness checks); this clock reproduces that for a simulated venue's adapter,
+    while waiting (``sleep``) still advances the shared base clock.
+
+    Examples
+    --------
+    >>> from core.clock import ManualClock
+    >>> base, plan = ManualClock(start_ns=10_000_000_000), FaultPlan()
+    >>> desk = SkewedClock(base, plan)
+    >>> plan.skew_desk_clock(-15)
+    >>> (desk.timestamp_ns() - base.timestamp_ns()) / 1e9
+    -15.0
+    """
+
+    def __init__(self, base: Clock, plan: FaultPlan) -> None:
+        self._base = base
+        self._plan = plan
+
+    def timestamp_ns(self) -> int:
+        return self._base.timestamp_ns() + self._plan.desk_clock_skew_ns
+
+    def now(self) -> datetime:
+        return ns_to_datetime(self.timestamp_ns())
+
+    def sleep(self, seconds: float) -> None:
+        self._base.sleep(seconds)
+
+    def __repr__(self) -> str:
+        return f"SkewedClock({self._base!r}, skew_ns={self._plan.desk_clock_skew_ns})"
