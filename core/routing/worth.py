@@ -2,10 +2,10 @@
 
 Two rules, both in credited USD, both reported in the plan's ``notes``:
 
-* **Dust** (``dust_threshold_usd``). Venues move whole steps; a deficit below the smallest
-  credit one step of any eligible source can bring (``step_usd × credit_per_usd`` of its first
-  segment), or below the desk's ``dust_usd`` (default one cent), cannot be planned any finer:
-  the call is *covered*, nothing is moved for it. The same threshold, raised to
+* **Dust** (``dust_threshold_usd``). A deficit below the desk's ``dust_usd`` (default one
+  cent, at or below the smallest step a venue moves in USD stablecoins) is not worth a request:
+  the call is *covered*, nothing is moved for it. A deficit above it but below one venue step is
+  covered by one whole step (over-covering by less than a step). The same threshold, raised to
   ``min_step_frac`` of the deficit, forgives a remainder left after planning when no source
   has room for one more step (or when the only step that could close it is not worth a
   request, below). A source is eligible for a call when it may serve it and can deliver at
@@ -37,21 +37,13 @@ FloatArray = npt.NDArray[np.float64]
 def dust_threshold_usd(inp: RoutingInput, arrays: Arrays) -> FloatArray:
     """Per call, the credit below which a deficit (or a remainder) is dust.
 
-    ``max(dust_usd, min_step_frac × deficit, min over eligible sources of step_usd ×
-    first-segment credit)``; without an eligible source the last term is left out. (A deficit
-    is never below ``min_step_frac`` of itself: that term only forgives remainders.)
+    ``max(dust_usd, min_step_frac × deficit)`` (a deficit is never below ``min_step_frac`` of
+    itself: that term only forgives remainders). A coarse venue step does not make a deficit
+    dust: 60 USD short with 100 USD steps is one step, over-covering by 40, because leaving real
+    money uncovered is the one outcome a margin call must not have. ``arrays`` gives the
+    per-call deficits.
     """
-    out = np.maximum(inp.dust_usd, inp.min_step_frac * arrays.deficit)
-    if not inp.sources:
-        return out
-    step = np.array([s.step_usd for s in inp.sources])
-    ticket = np.array([s.min_ticket_usd for s in inp.sources])
-    starts = np.cumsum([0, *(len(s.segments) for s in inp.sources)])[:-1]
-    first_credit = arrays.credit[:, starts]  # (C, J), 0 where j cannot serve d
-    eligible = (arrays.cap > 0) & (arrays.cap >= ticket[None, :]) & (first_credit > 0)
-    one_step = np.where(eligible, step[None, :] * first_credit, np.inf)
-    smallest = one_step.min(axis=1)
-    return np.where(np.isfinite(smallest), np.maximum(out, smallest), out)
+    return np.maximum(inp.dust_usd, inp.min_step_frac * arrays.deficit)
 
 
 def useful_credit_usd(inp: RoutingInput, arrays: Arrays, d: int, j: int, requests: int) -> float:

@@ -55,11 +55,13 @@ def test_route_with_deficit_just_above_smallest_step_moves_two_steps() -> None:
     assert plan.notes == ()
 
 
-def test_route_with_coarse_step_treats_deficit_below_one_step_credit_as_dust() -> None:
-    # step 5 USD at credit 0.8: one step credits 4 USD; 3.99 is dust, 4.01 takes two steps
+def test_route_with_coarse_step_covers_a_deficit_below_one_step_with_one_step() -> None:
+    # step 5 USD at credit 0.8: one step credits 4 USD. 3.99 USD short is real money, not dust:
+    # one whole step covers it (over-covering by less than a step); 4.01 takes two steps
     below = Router().route(one_source_input(3.99, step_usd=5.0, credit=0.8))
-    assert below.allocations == ()
+    assert [a.amount_usd for a in below.allocations] == [Decimal("5.0")]
     assert below.status == "optimal"
+    assert below.uncovered_usd == 0
     above = Router().route(one_source_input(4.01, step_usd=5.0, credit=0.8))
     assert [a.amount_usd for a in above.allocations] == [Decimal("10.0")]
     assert above.credit_usd == Decimal("8.00")
