@@ -42,10 +42,12 @@ from core.routing.sources import Policy
 from flows.cli_common import (
     as_of_or_now,
     check_money,
+    check_number,
     err_console,
     handles_pmr_errors,
     out,
     parse_as_of,
+    refuse_option,
 )
 
 if TYPE_CHECKING:
@@ -138,8 +140,13 @@ def route(
         typer.Option("--pool", help="Pool id to cover (with --desk); repeat to solve jointly."),
     ] = None,
     deadline_s: Annotated[
-        float, typer.Option("--deadline", help="Seconds to cover the call (with --desk).")
-    ] = 60.0,
+        float | None,
+        typer.Option(
+            "--deadline",
+            help="Seconds to cover the call (with --desk; default 60). A problem file "
+            "carries its own deadline_s.",
+        ),
+    ] = None,
     deficit_usd: Annotated[
         float | None,
         typer.Option(
@@ -166,7 +173,7 @@ def route(
         ),
     ] = None,
 ) -> None:
-    """Plan collateral moves that cover a margin call cheaply and in time; print the plan."""
+    """Plan the cheapest, fastest collateral moves that cover a call."""
     # The optimiser stack (cvxpy, HiGHS) loads here, not at import: `pmr --help` stays fast.
     from core.routing.jsonio import input_to_json, plan_to_json
     from core.routing.router import Router
@@ -174,6 +181,13 @@ def route(
     at = parse_as_of(as_of)
     if at is not None and desk is None:
         raise DataError("--as-of goes with --desk (a problem file has no clock)", field="as_of")
+    if emit_problem:
+        refuse_option("--table", table or None, because="means nothing with --emit-problem")
+        refuse_option(
+            "--backend",
+            None if backend is Backend.HIGHSPY else backend,
+            because="means nothing with --emit-problem (nothing is solved)",
+        )
     inp, notes = _input_from_options(problem, desk, pool or [], deadline_s, deficit_usd, at)
     if policy is not None:
         inp = inp.with_policy(policy)
@@ -198,7 +212,7 @@ def _input_from_options(
     problem: str | None,
     desk: Path | None,
     pools: list[str],
-    deadline_s: float,
+    deadline_s: float | None,
     deficit_usd: float | None,
     at: datetime | None,
 ) -> tuple[RoutingInput, tuple[str, ...]]:
@@ -209,12 +223,18 @@ def _input_from_options(
     if problem is not None:
         if pools or deficit_usd is not None:
             raise DataError("--pool and --deficit go with --desk, not with --problem", field="pool")
+        refuse_option(
+            "--deadline",
+            deadline_s,
+            because="goes with --desk; a problem file carries its own deadline_s",
+        )
         from core.routing.jsonio import parse_problem
 
         return parse_problem(read_problem(problem)), ()
     if desk is None or not pools:
         raise DataError("--desk needs --pool ID (the pool to cover)", field="pool")
-    return _input_from_desk(desk, pools, deadline_s, deficit_usd, at)
+    deadline = 60.0 if deadline_s is None else check_number(deadline_s, "--deadline", gt=0)
+    return _input_from_desk(desk, pools, deadline, deficit_usd, at)
 
 
 def _input_from_desk(

@@ -54,3 +54,31 @@ def test_route_problem_with_malformed_json_names_line_and_column(tmp_path: Path)
 @pytest.mark.parametrize("port", ["99999", "-1", "65536"])
 def test_sim_serve_with_port_out_of_range_exits_2_before_listening(port: str) -> None:
     _refused(["sim", "serve", "--port", port], "--port must be in 0..65535")
+
+
+PROBLEM = str(ROOT / "examples" / "route-problem.json")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--problem", PROBLEM, "--deadline", "10"],
+            "--deadline goes with --desk; a problem file carries its own deadline_s",
+        ),
+        (["--problem", PROBLEM, "--emit-problem", "--table"], "--table means nothing"),
+        (["--problem", PROBLEM, "--emit-problem", "--backend", "cvxpy"], "--backend means"),
+        (["--desk", DESK, "--pool", "sim-b.um", "--deadline", "nan"], "--deadline must be"),
+        (["--desk", DESK, "--pool", "sim-b.um", "--deadline", "0"], "--deadline must be > 0"),
+    ],
+)
+def test_route_with_options_that_mean_nothing_together_exits_2(
+    args: list[str], message: str
+) -> None:
+    _refused(["route", *args], message)
+
+
+def test_route_help_line_fits_the_command_list() -> None:
+    top = runner.invoke(app, ["--help"])
+    line = next(ln for ln in top.stdout.splitlines() if ln.strip().startswith("route "))
+    assert line.rstrip().endswith("cover a call.")  # not cut off by the help formatter
