@@ -71,7 +71,9 @@ def _print_table(plan: Plan) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    summary = Table(title=f"plan {plan.plan_id} — {plan.policy.value}", show_header=False)
+    summary = Table(
+        title=f"plan for problem {plan.problem_id} — {plan.policy.value}", show_header=False
+    )
     summary.add_column("figure")
     summary.add_column("value", justify="right")
     summary.add_row("status", plan.status)
@@ -245,24 +247,20 @@ def _input_from_desk(
     at: datetime | None,
 ) -> tuple[RoutingInput, tuple[str, ...]]:
     """The desk's state at ``at`` (default now: its declared balances, positions and marks),
-    a margin report for every pool (deficits, and headroom of pools collateral may leave),
-    then the candidate sources."""
+    planned by ``core.execution.planning`` (margin reports, then the candidate sources)."""
     from core.config import load_desk
-    from core.margin.api import evaluate_pool
-    from core.routing.from_state import routing_input_from_state
+    from core.execution.planning import plan_inputs
 
     desk = load_desk(desk_file)
     state = desk.initial_portfolio(as_of_or_now(at))
-    reports = {p.id: evaluate_pool(desk, p.id, state) for p in desk.pools}
-    built = routing_input_from_state(
+    planned = plan_inputs(
         desk,
         state,
-        reports,
         pools,
         deadline_s=deadline_s,
         deficit_override_usd=None if deficit_usd is None else dict.fromkeys(pools, deficit_usd),
     )
-    return built.input, built.notes
+    return planned.input, planned.notes
 
 
 def register(app: typer.Typer) -> None:

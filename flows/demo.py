@@ -162,17 +162,16 @@ def run_demo(
     desk = load_desk(desk_file)
     check_shock(desk, shock)
     # The engines load only once the options are known to be good.
-    from core.margin.api import evaluate_pool
+    from core.execution.planning import plan_inputs, pool_reports
     from core.routing import Router
-    from core.routing.from_state import routing_input_from_state
     from core.stress.shocks import shock_portfolio
     from flows.desk_summary import print_desk_summary
 
     at = as_of_or_now(as_of)
     state = desk.initial_portfolio(at)
     shocked = shock_portfolio(state, desk.instrument_map(), shock, vol_up_frac=vol_up_frac)
-    now = {p.id: evaluate_pool(desk, p.id, state) for p in desk.pools}
-    after = {p.id: evaluate_pool(desk, p.id, shocked) for p in desk.pools}
+    now = pool_reports(desk, state)
+    after = pool_reports(desk, shocked)
 
     print_desk_summary(desk, source=display_path(desk_file))
     out.print(f"Valued at {at.isoformat()}" + (" (--as-of)" if as_of is not None else ""))
@@ -185,8 +184,8 @@ def run_demo(
         out.print("No pool falls to its call level under this shock: nothing to cure.")
         return None
     out.print(f"Margin calls: {', '.join(calls)} (deadline {deadline_s:g} s, policy strict)")
-    built = routing_input_from_state(desk, shocked, after, calls, deadline_s=deadline_s)
-    plan = Router().route(built.input)
+    planned = plan_inputs(desk, shocked, calls, deadline_s=deadline_s, reports=after)
+    plan = Router().route(planned.input, notes=planned.notes)
     for table in _plan_tables(plan):
         out.print(table)
     alt = plan.alternative
@@ -195,11 +194,11 @@ def run_demo(
         alt_text += "-" if alt.cost_usd is None else f"{alt.cost_usd:,.2f} USD ({alt.status})"
     solved = "" if as_of is not None else f", solved in {plan.solve_ms:.1f} ms"
     out.print(
-        f"plan {plan.plan_id}: {plan.status}, cost {plan.cost_usd:,.2f} USD, "
+        f"plan: {plan.status}, cost {plan.cost_usd:,.2f} USD, "
         f"uncovered {plan.uncovered_usd:,.0f} USD{solved}{alt_text}"
     )
     out.print(
-        "Dry run: nothing was sent. Each step carries its idempotency key for the executor; "
-        "`pmr route --desk ... --pool ID` prints the full plan as JSON."
+        "Dry run: nothing was sent or recorded. Recorded for a margin call, each leg of each "
+        "step gets its idempotency key; `pmr route --desk ... --pool ID` prints the legs as JSON."
     )
     return plan

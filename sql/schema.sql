@@ -1,4 +1,4 @@
--- pmr store: PostgreSQL DDL (DESIGN §8), at schema revision 0002.
+-- pmr store: PostgreSQL DDL (DESIGN §8), at schema revision 0003.
 --
 -- This file, core/ledger/tables.py and the migrations in core/ledger/migrations/versions/
 -- describe the same schema; tests/ledger/test_ledger_schema_sql.py builds a database from each on
@@ -168,7 +168,7 @@ CREATE TABLE IF NOT EXISTS stress_result (
 );
 CREATE INDEX IF NOT EXISTS ix_stress_result_run_id ON stress_result (run_id);
 
--- margin_call: A detected breach of a pool's `call` threshold; its id makes detection idempotent.
+-- margin_call: A detected breach of a pool's `call` threshold: at most one open call per pool.
 CREATE TABLE IF NOT EXISTS margin_call (
     id VARCHAR(64) NOT NULL,
     pool_id VARCHAR(64) NOT NULL,
@@ -187,11 +187,13 @@ CREATE TABLE IF NOT EXISTS margin_call (
     CONSTRAINT fk_margin_call_margin_report_id_margin_report FOREIGN KEY (margin_report_id) REFERENCES margin_report (id)
 );
 CREATE INDEX IF NOT EXISTS ix_margin_call_pool_id ON margin_call (pool_id);
+CREATE UNIQUE INDEX IF NOT EXISTS uq_margin_call_open_pool_id ON margin_call (pool_id) WHERE status = 'open';
 
--- plan: A routing plan (DESIGN §5.3) and the configuration that produced it (STYLE 25).
+-- plan: A routing plan (DESIGN §5.3), version `version` of one margin call's plans.
 CREATE TABLE IF NOT EXISTS plan (
     id VARCHAR(64) NOT NULL,
     margin_call_id VARCHAR(64),
+    version INTEGER NOT NULL,
     created_at TIMESTAMP WITH TIME ZONE NOT NULL,
     policy VARCHAR(16) NOT NULL,
     solver VARCHAR(32) NOT NULL,
@@ -205,8 +207,10 @@ CREATE TABLE IF NOT EXISTS plan (
     alternative_policy VARCHAR(16),
     alternative_cost_usd NUMERIC(38, 18),
     config_repr TEXT NOT NULL,
+    detail JSONB,
     CONSTRAINT pk_plan PRIMARY KEY (id),
     CONSTRAINT ck_plan_status CHECK (status IN ('optimal', 'partial', 'infeasible')),
+    CONSTRAINT uq_plan_margin_call_id_version UNIQUE (margin_call_id, version),
     CONSTRAINT fk_plan_margin_call_id_margin_call FOREIGN KEY (margin_call_id) REFERENCES margin_call (id)
 );
 CREATE INDEX IF NOT EXISTS ix_plan_margin_call_id ON plan (margin_call_id);
@@ -229,6 +233,10 @@ CREATE TABLE IF NOT EXISTS plan_step (
     credit_usd NUMERIC(38, 18) NOT NULL,
     cost_usd NUMERIC(38, 18) NOT NULL,
     eta_s DOUBLE PRECISION NOT NULL,
+    requests INTEGER,
+    latency_s DOUBLE PRECISION,
+    binding VARCHAR(32),
+    origin_pool VARCHAR(64),
     CONSTRAINT pk_plan_step PRIMARY KEY (id),
     CONSTRAINT uq_plan_step_plan_id_step_no UNIQUE (plan_id, step_no),
     CONSTRAINT ck_plan_step_mode CHECK (mode IN ('pnl_offset', 'in_place', 'transfer', 'swap', 'withdrawal')),
@@ -239,6 +247,38 @@ CREATE TABLE IF NOT EXISTS plan_step (
     CONSTRAINT fk_plan_step_to_venue_id_venue FOREIGN KEY (to_venue_id) REFERENCES venue (id)
 );
 CREATE INDEX IF NOT EXISTS ix_plan_step_plan_id ON plan_step (plan_id);
+
+-- plan_leg: One leg of a plan step: one venue operation, its asset amount and its idempotency key.
+CREATE TABLE IF NOT EXISTS plan_leg (
+    id BIGSERIAL NOT NULL,
+    plan_id VARCHAR(64) NOT NULL,
+    step_no INTEGER NOT NULL,
+    leg_no INTEGER NOT NULL,
+    kind VARCHAR(16) NOT NULL,
+    venue_id VARCHAR(64) NOT NULL,
+    from_wallet VARCHAR(16) NOT NULL,
+    to_venue_id VARCHAR(64) NOT NULL,
+    to_wallet VARCHAR(16) NOT NULL,
+    asset VARCHAR(16) NOT NULL,
+    to_asset VARCHAR(16),
+    amount NUMERIC(38, 18) NOT NULL,
+    amount_usd NUMERIC(38, 18) NOT NULL,
+    price_usd NUMERIC(38, 18) NOT NULL,
+    route_id VARCHAR(64),
+    latency_s DOUBLE PRECISION NOT NULL,
+    idempotency_key VARCHAR(32) NOT NULL,
+    CONSTRAINT pk_plan_leg PRIMARY KEY (id),
+    CONSTRAINT uq_plan_leg_plan_id_step_no_leg_no UNIQUE (plan_id, step_no, leg_no),
+    CONSTRAINT fk_plan_leg_plan_id_plan_step FOREIGN KEY (plan_id, step_no) REFERENCES plan_step (plan_id, step_no),
+    CONSTRAINT ck_plan_leg_kind CHECK (kind IN ('internal', 'sub_account', 'convert', 'margin_order', 'withdrawal')),
+    CONSTRAINT ck_plan_leg_from_wallet CHECK (from_wallet IN ('spot', 'funding', 'margin', 'um', 'cm', 'options', 'pm')),
+    CONSTRAINT ck_plan_leg_to_wallet CHECK (to_wallet IN ('spot', 'funding', 'margin', 'um', 'cm', 'options', 'pm')),
+    CONSTRAINT fk_plan_leg_plan_id_plan FOREIGN KEY (plan_id) REFERENCES plan (id),
+    CONSTRAINT fk_plan_leg_venue_id_venue FOREIGN KEY (venue_id) REFERENCES venue (id),
+    CONSTRAINT fk_plan_leg_to_venue_id_venue FOREIGN KEY (to_venue_id) REFERENCES venue (id),
+    CONSTRAINT uq_plan_leg_idempotency_key UNIQUE (idempotency_key)
+);
+CREATE INDEX IF NOT EXISTS ix_plan_leg_plan_id ON plan_leg (plan_id);
 
 -- transfer: A collateral movement: the intent (written `pending` before sending) and its result.
 CREATE TABLE IF NOT EXISTS transfer (
@@ -267,12 +307,18 @@ CREATE TABLE IF NOT EXISTS transfer (
     error_kind VARCHAR(64),
     error_message TEXT,
     result JSONB,
+    plan_version INTEGER,
+    leg_no INTEGER,
+    route_id VARCHAR(64),
+    owner VARCHAR(64),
+    lease_expires_at TIMESTAMP WITH TIME ZONE,
     CONSTRAINT pk_transfer PRIMARY KEY (id),
     CONSTRAINT ck_transfer_mode CHECK (mode IN ('pnl_offset', 'in_place', 'transfer', 'swap', 'withdrawal')),
     CONSTRAINT ck_transfer_from_wallet CHECK (from_wallet IN ('spot', 'funding', 'margin', 'um', 'cm', 'options', 'pm')),
     CONSTRAINT ck_transfer_to_wallet CHECK (to_wallet IN ('spot', 'funding', 'margin', 'um', 'cm', 'options', 'pm')),
-    CONSTRAINT ck_transfer_status CHECK (status IN ('pending', 'sent', 'confirmed', 'failed', 'unknown')),
+    CONSTRAINT ck_transfer_status CHECK (status IN ('pending', 'sent', 'confirmed', 'failed', 'unknown', 'refused')),
     CONSTRAINT fk_transfer_plan_id_plan_step FOREIGN KEY (plan_id, step_no) REFERENCES plan_step (plan_id, step_no),
+    CONSTRAINT fk_transfer_plan_id_plan_leg FOREIGN KEY (plan_id, step_no, leg_no) REFERENCES plan_leg (plan_id, step_no, leg_no),
     CONSTRAINT uq_transfer_idempotency_key UNIQUE (idempotency_key),
     CONSTRAINT fk_transfer_margin_call_id_margin_call FOREIGN KEY (margin_call_id) REFERENCES margin_call (id),
     CONSTRAINT fk_transfer_plan_id_plan FOREIGN KEY (plan_id) REFERENCES plan (id),
@@ -281,6 +327,7 @@ CREATE TABLE IF NOT EXISTS transfer (
 );
 CREATE INDEX IF NOT EXISTS ix_transfer_margin_call_id ON transfer (margin_call_id);
 CREATE INDEX IF NOT EXISTS ix_transfer_plan_id ON transfer (plan_id);
+CREATE INDEX IF NOT EXISTS ix_transfer_route_id ON transfer (route_id);
 CREATE INDEX IF NOT EXISTS ix_transfer_status ON transfer (status);
 
 -- audit_event: One immutable event, hash-chained to its predecessor so tampering shows (DESIGN §7).
@@ -335,4 +382,4 @@ CREATE TABLE IF NOT EXISTS alembic_version (
     CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
 INSERT INTO alembic_version (version_num)
-SELECT '0002' WHERE NOT EXISTS (SELECT 1 FROM alembic_version);
+SELECT '0003' WHERE NOT EXISTS (SELECT 1 FROM alembic_version);

@@ -7,8 +7,9 @@
 -- name: transfer_latency_by_route
 -- why: which routes are fast and reliable enough to count on inside a margin-call deadline;
 --      the router's latency estimates and the post-mortem's "what was slow" both read this.
--- Latency percentiles are over confirmed transfers only (a failure's answer time says nothing
--- about how long a completed move takes); percentile_cont interpolates linearly.
+-- One row per transfer leg. Latency percentiles are over confirmed legs only (a failure's answer
+-- time says nothing about how long a completed move takes); percentile_cont interpolates
+-- linearly. Refused legs were never sent (a gate denied them): counted apart.
 CREATE OR REPLACE VIEW transfer_latency_by_route AS
 SELECT
     t.venue_id,
@@ -22,6 +23,7 @@ SELECT
     count(*) FILTER (WHERE t.status = 'failed') AS n_failed,
     count(*) FILTER (WHERE t.status = 'unknown') AS n_unknown,
     count(*) FILTER (WHERE t.status IN ('pending', 'sent')) AS n_in_flight,
+    count(*) FILTER (WHERE t.status = 'refused') AS n_refused,
     percentile_cont(0.5) WITHIN GROUP (ORDER BY t.latency_ms)
         FILTER (WHERE t.status = 'confirmed') AS latency_p50_ms,
     percentile_cont(0.95) WITHIN GROUP (ORDER BY t.latency_ms)
@@ -40,8 +42,10 @@ GROUP BY t.venue_id, t.from_wallet, t.to_venue_id, t.to_wallet, t.asset, t.mode;
 -- why: where the collateral that answered each margin call came from, planned vs delivered,
 --      so a post-mortem sees which sources carried the cure and which ones failed it.
 -- planned_usd sums the steps of every plan recorded for the call (re-plans included);
--- delivered_usd counts confirmed transfers only; delivered_share_frac is the source's share
--- of everything delivered for that call.
+-- delivered_usd counts what arrived: the confirmed *last* leg of each step (a swap then a
+-- transfer is two legs but one delivery; a transfer not from a plan counts as itself);
+-- delivered_share_frac is the source's share of everything delivered for that call.
+-- n_transfers counts legs; n_failed_or_unknown failed, unknown and refused ones.
 CREATE OR REPLACE VIEW source_mix_per_call AS
 WITH planned AS (
     SELECT
@@ -57,6 +61,11 @@ WITH planned AS (
     WHERE p.margin_call_id IS NOT NULL
     GROUP BY p.margin_call_id, s.source_id, s.mode
 ),
+last_leg AS (
+    SELECT l.plan_id, l.step_no, max(l.leg_no) AS leg_no
+    FROM plan_leg AS l
+    GROUP BY l.plan_id, l.step_no
+),
 moved AS (
     SELECT
         t.margin_call_id,
@@ -64,9 +73,15 @@ moved AS (
         t.mode,
         count(*) AS n_transfers,
         count(*) FILTER (WHERE t.status = 'confirmed') AS n_confirmed,
-        count(*) FILTER (WHERE t.status IN ('failed', 'unknown')) AS n_failed_or_unknown,
-        coalesce(sum(t.amount_usd) FILTER (WHERE t.status = 'confirmed'), 0) AS delivered_usd
+        count(*) FILTER (WHERE t.status IN ('failed', 'unknown', 'refused')) AS n_failed_or_unknown,
+        coalesce(
+            sum(t.amount_usd) FILTER (
+                WHERE t.status = 'confirmed' AND (t.leg_no IS NULL OR t.leg_no = ll.leg_no)
+            ),
+            0
+        ) AS delivered_usd
     FROM transfer AS t
+    LEFT JOIN last_leg AS ll ON ll.plan_id = t.plan_id AND ll.step_no = t.step_no
     WHERE t.margin_call_id IS NOT NULL
     GROUP BY t.margin_call_id, t.source_id, t.mode
 ),
@@ -109,6 +124,7 @@ SELECT
     count(*) FILTER (WHERE t.status = 'unknown') AS n_unknown,
     (count(*) FILTER (WHERE t.status = 'failed'))::numeric / count(*) AS failed_frac,
     (count(*) FILTER (WHERE t.status = 'unknown'))::numeric / count(*) AS unknown_frac,
-    avg(t.attempts)::numeric AS mean_attempts
+    avg(t.attempts)::numeric AS mean_attempts,
+    count(*) FILTER (WHERE t.status = 'refused') AS n_refused
 FROM transfer AS t
 GROUP BY 1, t.venue_id, t.mode;

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,9 +54,6 @@ from core.ledger.mappers import (
 from core.ledger.queries import SQL_DIR, parse_named_queries
 from core.ledger.tables import (
     BalanceRow,
-    MarginCallRow,
-    PlanRow,
-    PlanStepRow,
     PositionRow,
     PriceRow,
     SnapshotRow,
@@ -71,14 +68,11 @@ __all__ = [
     "create_sqlite_store",
     "database_url",
     "ensure_venue",
-    "get_plan",
     "init_db",
     "latest_snapshot_id",
     "load_snapshot",
     "make_engine",
     "normalise_url",
-    "record_margin_call",
-    "record_plan",
     "record_snapshot",
     "redact_url",
     "session_scope",
@@ -489,56 +483,3 @@ def latest_snapshot_id(
         stmt = stmt.where(SnapshotRow.venue_id == venue_id)
     stmt = stmt.order_by(col(SnapshotRow.taken_at).desc(), col(SnapshotRow.id).desc()).limit(1)
     return session.exec(stmt).first()
-
-
-def record_margin_call(session: Session, row: MarginCallRow) -> tuple[MarginCallRow, bool]:
-    """Insert a margin call unless its id is already recorded; return (row, created).
-
-    The id is derived from the breach by the monitor, so a repeated detection finds the
-    existing row and does not start a second cure (DESIGN §9).
-    """
-    existing = session.get(MarginCallRow, row.id)
-    if existing is not None:
-        return existing, False
-    session.add(row)
-    session.flush()
-    return row, True
-
-
-def record_plan(
-    session: Session, plan: PlanRow, steps: Sequence[PlanStepRow]
-) -> tuple[PlanRow, bool]:
-    """Insert a plan and its steps unless the plan id exists; return (plan row, created).
-
-    Raises
-    ------
-    DataError
-        A step names another plan or two steps share a ``step_no``.
-    """
-    existing = session.get(PlanRow, plan.id)
-    if existing is not None:
-        return existing, False
-    numbers = [s.step_no for s in steps]
-    if len(set(numbers)) != len(numbers):
-        raise DataError("plan steps must have distinct step_no", plan_id=plan.id, steps=numbers)
-    for step in steps:
-        if step.plan_id != plan.id:
-            raise DataError(
-                "plan step belongs to another plan", plan_id=plan.id, step_plan_id=step.plan_id
-            )
-    session.add(plan)
-    session.flush()  # the plan row must exist before its steps reference it
-    session.add_all(list(steps))
-    session.flush()
-    return plan, True
-
-
-def get_plan(session: Session, plan_id: str) -> tuple[PlanRow, list[PlanStepRow]] | None:
-    """Return the plan and its steps in ``step_no`` order, or ``None``."""
-    plan = session.get(PlanRow, plan_id)
-    if plan is None:
-        return None
-    steps = session.exec(
-        select(PlanStepRow).where(PlanStepRow.plan_id == plan_id).order_by(col(PlanStepRow.step_no))
-    ).all()
-    return plan, list(steps)

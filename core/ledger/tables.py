@@ -27,10 +27,12 @@ from sqlalchemy import (
     CheckConstraint,
     Float,
     ForeignKeyConstraint,
+    Index,
     Integer,
     MetaData,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
@@ -50,10 +52,11 @@ from core.ledger.vocab import (
     PlanStatus,
     SnapshotSource,
     TransferMode,
-    TransferStatus,
+    TransferState,
     VenueMode,
     sql_in_list,
 )
+from core.routing.legs import LegKind
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -62,6 +65,7 @@ __all__ = [
     "LedgerTable",
     "MarginCallRow",
     "MarginReportRow",
+    "PlanLegRow",
     "PlanRow",
     "PlanStepRow",
     "PositionRow",
@@ -293,11 +297,28 @@ class StressResultRow(LedgerTable, table=True):
     detail: dict[str, Any] | None = Field(default=None, sa_type=JsonPayload)
 
 
+_OPEN_CALL = text(f"status = '{CallStatus.OPEN.value}'")
+
+
 class MarginCallRow(LedgerTable, table=True):
-    """A detected breach of a pool's ``call`` threshold; its id makes detection idempotent."""
+    """A detected breach of a pool's ``call`` threshold: at most one open call per pool.
+
+    The partial unique index makes detection idempotent: a repeated detection of a breach
+    (the monitor's next tick, a second monitor) finds the pool's open call instead of raising
+    a second one (``core.ledger.plans.record_margin_call``).
+    """
 
     __tablename__ = "margin_call"
-    __table_args__ = (_check("status", CallStatus),)
+    __table_args__ = (
+        _check("status", CallStatus),
+        Index(
+            "uq_margin_call_open_pool_id",
+            "pool_id",
+            unique=True,
+            sqlite_where=_OPEN_CALL,
+            postgresql_where=_OPEN_CALL,
+        ),
+    )
 
     id: str = Field(primary_key=True, max_length=NAME_LEN)
     pool_id: str = Field(max_length=NAME_LEN, index=True)
@@ -315,15 +336,25 @@ class MarginCallRow(LedgerTable, table=True):
 
 
 class PlanRow(LedgerTable, table=True):
-    """A routing plan (DESIGN §5.3) and the configuration that produced it (STYLE 25)."""
+    """A routing plan (DESIGN §5.3), version ``version`` of one margin call's plans.
+
+    ``(margin_call_id, version)`` is unique: the first writer of a version wins, so two runs
+    racing to plan one call cannot both record (and execute) a plan (``core.ledger.plans``).
+    ``config_repr`` is the configuration that produced it (STYLE 25); ``detail`` the rest of
+    the routing plan (method, problem fingerprint, notes, the call's shadow price ...).
+    """
 
     __tablename__ = "plan"
-    __table_args__ = (_check("status", PlanStatus),)
+    __table_args__ = (
+        _check("status", PlanStatus),
+        UniqueConstraint("margin_call_id", "version"),
+    )
 
     id: str = Field(primary_key=True, max_length=NAME_LEN)
     margin_call_id: str | None = Field(
         default=None, max_length=NAME_LEN, foreign_key="margin_call.id", index=True
     )
+    version: int  # 1, then one more per re-plan of the same call
     created_at: datetime = _at()
     policy: str = Field(max_length=CODE_LEN)
     solver: str = Field(max_length=32)  # "highs", or "greedy" when the fallback ran
@@ -337,10 +368,16 @@ class PlanRow(LedgerTable, table=True):
     alternative_policy: str | None = Field(default=None, max_length=CODE_LEN)
     alternative_cost_usd: Decimal | None = _money(nullable=True)
     config_repr: str = Field(sa_type=Text)
+    detail: dict[str, Any] | None = Field(default=None, sa_type=JsonPayload)
 
 
 class PlanStepRow(LedgerTable, table=True):
-    """One allocation of a plan, in execution order (ordered by ETA)."""
+    """One allocation of a plan, in execution order (ordered by ETA).
+
+    ``asset`` / ``amount`` are what its first leg moves (a step without legs, a PnL offset
+    credited in place, books its USD amount with asset ``USD``); ``to_venue_id`` /
+    ``to_wallet`` where its last leg lands. The legs are rows of ``plan_leg``.
+    """
 
     __tablename__ = "plan_step"
     __table_args__ = (
@@ -366,14 +403,58 @@ class PlanStepRow(LedgerTable, table=True):
     credit_usd: Decimal = _money()
     cost_usd: Decimal = _money()
     eta_s: float = Field(sa_type=Float)
+    # Null only on rows written before revision 0003.
+    requests: int | None = None
+    latency_s: float | None = Field(default=None, sa_type=Float)
+    binding: str | None = Field(default=None, max_length=32)
+    origin_pool: str | None = Field(default=None, max_length=NAME_LEN)
+
+
+class PlanLegRow(LedgerTable, table=True):
+    """One leg of a plan step: one venue operation, its asset amount and its idempotency key.
+
+    ``idempotency_key`` is ``core.ledger.keys.leg_key(call, version, step_no, leg_no)``; the
+    transfer row that executes the leg carries the same key.
+    """
+
+    __tablename__ = "plan_leg"
+    __table_args__ = (
+        UniqueConstraint("plan_id", "step_no", "leg_no"),
+        ForeignKeyConstraint(["plan_id", "step_no"], ["plan_step.plan_id", "plan_step.step_no"]),
+        _check("kind", LegKind),
+        _check("from_wallet", WalletKind),
+        _check("to_wallet", WalletKind),
+    )
+
+    id: int | None = _id()
+    plan_id: str = Field(max_length=NAME_LEN, foreign_key="plan.id", index=True)
+    step_no: int
+    leg_no: int
+    kind: str = Field(max_length=CODE_LEN)
+    venue_id: str = _venue_fk()
+    from_wallet: str = Field(max_length=CODE_LEN)
+    to_venue_id: str = _venue_fk()  # == venue_id except for withdrawals
+    to_wallet: str = Field(max_length=CODE_LEN)
+    asset: str = Field(max_length=CODE_LEN)
+    to_asset: str | None = Field(default=None, max_length=CODE_LEN)  # conversions only
+    amount: Decimal = _money()  # in asset, a multiple of the venue's step
+    amount_usd: Decimal = _money()  # amount × price_usd
+    price_usd: Decimal = _money()
+    route_id: str | None = Field(default=None, max_length=NAME_LEN)  # desk route or swap
+    latency_s: float = Field(sa_type=Float)
+    idempotency_key: str = Field(max_length=KEY_LEN, unique=True)
 
 
 class TransferRow(LedgerTable, table=True):
     """A collateral movement: the intent (written ``pending`` before sending) and its result.
 
-    One row per movement rather than an intent table plus a result table: the UNIQUE
-    idempotency key must guard the *movement*, and the executor's "look up before resend"
-    reads one row. Every status change is also an audit event, which keeps the history.
+    One row per movement (one plan leg) rather than an intent table plus a result table: the
+    UNIQUE idempotency key must guard the *movement*, and the executor's "look up before
+    resend" reads one row. Every state change is also an audit event, which keeps the history.
+    ``status`` holds the ledger's ``TransferState``. ``route_id`` names the desk route or swap
+    (the rolling 24 h pre-authorisation is a sum over it); ``owner`` and ``lease_expires_at``
+    say which executor holds the leg and until when, so a peer can tell a live holder from a
+    crashed one.
     """
 
     __tablename__ = "transfer"
@@ -381,9 +462,13 @@ class TransferRow(LedgerTable, table=True):
         _check("mode", TransferMode),
         _check("from_wallet", WalletKind),
         _check("to_wallet", WalletKind),
-        _check("status", TransferStatus),
-        # A planned transfer must point at a recorded step; manual ones leave both null.
+        _check("status", TransferState),
+        # A planned transfer must point at a recorded step and leg; manual ones leave them null.
         ForeignKeyConstraint(["plan_id", "step_no"], ["plan_step.plan_id", "plan_step.step_no"]),
+        ForeignKeyConstraint(
+            ["plan_id", "step_no", "leg_no"],
+            ["plan_leg.plan_id", "plan_leg.step_no", "plan_leg.leg_no"],
+        ),
     )
 
     id: int | None = _id()
@@ -415,6 +500,12 @@ class TransferRow(LedgerTable, table=True):
     error_kind: str | None = Field(default=None, max_length=64)
     error_message: str | None = Field(default=None, sa_type=Text)
     result: dict[str, Any] | None = Field(default=None, sa_type=JsonPayload)
+    # Revision 0003: the leg this row executes and who is executing it.
+    plan_version: int | None = None
+    leg_no: int | None = None
+    route_id: str | None = Field(default=None, max_length=NAME_LEN, index=True)
+    owner: str | None = Field(default=None, max_length=NAME_LEN)  # executor holding the lease
+    lease_expires_at: datetime | None = _at(nullable=True)
 
 
 class AuditEventRow(LedgerTable, table=True):

@@ -17,18 +17,26 @@ __all__ = [
     "PlanStatus",
     "SnapshotSource",
     "TransferMode",
-    "TransferStatus",
+    "TransferState",
     "VenueMode",
     "sql_in_list",
 ]
 
 
-class TransferStatus(StrEnum):
-    """Life of a transfer row (DESIGN §7).
+class TransferState(StrEnum):
+    """Life of a transfer row in the ledger (DESIGN §7): what *we* know of one leg.
+
+    Not the venue's word for it: a venue reports a ``core.venues.base`` transfer status
+    (pending / confirmed / failed / not found / ambiguous), and ``core.execution.states`` maps
+    that report onto these states, once, for every caller.
 
     ``pending`` is written *before* the request leaves, so a crash between send and record
     leaves a row that the executor must look up by its idempotency key before any resend.
-    ``unknown`` means the request left and no answer came back (``OutcomeUnknown``).
+    ``sent`` means the venue accepted the request and has not credited it yet.
+    ``unknown`` means the request left and no answer came back (``OutcomeUnknown``), or the
+    venue's records cannot say which transfer is ours: look it up, never resend.
+    ``refused`` means a gate (the pre-authorisation allow-list, a cap) denied the leg: it is
+    recorded, and never sent.
     """
 
     PENDING = "pending"
@@ -36,32 +44,49 @@ class TransferStatus(StrEnum):
     CONFIRMED = "confirmed"
     FAILED = "failed"
     UNKNOWN = "unknown"
+    REFUSED = "refused"
 
     @property
     def is_final(self) -> bool:
-        """Whether no later report may change this status."""
-        return self in {TransferStatus.CONFIRMED, TransferStatus.FAILED}
+        """Whether no later report may change this state."""
+        return self in _FINAL_STATES
+
+    @property
+    def may_have_moved(self) -> bool:
+        """Whether collateral may have left (or may still leave) the origin under this state.
+
+        Everything but ``failed`` and ``refused``: what counts against a rolling
+        pre-authorisation cap, and what must be looked up before anything is resent.
+        """
+        return self not in {TransferState.FAILED, TransferState.REFUSED}
 
 
-#: Allowed status moves. ``unknown`` can become ``sent`` when the lookup finds the transfer
-#: accepted but not yet settled; a final status never changes.
-TRANSFER_TRANSITIONS: dict[TransferStatus, frozenset[TransferStatus]] = {
-    TransferStatus.PENDING: frozenset(
+_FINAL_STATES = frozenset({TransferState.CONFIRMED, TransferState.FAILED, TransferState.REFUSED})
+
+#: Allowed state moves. ``unknown`` can become ``sent`` when the lookup finds the transfer
+#: accepted but not yet settled; ``refused`` is reachable only from ``pending`` (a gate that
+#: re-checks under the intent row) and, like every final state, never changes. A leg a gate
+#: denies before its intent row exists is written ``refused`` directly
+#: (``core.ledger.transfers.record_refused_leg``).
+TRANSFER_TRANSITIONS: dict[TransferState, frozenset[TransferState]] = {
+    TransferState.PENDING: frozenset(
         {
-            TransferStatus.SENT,
-            TransferStatus.CONFIRMED,
-            TransferStatus.FAILED,
-            TransferStatus.UNKNOWN,
+            TransferState.SENT,
+            TransferState.CONFIRMED,
+            TransferState.FAILED,
+            TransferState.UNKNOWN,
+            TransferState.REFUSED,
         }
     ),
-    TransferStatus.SENT: frozenset(
-        {TransferStatus.CONFIRMED, TransferStatus.FAILED, TransferStatus.UNKNOWN}
+    TransferState.SENT: frozenset(
+        {TransferState.CONFIRMED, TransferState.FAILED, TransferState.UNKNOWN}
     ),
-    TransferStatus.UNKNOWN: frozenset(
-        {TransferStatus.SENT, TransferStatus.CONFIRMED, TransferStatus.FAILED}
+    TransferState.UNKNOWN: frozenset(
+        {TransferState.SENT, TransferState.CONFIRMED, TransferState.FAILED}
     ),
-    TransferStatus.CONFIRMED: frozenset(),
-    TransferStatus.FAILED: frozenset(),
+    TransferState.CONFIRMED: frozenset(),
+    TransferState.FAILED: frozenset(),
+    TransferState.REFUSED: frozenset(),
 }
 
 

@@ -41,7 +41,7 @@ class Structure:
     binary_sources: tuple[int, ...]
     groups: tuple[tuple[str, tuple[int, ...]], ...]
     origins: tuple[tuple[str, tuple[int, ...]], ...]
-    venues: tuple[tuple[str, tuple[int, ...]], ...]
+    budgets: tuple[tuple[str, tuple[int, ...]], ...]  # API-weight budgets and their sources
 
     @property
     def n_sources(self) -> int:
@@ -124,9 +124,9 @@ def structure_of(inp: RoutingInput) -> Structure:
         (o, tuple(j for j, s in enumerate(inp.sources) if s.origin_pool == o))
         for o in sorted(inp.origin_headroom_usd)
     )
-    venues = tuple(
-        (v, tuple(j for j, s in enumerate(inp.sources) if s.venue == v))
-        for v in sorted(inp.api_weight_budget)
+    budgets = tuple(
+        (b, tuple(j for j, s in enumerate(inp.sources) if any(n == b for n, _ in s.api_weights)))
+        for b in sorted(inp.api_weight_budget)
     )
     return Structure(
         n_calls=len(inp.calls),
@@ -134,7 +134,7 @@ def structure_of(inp: RoutingInput) -> Structure:
         binary_sources=tuple(j for j, s in enumerate(inp.sources) if s.needs_binary),
         groups=tuple(g for g in groups if g[1]),
         origins=tuple(o for o in origins if o[1]),
-        venues=tuple(v for v in venues if v[1]),
+        budgets=tuple(b for b in budgets if b[1]),
     )
 
 
@@ -301,14 +301,15 @@ def compile_arrays(inp: RoutingInput, st: Structure) -> Arrays:
     debit = np.zeros((len(st.origins), J))
     for r, (_, idx) in enumerate(st.origins):
         debit[r, list(idx)] = t.debit[list(idx)]
-    budget = np.array([inp.api_weight_budget[v] for v, _ in st.venues])
-    weight_per_usd = np.zeros((len(st.venues), J))
+    budget = np.array([inp.api_weight_budget[b] for b, _ in st.budgets])
+    weight_per_usd = np.zeros((len(st.budgets), J))
     # Requests ≈ X / q (continuous relaxation); without q one request moves everything.
     per_request = np.where(np.isnan(t.per_request), cap_all, t.per_request)
     safe = np.where(per_request > 0, per_request, 1.0)
-    w_per_usd = np.where(per_request > 0, t.api_weight / safe, 0.0)
-    for r, (_, idx) in enumerate(st.venues):
-        weight_per_usd[r, list(idx)] = w_per_usd[list(idx)]
+    for r, (name, idx) in enumerate(st.budgets):
+        for j in idx:
+            w = dict(inp.sources[j].api_weights)[name]
+            weight_per_usd[r, j] = w / safe[j] if per_request[j] > 0 else 0.0
     tier_p = tier[j_of]
     return Arrays(
         deficit=deficit,
@@ -328,7 +329,7 @@ def compile_arrays(inp: RoutingInput, st: Structure) -> Arrays:
         group_limit=group_limit.reshape(len(st.groups)),
         headroom=headroom.reshape(len(st.origins)),
         debit=debit,
-        budget=budget.reshape(len(st.venues)),
+        budget=budget.reshape(len(st.budgets)),
         weight_per_usd=weight_per_usd,
         tier=tier,
         credit_tier1=np.where(tier_p[None, :] == 1, credit, 0.0),

@@ -1,6 +1,6 @@
 """The steps that turn a raw float solution into executable, booked plan steps.
 
-The optimiser works in float64; money is booked in ``Decimal``. ``plan.finalise`` calls these
+The optimiser works in float64; money is booked in ``Decimal``. ``finalise.finalise`` calls these
 in order:
 
 1. ``snap_to_steps``      round every (call, source) amount *down* to the source's step, never
@@ -13,15 +13,14 @@ in order:
 5. ``fold_small_steps``   a step below its minimum useful ticket (``core.routing.worth``) is
                           folded into the call's other steps, or dropped when what it leaves
                           is dust (then trim again what folding topped up past the need);
-6. ``allocations_in_order`` the steps with their explanations, ordered by expected completion,
-                          each with its idempotency key;
+6. ``allocations_in_order`` the steps with their explanations and legs, ordered by expected
+                          completion (``core.routing.finalise``, after ``snap_to_assets``);
 7. ``call_outcomes``      per call: coverage, dust forgiven, the shadow price of more cover and
                           the position reduction that would close what is left.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
@@ -29,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.routing.arrays import Arrays, Structure
+from core.routing.legs import book_usd
 from core.routing.room import Room
 from core.routing.sources import CollateralSource, Policy, RoutingInput
 from core.routing.worth import useful_credit_usd
@@ -41,7 +41,6 @@ __all__ = [
     "ceil_step",
     "floor_step",
     "fold_small_steps",
-    "idempotency_key",
     "shadow_price",
     "snap_to_steps",
     "top_up",
@@ -91,12 +90,6 @@ def ceil_step(amount: float, step: float) -> Decimal:
     step_d = dec(step)
     n = (dec(max(amount - 1e-9, 0.0)) / step_d).to_integral_value(rounding=ROUND_CEILING)
     return n * step_d
-
-
-def idempotency_key(plan_id: str, call: str, source: str, amount: Decimal) -> str:
-    """sha256(plan id, call, source, amount): a re-sent step is recognised (DESIGN §7)."""
-    blob = f"{plan_id}|{call}|{source}|{amount.normalize()}"
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
 _SegmentsD = tuple[tuple[Decimal, Decimal, Decimal], ...]  # (width, credit, cost) per segment
@@ -197,7 +190,8 @@ class Finisher:
         return Room.from_solution(self.inp, self.st, self.arrays, self.x_of(amounts))
 
     def recheck(self, amounts: Amounts) -> Booked:
-        """Credit and cost of every step in ``Decimal``, from the segments (fees included)."""
+        """Credit and cost of every step in ``Decimal``, from the segments (fees included),
+        booked to 1e-18 USD (``core.routing.legs.book_usd``)."""
         fill: dict[int, Decimal] = {}
         step: dict[Key, tuple[Decimal, Decimal]] = {}
         per_call = [_ZERO] * self.n_calls
@@ -211,6 +205,7 @@ class Finisher:
             if fee > 0:
                 cost += dec(fee)
             fill[j] = fill.get(j, _ZERO) + amt
+            credit, cost = book_usd(credit), book_usd(cost)
             step[(d, j)] = (credit, cost)
             per_call[d] += credit
         return Booked(step, tuple(per_call))

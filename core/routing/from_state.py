@@ -14,17 +14,29 @@ DESIGN §5.1 tiers, from what the desk declares and holds:
 Every source carries what the optimiser needs: balance-limited segments (the destination's
 collateral rate, marginal across tiered rates, is the credit per USD; fees in bps the cost),
 latency, fixed fee, minimum ticket, per-request cap (route cap and pre-authorised per-transfer
-cap), request rate and API weight, and shared limits for the origin balance, each route's
-remaining rolling-24h pre-authorisation and pre-authorisation groups. Collateral leaving a pool
-counts against that pool's headroom above its ``call`` level (E − call·MM). A route or swap
-without an allow-list entry is left out (execution would deny it) and noted.
+cap), request rate, API weights per budget, and shared limits for the origin balance, each
+route's remaining rolling-24h pre-authorisation and pre-authorisation groups. Collateral leaving
+a pool counts against that pool's headroom above its ``call`` level (E − call·MM). A route or
+swap without an allow-list entry is left out (execution would deny it) and noted.
+
+Every source also carries its **legs** (``core.routing.legs``), one per venue operation, so a
+plan says how to carry each step out: a swap is a ``convert`` or ``margin_order`` leg (the
+swap's ``method``), a route an ``internal``, ``sub_account`` or ``withdrawal`` leg (its
+``kind``); a two-route chain or a swap then a route has two legs. Each leg names its desk
+route or swap (the allow-list entry it is checked against) and is valued at the state's price
+of its asset; the source's USD step is a whole number of the first asset's steps (the desk's
+``decimals``), at least one cent, so planned amounts are exact asset amounts.
+
+API weights (``core.routing.budgets``): each leg spends its route's or swap's ``api_weight``
+from the budget the rate limiter charges for that request (``<venue>/<family>``: a transfer
+the account's UID budget, a Portfolio Margin order ``papi``); the budgets are the venues'
+published per-minute limits scaled to the deadline, not the simulator's IP setting.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Protocol
 
@@ -32,7 +44,9 @@ from core.config import DeskConfig, PoolCfg, PreauthCfg, RouteCfg, SwapCfg
 from core.domain import Portfolio, WalletKind
 from core.errors import DataError
 from core.margin.params import CollateralRate
+from core.routing.budgets import exchange_weight_limits, leg_budget, weight_budgets
 from core.routing.checks import MIN_CREDIT_PER_USD, SMALLEST_USD
+from core.routing.legs import LegKind, LegTemplate
 from core.routing.sources import (
     CollateralSource,
     Deficit,
@@ -42,6 +56,7 @@ from core.routing.sources import (
     SourceMode,
     Tier,
 )
+from core.venues.capabilities import is_portfolio_margin_account
 
 __all__ = [
     "AssetValue",
@@ -49,6 +64,7 @@ __all__ = [
     "StateSources",
     "marginal_rate_segments",
     "routing_input_from_state",
+    "usd_step",
 ]
 
 _ZERO = Decimal(0)
@@ -57,6 +73,26 @@ _BPS = Decimal(10_000)
 # nothing (and refused by ``Segment``): a dust balance must not fail the whole desk's plan.
 _MIN_CREDIT = Decimal(repr(MIN_CREDIT_PER_USD))
 _SMALLEST = Decimal(repr(SMALLEST_USD))
+_CENT = Decimal("0.01")
+
+
+def usd_step(price_usd: Decimal, asset_step: Decimal, *, floor_usd: Decimal = _CENT) -> float:
+    """The router's USD step for an asset: a power-of-ten number of asset steps worth at least
+    ``floor_usd``, computed exactly, so every multiple of it is a whole number of asset steps.
+
+    A step of one cent is the booking resolution of USD figures; rounding to it alone would
+    leave asset amounts that are not multiples of the venue's step (1,000 USD of BTC at 95,000
+    is 0.010526315789... BTC).
+
+    Examples
+    --------
+    >>> usd_step(Decimal("95000"), Decimal("1e-8")), usd_step(Decimal("1"), Decimal("1e-8"))
+    (0.095, 0.01)
+    """
+    step = price_usd * asset_step
+    while step < floor_usd:
+        step *= 10
+    return float(step)
 
 
 class AssetValue(Protocol):
@@ -155,6 +191,7 @@ class _Builder:
         self.limits: dict[str, float] = {}
         self.headroom: dict[str, float] = {}
         self.preauth: dict[str, PreauthCfg] = {p.route: p for p in desk.preauth}
+        self.budget_venues: set[str] = set()
 
     # ---------------------------------------------------------------- state look-ups
 
@@ -178,10 +215,56 @@ class _Builder:
             return _ZERO
         return sum((a.value_usd for a in report.assets if a.asset == asset), _ZERO)
 
-    def step_usd(self, asset: str) -> float:
+    def asset_step(self, asset: str) -> Decimal:
+        """The venue's step for ``asset``: the desk's ``decimals`` (8 when not declared)."""
         cfg = self.desk.assets.get(asset)
-        decimals = cfg.decimals if cfg is not None else 8
-        return max(0.01, float(self.price(asset)) * 10.0**-decimals)
+        return cfg.step if cfg is not None else Decimal(1).scaleb(-8)
+
+    def step_usd(self, asset: str) -> float:
+        return usd_step(self.price(asset), self.asset_step(asset))
+
+    # ---------------------------------------------------------------- legs
+
+    def swap_leg(self, s: SwapCfg) -> LegTemplate:
+        kind = LegKind.MARGIN_ORDER if s.method.value == "margin_order" else LegKind.CONVERT
+        return LegTemplate(
+            kind=kind,
+            venue=s.venue,
+            from_wallet=s.wallet,
+            to_wallet=s.wallet,
+            asset=s.from_asset,
+            price_usd=self.price(s.from_asset),
+            asset_step=self.asset_step(s.from_asset),
+            latency_s=s.latency_s,
+            route_id=s.id,
+            to_asset=s.to_asset,
+        )
+
+    def route_leg(self, r: RouteCfg) -> LegTemplate:
+        return LegTemplate(
+            kind=LegKind.of_route(r.kind),
+            venue=r.venue,
+            from_wallet=r.from_wallet,
+            to_wallet=r.to_wallet,
+            asset=r.asset,
+            price_usd=self.price(r.asset),
+            asset_step=self.asset_step(r.asset),
+            latency_s=r.latency_s,
+            route_id=r.id,
+            to_venue=r.to_venue if r.destination_venue != r.venue else None,
+        )
+
+    def weights(
+        self, legs: Sequence[LegTemplate], weights: Sequence[int]
+    ) -> tuple[tuple[str, float], ...]:
+        """Per budget, the API weight one request of the source spends (every leg, once)."""
+        out: dict[str, float] = {}
+        for leg, weight in zip(legs, weights, strict=True):
+            pm = is_portfolio_margin_account(self.desk, leg.venue)
+            name = leg_budget(leg.kind, leg.venue, portfolio_margin=pm)
+            out[name] = out.get(name, 0.0) + float(weight)
+            self.budget_venues.add(leg.venue)
+        return tuple(sorted(out.items()))
 
     def report(self, pool_id: str) -> PoolMarginView:
         rep = self.reports.get(pool_id)
@@ -248,6 +331,7 @@ class _Builder:
                 self.notes.append(f"swap {s.id}: converting does not raise adjusted equity")
                 continue
             groups.append(self.balance_group(s.venue, s.wallet, s.from_asset, bal))
+            legs = (self.swap_leg(s),)
             out.append(
                 CollateralSource(
                     id=f"{pool.id}:{s.id}",
@@ -257,7 +341,8 @@ class _Builder:
                     per_request_usd=per_transfer,
                     rate_per_s=s.rate_per_s,
                     fixed_fee_usd=float(s.fee_usd),
-                    api_weight=float(s.api_weight),
+                    api_weights=self.weights(legs, [s.api_weight]),
+                    legs=legs,
                     venue=s.venue,
                     step_usd=self.step_usd(s.from_asset),
                     calls=frozenset({pool.id}),
@@ -344,14 +429,14 @@ class _Builder:
         self, pool: PoolCfg, chain: tuple[RouteCfg, ...], asset: str, swap: SwapCfg | None
     ) -> CollateralSource | None:
         head = chain[0]
-        legs: list[str] = ([swap.id] if swap is not None else []) + [r.id for r in chain]
-        sid = f"{pool.id}:{'+'.join(legs)}"
+        leg_ids: list[str] = ([swap.id] if swap is not None else []) + [r.id for r in chain]
+        sid = f"{pool.id}:{'+'.join(leg_ids)}"
         bal = self.balance_usd(head.venue, head.from_wallet, asset)
         if bal < _SMALLEST:  # nothing, or dust below the booking resolution
             return None
         groups: list[str] = []
         per_request: list[float] = []
-        for leg in legs:
+        for leg in leg_ids:
             pre = self.preauth_groups(leg)
             if pre is None:
                 self.notes.append(f"{sid}: leg {leg} has no pre-authorisation entry; left out")
@@ -381,6 +466,10 @@ class _Builder:
             if leg_rate is not None:
                 rates.append(leg_rate)
         origin_pool, debit = self.origin(head.venue, head.from_wallet, asset)
+        legs = ((self.swap_leg(swap),) if swap is not None else ()) + tuple(
+            self.route_leg(r) for r in chain
+        )
+        weights = ([swap.api_weight] if swap is not None else []) + [r.api_weight for r in chain]
         onchain = any(r.kind == "onchain" for r in chain)
         mode = SourceMode.WITHDRAWAL if onchain else SourceMode.TRANSFER
         if swap is not None:
@@ -396,8 +485,8 @@ class _Builder:
                 sum((r.fee_usd for r in chain), _ZERO) + (swap.fee_usd if swap else _ZERO)
             ),
             min_ticket_usd=float(max(r.min_ticket_usd for r in chain)),
-            # Requests are counted once on the origin venue (the first leg's weight).
-            api_weight=float(head.api_weight if swap is None else swap.api_weight),
+            api_weights=self.weights(legs, weights),
+            legs=legs,
             venue=head.venue,
             origin_pool=origin_pool,
             origin_debit_per_usd=debit,
@@ -419,6 +508,8 @@ def routing_input_from_state(
     deficit_override_usd: Mapping[str, float] | None = None,
     used_24h_usd: Mapping[str, Decimal] | None = None,
     upnl_offsets_usd: Mapping[str, Decimal] | None = None,
+    weight_limits_per_min: Mapping[str, Mapping[str, int]] | None = None,
+    call_ids: Mapping[str, str] | None = None,
 ) -> StateSources:
     """Build the routing input that covers ``pool_ids`` jointly in the current state.
 
@@ -438,6 +529,13 @@ def routing_input_from_state(
         Pre-authorisation already used in the rolling 24 h, per route/swap id or group name.
     upnl_offsets_usd
         Tier-1 unrealised-PnL offsets per pool (USD of equity creditable at no cost).
+    weight_limits_per_min
+        Per venue, its API weight limits per minute by limiter family (a connected venue's
+        ``capabilities.weight_limits_per_min``); a venue not given uses its exchange's
+        published limits (``core.routing.budgets.exchange_weight_limits``).
+    call_ids
+        Per pool, the margin call id to name its call by (default: the pool id), so each
+        plan step names the call it answers.
     """
     if not pool_ids:
         raise DataError("no pool to cover", field="pool")
@@ -471,6 +569,7 @@ def routing_input_from_state(
                     tier=Tier.PNL_OFFSET,
                     latency_s=0.0,
                     segments=(Segment(float(upnl), 1.0, 0.0),),
+                    venue=pool.venue,
                     calls=frozenset({pid}),
                     mode=SourceMode.PNL_OFFSET,
                 )
@@ -481,10 +580,16 @@ def routing_input_from_state(
         if not any(s.serves(pid) for s in sources):
             # not an input error: the plan says so (infeasible, escalation, reduction)
             b.notes.append(f"pool {pid}: no candidate source holds collateral that can reach it")
-    budgets: dict[str, float] = {}
-    for venue in {s.venue for s in sources if s.venue}:
-        per_min = desk.venue(venue).sim.weight_limit_per_min
-        budgets[venue] = float(per_min * max(1, math.ceil(deadline_s / 60.0)))
+    limits = {
+        v: (weight_limits_per_min or {}).get(v) or exchange_weight_limits(desk.venue(v).exchange)
+        for v in sorted(b.budget_venues)
+    }
+    used_budgets = {n for s in sources for n, _ in s.api_weights}
+    budgets = {
+        k: v for k, v in weight_budgets(limits, deadline_s=deadline_s).items() if k in used_budgets
+    }
+    if call_ids:
+        calls, sources = _named_calls(calls, sources, call_ids)
     used_groups = {g for s in sources for g in s.groups}
     inp = RoutingInput(
         calls=tuple(calls),
@@ -495,3 +600,19 @@ def routing_input_from_state(
         api_weight_budget=budgets,
     )
     return StateSources(inp, tuple(b.notes))
+
+
+def _named_calls(
+    calls: list[Deficit], sources: list[CollateralSource], call_ids: Mapping[str, str]
+) -> tuple[list[Deficit], list[CollateralSource]]:
+    """Rename each pool's call (and the sources serving it) to its margin call id."""
+
+    def name(pid: str) -> str:
+        return call_ids.get(pid, pid)
+
+    named = [replace(c, id=name(c.id)) for c in calls]
+    served = [
+        s if s.calls is None else replace(s, calls=frozenset(name(c) for c in s.calls))
+        for s in sources
+    ]
+    return named, served

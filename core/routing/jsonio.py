@@ -9,8 +9,9 @@ Input (``problem``)::
                   "min_ticket_usd"?}]}
 
 Optional extensions (all documented in docs/routing.md, "Problem schema"): per source ``available_usd``,
-``api_weight``, ``venue``, ``origin_pool``, ``origin_debit_per_usd``, ``step_usd``, ``calls``,
-``groups``, ``mode``; at the top ``call_id``, ``pool``, ``target_ratio``, ``mm_usd``, ``calls``
+``api_weight``, ``venue``, ``api_weights``, ``origin_pool``, ``origin_debit_per_usd``, ``step_usd``,
+``calls``, ``groups``, ``mode``, ``legs`` (the venue operations, ``core.routing.legs``; a
+problem without them solves, but its plan is not executable); at the top ``call_id``, ``pool``, ``target_ratio``, ``mm_usd``, ``calls``
 (several deficits solved jointly, instead of ``deficit_usd``/``deadline_s``),
 ``shared_limits_usd``, ``origin_headroom_usd``, ``api_weight_budget``,
 ``latency_weight_usd_per_usd_s``, ``tie_break_usd_per_usd``, ``dust_usd``, ``min_step_frac``.
@@ -20,10 +21,12 @@ be a JSON number or a decimal string; each is range-checked where it enters
 
 Output (``plan``): the DESIGN §5.3 keys, each allocation extended with ``call``, ``tier``,
 ``mode``, ``requests``, ``latency_s``, ``cost_per_credit_usd``, ``binding``, ``why`` and
-``idempotency_key``; the plan with ``policy``, ``method``, ``fallback_reason``, ``plan_id``,
-``shadow_price_usd_per_usd``, ``calls``, ``solves``, ``stages``, ``config`` and ``notes``.
-Money is written as decimal strings to 1e-8 USD (as the margin reports do); seconds, shadow
-prices and fractions as JSON numbers.
+``legs``; the plan with ``policy``, ``method``, ``fallback_reason``, ``problem_id``,
+``executable``, ``shadow_price_usd_per_usd``, ``calls``, ``solves``, ``stages``, ``config`` and
+``notes``. Money is written as decimal strings to 1e-8 USD (as the margin reports do), asset
+amounts, prices and steps as exact decimal strings; seconds, shadow prices and fractions as
+JSON numbers. Idempotency keys are not in a plan: the store gives each leg its key when it
+records the plan for a margin call (``core.ledger.keys``).
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ from collections.abc import Mapping, Sequence
 from decimal import Context, Decimal
 from typing import Any
 
+from core.domain import WalletKind
 from core.errors import DataError
+from core.routing.checks import in_range
+from core.routing.legs import Leg, LegKind, LegTemplate
 from core.routing.plan import Allocation, Alternative, CallOutcome, Plan
 from core.routing.sources import (
     DEFAULT_DUST_USD,
@@ -49,7 +55,7 @@ from core.routing.sources import (
     Tier,
 )
 
-__all__ = ["input_to_json", "money_str", "parse_problem", "plan_to_json"]
+__all__ = ["decimal_str", "input_to_json", "money_str", "parse_problem", "plan_to_json"]
 
 _SOURCE_REQUIRED = ("id", "tier", "latency_s", "segments")
 _SOURCE_OPTIONAL = (
@@ -67,7 +73,11 @@ _SOURCE_OPTIONAL = (
     "calls",
     "groups",
     "mode",
+    "api_weights",
+    "legs",
 )
+_LEG_REQUIRED = ("kind", "venue", "from_wallet", "to_wallet", "asset", "price_usd", "asset_step")
+_LEG_OPTIONAL = ("latency_s", "route_id", "to_venue", "to_asset")
 _SEGMENT_KEYS = ("width_usd", "credit_per_usd", "cost_per_usd")
 _TOP_KEYS = {
     "deficit_usd",
@@ -151,6 +161,11 @@ def _parse_source(raw: object, index: int) -> CollateralSource:
     for name in ("venue", "origin_pool", "mode"):
         if name in obj and obj[name] is not None and not isinstance(obj[name], str):
             raise DataError("must be a string", source=label, field=name)
+    weights = _require_mapping(obj.get("api_weights", {}), f"{label} api_weights")
+    legs_raw = obj.get("legs", [])
+    if not isinstance(legs_raw, Sequence) or isinstance(legs_raw, (str, bytes)):
+        raise DataError("legs must be a list", source=label, field="legs")
+    legs = tuple(_parse_leg(leg, f"{label} legs[{k}]") for k, leg in enumerate(legs_raw))
     return CollateralSource(
         id=str(sid),
         tier=tier,
@@ -170,6 +185,51 @@ def _parse_source(raw: object, index: int) -> CollateralSource:
         calls=None if calls is None else frozenset(calls),
         groups=tuple(groups),
         mode=SourceMode(obj["mode"]) if "mode" in obj else _DEFAULT_MODE[tier],
+        legs=legs,
+        api_weights=tuple((str(k), v) for k, v in weights.items()),
+    )
+
+
+def _exact(value: object, field: str, where: str) -> Decimal:
+    """A JSON number or decimal string as the Decimal it spells (``0.1`` is 0.1, not a float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise DataError("must be a number or a decimal string", source=where, field=field)
+    try:
+        return Decimal(repr(value) if isinstance(value, float) else value)
+    except ArithmeticError:
+        raise DataError("is not a number", source=where, field=field, value=value) from None
+
+
+def _parse_leg(raw: object, where: str) -> LegTemplate:
+    obj = _require_mapping(raw, where)
+    for key in _LEG_REQUIRED:
+        if key not in obj:
+            raise DataError("missing required field", source=where, field=key)
+    _unknown(obj, (*_LEG_REQUIRED, *_LEG_OPTIONAL), where)
+    for key in ("kind", "venue", "from_wallet", "to_wallet", "asset", *_LEG_OPTIONAL[1:]):
+        if key in obj and obj[key] is not None and not isinstance(obj[key], str):
+            raise DataError("must be a string", source=where, field=key)
+    try:
+        kind = LegKind(obj["kind"])
+    except ValueError:
+        raise DataError(
+            f"unknown leg kind; known: {', '.join(k.value for k in LegKind)}",
+            source=where,
+            field="kind",
+            value=obj["kind"],
+        ) from None
+    return LegTemplate(
+        kind=kind,
+        venue=obj["venue"],
+        from_wallet=WalletKind.parse(obj["from_wallet"], where=where),
+        to_wallet=WalletKind.parse(obj["to_wallet"], where=where),
+        asset=obj["asset"],
+        price_usd=_exact(obj["price_usd"], "price_usd", where),
+        asset_step=_exact(obj["asset_step"], "asset_step", where),
+        latency_s=in_range(obj.get("latency_s", 0.0), "latency_s", where, low=0.0, high=1e9),
+        route_id=obj.get("route_id"),
+        to_venue=obj.get("to_venue"),
+        to_asset=obj.get("to_asset"),
     )
 
 
@@ -290,6 +350,29 @@ def _source_to_json(s: CollateralSource) -> dict[str, Any]:
         out["groups"] = list(s.groups)
     if s.mode is not _DEFAULT_MODE[s.tier]:
         out["mode"] = s.mode.value
+    derived = ((s.venue, s.api_weight),) if s.api_weight > 0 and s.venue else ()
+    if s.api_weights != derived:
+        out["api_weights"] = dict(s.api_weights)
+    if s.legs:
+        out["legs"] = [_leg_template_json(g) for g in s.legs]
+    return out
+
+
+def _leg_template_json(g: LegTemplate) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "kind": g.kind.value,
+        "venue": g.venue,
+        "from_wallet": g.from_wallet.value,
+        "to_wallet": g.to_wallet.value,
+        "asset": g.asset,
+        "price_usd": decimal_str(g.price_usd),
+        "asset_step": decimal_str(g.asset_step),
+        "latency_s": g.latency_s,
+    }
+    for key in ("route_id", "to_venue", "to_asset"):
+        value = getattr(g, key)
+        if value is not None:
+            out[key] = value
     return out
 
 
@@ -344,6 +427,15 @@ def money_str(value: Decimal) -> str:
     return format(value.quantize(_MONEY_Q, context=_WIDE), "f")
 
 
+def decimal_str(value: Decimal) -> str:
+    """An exact Decimal (an asset amount, a price, a step) as a plain string, no exponent.
+
+    >>> decimal_str(Decimal("1E-8")), decimal_str(Decimal("95000.50"))
+    ('0.00000001', '95000.5')
+    """
+    return format(value.normalize(_WIDE), "f")
+
+
 def _optional_money(value: Decimal | None) -> str | None:
     return None if value is None else money_str(value)
 
@@ -363,8 +455,28 @@ def _allocation_json(a: Allocation) -> dict[str, Any]:
         "cost_per_credit_usd": money_str(a.cost_per_credit_usd),
         "binding": a.binding,
         "why": a.why,
-        "idempotency_key": a.idempotency_key,
+        "legs": [_leg_json(g) for g in a.legs],
     }
+
+
+def _leg_json(g: Leg) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "leg": g.leg_no,
+        "kind": g.kind.value,
+        "venue": g.venue,
+        "from_wallet": g.from_wallet.value,
+        "to_wallet": g.to_wallet.value,
+        "asset": g.asset,
+        "amount": decimal_str(g.amount),
+        "amount_usd": money_str(g.amount_usd),
+        "price_usd": decimal_str(g.price_usd),
+        "latency_s": g.latency_s,
+    }
+    for key in ("route_id", "to_venue", "to_asset"):
+        value = getattr(g, key)
+        if value is not None:
+            out[key] = value
+    return out
 
 
 def _call_json(c: CallOutcome) -> dict[str, Any]:
@@ -421,7 +533,8 @@ def plan_to_json(plan: Plan, *, timings: bool = True) -> dict[str, Any]:
         "policy": plan.policy.value,
         "method": plan.method,
         "fallback_reason": plan.fallback_reason,
-        "plan_id": plan.plan_id,
+        "problem_id": plan.problem_id,
+        "executable": plan.executable,
         "shadow_price_usd_per_usd": plan.calls[0].shadow_price_usd_per_usd if single else None,
         "calls": [_call_json(c) for c in plan.calls],
         "solves": plan.solves,

@@ -29,7 +29,7 @@ class _Layout:
     piece_range: tuple[range, ...]
     group_of: tuple[tuple[int, ...], ...]
     origin_of: tuple[tuple[int, ...], ...]
-    venue_of: tuple[tuple[int, ...], ...]
+    budget_of: tuple[tuple[int, ...], ...]
 
 
 @functools.lru_cache(maxsize=16)
@@ -51,7 +51,7 @@ def _layout(st: Structure) -> _Layout:
         ),
         group_of=members(st.groups),
         origin_of=members(st.origins),
-        venue_of=members(st.venues),
+        budget_of=members(st.budgets),
     )
 
 
@@ -71,10 +71,10 @@ class Room:
         self.piece_range = layout.piece_range
         self.group_of = layout.group_of
         self.origin_of = layout.origin_of
-        self.venue_of = layout.venue_of
+        self.budget_of = layout.budget_of
         self.group_used = np.zeros(len(st.groups))
         self.origin_used = np.zeros(len(st.origins))
-        self.weight_used = np.zeros(len(st.venues))
+        self.weight_used = np.zeros(len(st.budgets))
 
     def next_piece(self, j: int) -> int | None:
         """The first segment of ``j`` not yet full (segments fill in order: concavity)."""
@@ -105,10 +105,10 @@ class Room:
                 out[f"origin_call_level:{self.st.origins[o][0]}"] = (
                     a.headroom[o] - self.origin_used[o]
                 ) / debit
-        for r in self.venue_of[j]:
+        for r in self.budget_of[j]:
             w = a.weight_per_usd[r, j]
             if w > 0:
-                out[f"api_weight:{self.st.venues[r][0]}"] = (a.budget[r] - self.weight_used[r]) / w
+                out[f"api_weight:{self.st.budgets[r][0]}"] = (a.budget[r] - self.weight_used[r]) / w
         return out
 
     def room_vector(self, d: int) -> np.ndarray:
@@ -131,7 +131,7 @@ class Room:
             if ids:
                 left = (a.headroom[o] - self.origin_used[o]) / a.debit[o, ids]
                 room[ids] = np.minimum(room[ids], left)
-        for r, (_, idx) in enumerate(self.st.venues):
+        for r, (_, idx) in enumerate(self.st.budgets):
             ids = [j for j in idx if a.weight_per_usd[r, j] > 0]
             if ids:
                 left = (a.budget[r] - self.weight_used[r]) / a.weight_per_usd[r, ids]
@@ -166,7 +166,7 @@ class Room:
             self.group_used[g] += moved
         for o in self.origin_of[j]:
             self.origin_used[o] += moved * self.a.debit[o, j]
-        for r in self.venue_of[j]:
+        for r in self.budget_of[j]:
             self.weight_used[r] += moved * self.a.weight_per_usd[r, j]
         return credit
 
@@ -182,6 +182,6 @@ class Room:
             room.group_used[g] = moved[list(idx)].sum()
         for o in range(len(st.origins)):
             room.origin_used[o] = float(arrays.debit[o] @ moved)
-        for r in range(len(st.venues)):
+        for r in range(len(st.budgets)):
             room.weight_used[r] = float(arrays.weight_per_usd[r] @ moved)
         return room

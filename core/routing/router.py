@@ -9,12 +9,17 @@ what the other policy would have cost, solved lazily: the plan needed to act com
 A deficit below its dust threshold is covered without a solve (``core.routing.worth``); an
 input with no source at all gives an ``infeasible`` plan with its escalation and reasons.
 
-A ``Router`` is not thread-safe: one per thread (or a lock around ``route``).
+One ``Router`` may be shared by threads (Prefect's thread task runner routes calls
+concurrently): each thread keeps its own cache of built problems, because a built problem
+holds a HiGHS model, and two threads solving one HiGHS model at once crash the process
+(reproduced: a segfault with eight threads sharing one cached problem). Threads never share
+a built problem; the first route of a structure in a thread builds it there.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -27,10 +32,11 @@ import numpy.typing as npt
 
 from core.errors import RoutingError
 from core.routing.arrays import Arrays, Structure, compile_arrays, structure_of
+from core.routing.finalise import finalise, problem_id_of
 from core.routing.finish import Finisher, dec, usd_text
 from core.routing.greedy import greedy_solution
 from core.routing.jsonio import parse_problem, plan_to_json
-from core.routing.plan import Alternative, LazyAlternative, Plan, finalise, plan_id_of
+from core.routing.plan import Alternative, LazyAlternative, Plan
 from core.routing.policies import RawSolution, solve_policy
 from core.routing.problem import DEFAULT_TIME_LIMIT_S, Backend, RoutingProblem
 from core.routing.sources import RoutingInput
@@ -85,7 +91,15 @@ class Router:
         self.time_limit_s = time_limit_s
         self.cache_size = cache_size
         self.with_alternative = with_alternative
-        self._cache: OrderedDict[Structure, RoutingProblem] = OrderedDict()
+        self._local = threading.local()  # .cache: this thread's built problems
+
+    @property
+    def _cache(self) -> OrderedDict[Structure, RoutingProblem]:
+        """This thread's built problems, most recently used last (see the module docstring)."""
+        cache: OrderedDict[Structure, RoutingProblem] | None = getattr(self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = OrderedDict()
+        return cache
 
     def __repr__(self) -> str:
         return (
@@ -94,15 +108,16 @@ class Router:
         )
 
     def problem_for(self, st: Structure) -> RoutingProblem:
-        """The built problem for ``st``, building (once) on a cache miss."""
-        rp = self._cache.get(st)
+        """This thread's built problem for ``st``, building (once per thread) on a cache miss."""
+        cache = self._cache
+        rp = cache.get(st)
         if rp is None:
             rp = RoutingProblem(st, backend=self.backend, time_limit_s=self.time_limit_s)
-            self._cache[st] = rp
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+            cache[st] = rp
+            while len(cache) > self.cache_size:
+                cache.popitem(last=False)
         else:
-            self._cache.move_to_end(st)
+            cache.move_to_end(st)
         return rp
 
     def solve_raw(self, inp: RoutingInput) -> tuple[RawSolution, Arrays, Structure]:
@@ -134,7 +149,7 @@ class Router:
             finisher,
             raw,
             deficits=[dec(c.deficit_usd) for c in inp.calls],
-            plan_id=plan_id_of(inp),
+            problem_id=problem_id_of(inp),
             solve_ms=solve_ms,
             method=method,
             fallback_reason=reason,

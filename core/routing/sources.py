@@ -35,6 +35,7 @@ from core.routing.checks import (
     money,
     optional_positive_money,
 )
+from core.routing.legs import LegTemplate, check_chain
 
 __all__ = [
     "CollateralSource",
@@ -201,9 +202,10 @@ class CollateralSource:
     available_usd
         Extra cap on the amount (``None``: the segment widths are the availability).
     api_weight
-        Venue API weight w per request (Binance request weights), for per-venue budgets.
+        Venue API weight w per request (Binance request weights), drawn from the budget named
+        ``venue`` (the DESIGN §5.3 schema's form; ``api_weights`` says more).
     venue
-        Venue whose API budget the requests draw on.
+        Venue the source's requests go to (default: the first leg's).
     origin_pool
         Pool the collateral leaves, whose ``call`` level must hold (``None``: leaves no pool).
     origin_debit_per_usd
@@ -216,6 +218,13 @@ class CollateralSource:
         Names of shared limits (pre-authorisation groups, one origin balance) it draws on.
     mode
         Movement tag for execution and audit.
+    legs
+        The venue operations that carry the source out, in order (``core.routing.legs``);
+        empty when the problem does not say (such a plan solves, but is not executable). A
+        PnL offset credited in place needs none.
+    api_weights
+        Weight per request by budget name (``<venue>/<family>``, ``core.routing.budgets``),
+        summed over the legs; given, it replaces ``api_weight``/``venue``. Sorted pairs.
     """
 
     id: str
@@ -236,6 +245,8 @@ class CollateralSource:
     calls: frozenset[str] | None = None
     groups: tuple[str, ...] = ()
     mode: SourceMode = SourceMode.TRANSFER
+    legs: tuple[LegTemplate, ...] = ()
+    api_weights: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id.strip():
@@ -303,6 +314,36 @@ class CollateralSource:
         if self.calls is not None:
             object.__setattr__(self, "calls", frozenset(self.calls))
         object.__setattr__(self, "groups", tuple(self.groups))
+        legs = tuple(self.legs)
+        for k, leg in enumerate(legs):
+            if not isinstance(leg, LegTemplate):
+                raise DataError(
+                    "legs must be LegTemplate objects", source=where, field=f"legs[{k}]"
+                )
+        check_chain(legs, where=where)
+        object.__setattr__(self, "legs", legs)
+        if not self.venue and legs:
+            object.__setattr__(self, "venue", legs[0].venue)
+        object.__setattr__(self, "api_weights", self._weights(where))
+
+    def _weights(self, where: str) -> tuple[tuple[str, float], ...]:
+        """``api_weights`` merged by name and sorted; the ``api_weight``/``venue`` pair when
+        none is given."""
+        merged: dict[str, float] = {}
+        for pair in self.api_weights:
+            name, weight = pair
+            if not isinstance(name, str) or not name:
+                raise DataError("api_weights names a budget", source=where, field="api_weights")
+            value = in_range(weight, f"api_weights[{name}]", where, low=0.0, high=MAX_WEIGHT)
+            merged[name] = merged.get(name, 0.0) + value
+        if not merged and self.api_weight > 0 and self.venue:
+            merged[self.venue] = self.api_weight
+        return tuple(sorted((k, v) for k, v in merged.items() if v > 0))
+
+    @property
+    def executable(self) -> bool:
+        """Whether a plan step from this source can be carried out leg by leg."""
+        return bool(self.legs) or self.mode is SourceMode.PNL_OFFSET
 
     @property
     def total_width_usd(self) -> float:

@@ -359,7 +359,7 @@ class ApiWeightBudget:
     name = "api_weight_budget"
 
     def __init__(self, st: Structure) -> None:
-        V = len(st.venues)
+        V = len(st.budgets)
         self.w = cp.Parameter((V, st.n_sources), nonneg=True, name="weight_per_usd")
         self.budget = cp.Parameter(V, nonneg=True, name="weight_budget")
 

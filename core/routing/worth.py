@@ -14,8 +14,8 @@ Two rules, both in credited USD, both reported in the plan's ``notes``:
   own latency, rate-limit token, API weight, audit row and failure mode; a 0.01 USD transfer
   next to a 500,000 USD swap is not worth one. A step is below its minimum useful ticket when
   its credit is below the largest of: the desk's dust, its fixed fee (paying more in fee than
-  it credits), ``min_step_frac`` of its call's deficit (default 1e-6), and its share of the
-  venue's API weight budget applied to the deficit (``D × requests·w / W``: it spends a larger
+  it credits), ``min_step_frac`` of its call's deficit (default 1e-6), and its share of each
+  API weight budget it draws on applied to the deficit (``D × requests·w / W``: it spends a larger
   share of the budget than the share of the call it covers). Such a step is folded into the
   call's other steps when they have room (at no more than a cent, or its fee, of extra cost),
   or dropped when what it leaves uncovered is dust; otherwise it stays, and the plan says why.
@@ -51,8 +51,8 @@ def useful_credit_usd(inp: RoutingInput, arrays: Arrays, d: int, j: int, request
     s = inp.sources[j]
     deficit = float(arrays.deficit[d])
     floor = max(inp.dust_usd, s.fixed_fee_usd, inp.min_step_frac * deficit)
-    if s.api_weight > 0 and s.venue and s.venue in inp.api_weight_budget:
-        budget = inp.api_weight_budget[s.venue]
+    for name, weight in s.api_weights:
+        budget = inp.api_weight_budget.get(name, 0.0)
         if budget > 0:
-            floor = max(floor, deficit * requests * s.api_weight / budget)
+            floor = max(floor, deficit * requests * weight / budget)
     return floor

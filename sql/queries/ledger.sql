@@ -6,7 +6,8 @@
 -- why: after a crash or a timeout, these movements must be looked up at the venue by their
 --      idempotency key before anything is resent (DESIGN §7: never blind-retry a write).
 SELECT idempotency_key, venue_id, from_wallet, to_venue_id, to_wallet, asset, amount,
-       status, attempts, created_at, sent_at, margin_call_id, plan_id, step_no
+       status, attempts, created_at, sent_at, margin_call_id, plan_id, plan_version, step_no,
+       leg_no, route_id, owner, lease_expires_at
 FROM transfer
 WHERE status IN ('pending', 'sent', 'unknown')
 ORDER BY created_at, id;

@@ -107,6 +107,18 @@ ROWS: dict[str, list[dict[str, Any]]] = {
          "cost_usd": Decimal("1.25"), "uncovered_usd": Decimal("0"), "solve_ms": 12.5,
          "alternative_policy": "cost", "alternative_cost_usd": Decimal("0.75"),
          "config_repr": "StrictPolicy(tiers=(1, 2, 3))"},
+        # Planned for the same call 10 s *before* plan-1 (ids do not sort by time), and a plan
+        # for no call: revision 0003 numbers them plan-b 1, plan-1 2, plan-c 1.
+        {"id": "plan-b", "margin_call_id": "call-1", "created_at": T0 - timedelta(seconds=10),
+         "policy": "cost", "solver": "greedy", "status": "partial", "deadline_s": 10.0,
+         "deficit_usd": Decimal("50000"), "credit_usd": Decimal("20000"),
+         "cost_usd": Decimal("0.5"), "uncovered_usd": Decimal("30000"), "solve_ms": 3.0,
+         "alternative_policy": None, "alternative_cost_usd": None, "config_repr": "CostPolicy()"},
+        {"id": "plan-c", "margin_call_id": None, "created_at": T0, "policy": "strict",
+         "solver": "highs", "status": "infeasible", "deadline_s": 60.0,
+         "deficit_usd": Decimal("10"), "credit_usd": Decimal("0"), "cost_usd": Decimal("0"),
+         "uncovered_usd": Decimal("10"), "solve_ms": 1.0, "alternative_policy": None,
+         "alternative_cost_usd": None, "config_repr": "StrictPolicy()"},
     ],
     "plan_step": [
         {"id": 1, "plan_id": "plan-1", "step_no": 0, "source_id": "sim-a:spot:USDT", "tier": 3,

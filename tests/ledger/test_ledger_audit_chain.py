@@ -14,7 +14,7 @@ from sqlmodel import Session
 from core.errors import DataError
 from core.ledger.audit_log import append_audit_event, audit_head, verify_audit_chain
 from core.ledger.chain import GENESIS_HASH, canonical_json, canonical_payload, event_hash
-from core.ledger.transfers import transfer_key
+from core.ledger.keys import leg_key
 
 T0_NS = 1_773_307_800_000_000_000  # 2026-03-12T09:30:00Z
 CALL = "mc-sim-a.pm-20260312T093000Z"
@@ -27,7 +27,7 @@ def _stored_payload(raw: Any) -> dict[str, Any]:
 
 def _append_story(session: Session) -> list[str]:
     """A margin call's first five events, as the executor would write them."""
-    key = transfer_key("plan-1", 0)
+    key = leg_key(CALL, 1, 0, 0)
     events: list[tuple[str, dict[str, object]]] = [
         ("MarginCallRaised", {"pool": "sim-a.pm", "ratio": Decimal("1.18"), "at": T0}),
         ("PlanRecorded", {"policy": "strict", "credit_usd": Decimal("250000")}),

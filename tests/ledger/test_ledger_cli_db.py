@@ -42,7 +42,7 @@ def test_db_init_with_fresh_home_creates_sqlite_schema_then_is_idempotent(
     assert first.exit_code == 0, first.output
     db_path = tmp_path / "desk" / "pmr.db"
     assert (
-        f"schema ready at sqlite:///{db_path} (sqlite): 14 tables, 14 created now; "
+        f"schema ready at sqlite:///{db_path} (sqlite): 15 tables, 15 created now; "
         f"revision {HEAD} (head): applied 0001" in first.output
     )
     assert f"created folder {tmp_path / 'desk'} (mode 0700)" in first.output
@@ -50,7 +50,7 @@ def test_db_init_with_fresh_home_creates_sqlite_schema_then_is_idempotent(
     assert db_path.is_file()
     second = runner.invoke(_app(), ["db", "init"], env=env)
     assert second.exit_code == 0, second.output
-    assert f"14 tables, 0 created now; revision {HEAD} (head), nothing to apply" in second.output
+    assert f"15 tables, 0 created now; revision {HEAD} (head), nothing to apply" in second.output
     assert "created" not in second.output.split("nothing to apply")[1]
 
 
@@ -108,7 +108,7 @@ def test_db_upgrade_with_previous_release_store_recognises_stamps_and_verifies(
 
     upgraded = runner.invoke(_app(), ["db", "upgrade", "--url", url])
     assert upgraded.exit_code == 0, upgraded.output
-    assert "14 tables, 0 created now" in upgraded.output
+    assert "15 tables, 1 created now" in upgraded.output  # 0003 adds plan_leg
     assert "recognised a store of the previous release" in upgraded.output
     assert "recorded it as revision 0001" in upgraded.output
 
@@ -161,10 +161,10 @@ def test_db_init_with_bad_url_exits_2_with_one_line_error(
 def test_db_init_on_postgres_creates_tables_and_views_twice_safely(postgres_url: str) -> None:
     with fresh_pg_schema(postgres_url, "cli") as (engine, schema):
         url = f"{engine.url.render_as_string(hide_password=False)}?options=-csearch_path%3D{schema}"
-        for created in (f"14 created now; revision {HEAD} (head): applied", "0 created now"):
+        for created in (f"15 created now; revision {HEAD} (head): applied", "0 created now"):
             result = runner.invoke(_app(), ["db", "init", "--url", url])
             assert result.exit_code == 0, result.output
-            assert f"(postgresql): 14 tables, {created}" in result.output
+            assert f"(postgresql): 15 tables, {created}" in result.output
             assert (
                 "views: transfer_latency_by_route, source_mix_per_call, transfer_failure_rates"
                 in result.output
@@ -213,7 +213,7 @@ def test_db_init_with_search_path_naming_missing_schema_creates_it_quoted(
         created = runner.invoke(_app(), ["db", "init", "--url", url])
         assert created.exit_code == 0, created.output
         assert f"created schema {quoted_name} (first in search_path)" in created.output
-        assert "14 created now" in created.output
+        assert "15 created now" in created.output
         assert _schema_exists(postgres_url, name)
         info = runner.invoke(_app(), ["db", "info", "--url", url])
         assert info.exit_code == 0, info.output

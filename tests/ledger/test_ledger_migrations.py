@@ -112,7 +112,7 @@ def test_upgrade_with_previous_release_store_full_of_rows_keeps_every_row_and_th
     report = upgrade_db(store)
 
     assert (report.stamped, report.revision_before, report.revision) == (BASELINE, BASELINE, HEAD)
-    assert report.created == ()
+    assert report.created == ("plan_leg",)
     with store.connect() as conn:
         after_raw = {t: raw_rows(conn, t, old_columns[t], at_head=True) for t in ROWS}
         assert after_raw == before_raw
@@ -122,6 +122,14 @@ def test_upgrade_with_previous_release_store_full_of_rows_keeps_every_row_and_th
         assert sides == [("both",)]
         levels = conn.exec_driver_sql("SELECT DISTINCT desk_level FROM margin_report").all()
         assert levels == [(None,)]
+        # 0003: plans numbered per call in the order they were made; old legs are unknown
+        versions = conn.exec_driver_sql("SELECT id, version FROM plan ORDER BY id").all()
+        assert versions == [("plan-1", 2), ("plan-b", 1), ("plan-c", 1)]
+        new_columns = conn.exec_driver_sql(
+            "SELECT plan_version, leg_no, route_id, owner, lease_expires_at FROM transfer"
+        ).all()
+        assert new_columns == [(None, None, None, None, None)]
+        assert conn.exec_driver_sql("SELECT count(*) FROM plan_leg").scalar() == 0
         assert read_status(conn).state == "current"
     with Session(store) as s:
         verdict = verify_audit_chain(s, expected_head=(3, HASH_3))
@@ -170,6 +178,28 @@ def test_upgrade_with_tables_unlike_the_previous_release_is_refused_and_changes_
     with store.connect() as conn:
         assert sorted(inspect(conn).get_table_names()) == tables_before  # no alembic_version
         assert typed_rows(conn, "transfer") == ROWS["transfer"]
+
+
+def test_upgrade_with_two_open_calls_for_one_pool_is_refused_naming_them_and_changes_nothing(
+    store: Engine,
+) -> None:
+    """0003 allows one open margin call per pool; a store with two must be tidied first."""
+    build_legacy_store(store)
+    with store.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO margin_call (id, pool_id, venue_id, status, raised_at, target_ratio, "
+            "deficit_usd) VALUES ('call-2', 'sim-a.pm', 'sim-a', 'open', "
+            "'2026-03-12 09:31:00+00:00', 1.25, 100)"
+        )
+    with pytest.raises(PmrError, match="one open margin call") as caught:
+        upgrade_db(store)
+    assert "sim-a.pm: call-1, sim-a.pm: call-2" in str(caught.value)
+    with store.connect() as conn:
+        assert read_status(conn).current is None  # not even stamped: all or nothing
+        assert "plan_leg" not in inspect(conn).get_table_names()
+    with store.begin() as conn:
+        conn.exec_driver_sql("UPDATE margin_call SET status = 'cancelled' WHERE id = 'call-2'")
+    assert upgrade_db(store).revision == HEAD
 
 
 def test_upgrade_with_store_at_revision_unknown_to_this_pmr_is_refused(store: Engine) -> None:

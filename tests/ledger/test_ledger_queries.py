@@ -13,16 +13,17 @@ from sqlmodel import Session
 from core.domain import Asset, Balance, WalletKind
 from core.errors import ConfigError
 from core.ledger.audit_log import append_audit_event
+from core.ledger.keys import leg_key
+from core.ledger.plans import record_margin_call
 from core.ledger.queries import SQL_DIR, load_queries, parse_named_queries, run_query
-from core.ledger.store import record_margin_call, record_snapshot, view_statements
+from core.ledger.store import record_snapshot, view_statements
 from core.ledger.tables import MarginCallRow
 from core.ledger.transfers import (
     TransferIntent,
     record_transfer_intent,
     record_transfer_result,
-    transfer_key,
 )
-from core.ledger.vocab import CallStatus, SnapshotSource, TransferMode, TransferStatus
+from core.ledger.vocab import CallStatus, SnapshotSource, TransferMode, TransferState
 
 
 def test_parse_with_two_blocks_keeps_why_continuation_and_strips_semicolon() -> None:
@@ -98,8 +99,8 @@ def _seed(session: Session) -> None:
             deficit_usd=Decimal("1000"),
         ),
     )  # fmt: skip
-    for i, status in enumerate([TransferStatus.CONFIRMED, TransferStatus.UNKNOWN, None]):
-        key = transfer_key("manual", i)
+    for i, status in enumerate([TransferState.CONFIRMED, TransferState.UNKNOWN, None]):
+        key = leg_key("manual", 1, 0, i)
         intent = TransferIntent(
             key=key, mode=TransferMode.TRANSFER, venue_id="sim-a", from_wallet=WalletKind.SPOT,
             to_wallet=WalletKind.UM, asset=Asset("USDT"), amount=Decimal("1000.25"),
@@ -132,8 +133,8 @@ def test_named_queries_with_seeded_store_return_the_expected_rows(
     q = load_queries()
     unsettled = run_query(session, q["unsettled_transfers"])
     assert [(r["idempotency_key"], r["status"]) for r in unsettled] == [
-        (transfer_key("manual", 1), "unknown"),
-        (transfer_key("manual", 2), "pending"),
+        (leg_key("manual", 1, 0, 1), "unknown"),
+        (leg_key("manual", 1, 0, 2), "pending"),
     ]
     assert [r["id"] for r in run_query(session, q["open_margin_calls"])] == ["mc-1"]
     balances = run_query(session, q["latest_venue_balances"], venue_id="sim-a")
