@@ -122,6 +122,12 @@ def _print_table(plan: Plan) -> None:
             )
     for note in plan.notes:
         out.print(f"[dim]note: {escape(note)}[/]")
+    if not plan.executable:
+        idle = sorted({a.source for a in plan.allocations if not a.executable})
+        out.print(
+            f"[yellow]not executable: no legs for {escape(', '.join(idle))} (the problem does "
+            "not say through which venue operations); the plan says what to move, not how[/]"
+        )
     # timings below the tables, so the tables are the same in every run
     alt_ms = (
         "" if alt is None or alt.solve_ms is None else f"; the comparison {alt.solve_ms:.1f} ms"

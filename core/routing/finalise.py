@@ -168,17 +168,6 @@ def _allocations_in_order(
     return out
 
 
-def _executable_note(allocations: list[Allocation]) -> list[str]:
-    """Say once when steps carry no legs: the plan shows what to move, not how."""
-    missing = sorted({a.source for a in allocations if not a.executable})
-    if not missing:
-        return []
-    return [
-        f"not executable: {len(missing)} source(s) have no legs ({', '.join(missing)}); the "
-        "plan says what to move, not through which venue operations"
-    ]
-
-
 def _suggested_reduction(
     inp: RoutingInput, d: int, uncovered: Decimal
 ) -> tuple[Decimal | None, float | None]:
@@ -264,7 +253,7 @@ def finalise(
     booked = f.recheck(amounts)
     room = f.room(amounts)
     allocations = _allocations_in_order(f, amounts, booked, room)
-    all_notes = [*notes, *fold_notes, *asset_notes, *_executable_note(allocations)]
+    all_notes = [*notes, *fold_notes, *asset_notes]
     outcomes = _call_outcomes(f, amounts, booked, room, deficits, all_notes)
     total_credit = sum((o.credit_usd for o in outcomes), _ZERO)
     total_uncovered = sum((o.uncovered_usd for o in outcomes), _ZERO)

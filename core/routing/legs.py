@@ -59,17 +59,22 @@ _WIDE = Context(prec=60)
 
 
 def book_usd(value: Decimal) -> Decimal:
-    """``value`` rounded half-even to 1e-18 USD, the resolution plans are booked at.
+    """``value`` rounded half-even to 1e-18 USD, the resolution plans are booked at, without
+    trailing zeros (and never in exponent form).
 
-    >>> book_usd(Decimal("0.1") / 3)
-    Decimal('0.033333333333333333')
+    >>> book_usd(Decimal("0.1") / 3), book_usd(Decimal("999.9994500")), book_usd(Decimal("1E+2"))
+    (Decimal('0.033333333333333333'), Decimal('999.99945'), Decimal('100'))
     """
-    return value.quantize(BOOK_QUANTUM, rounding=ROUND_HALF_EVEN, context=_WIDE)
+    booked = value.quantize(BOOK_QUANTUM, rounding=ROUND_HALF_EVEN, context=_WIDE)
+    if booked == booked.to_integral_value():
+        return booked.quantize(Decimal(1), context=_WIDE)
+    return booked.normalize(context=_WIDE)
 
 
-# An amount within this relative distance of a whole number of steps is that number of steps:
+# An amount within this fraction of a step of a whole number of steps is that number of steps:
 # the USD step is a float (the router's grid), and USD / price may land a hair below a step.
-_STEP_NOISE = Decimal("1e-12")
+# Absolute in steps, so it never rounds a real shortfall up, however many steps the amount is.
+_STEP_NOISE = Decimal("1e-9")
 
 
 class LegKind(StrEnum):
@@ -299,22 +304,22 @@ class Leg:
 
 
 def floor_to_step(amount: Decimal, step: Decimal) -> Decimal:
-    """``amount`` rounded down to a multiple of ``step``; within 1e-12 (relative) of a step
-    counts as that step (the router's USD grid is float, so ``usd / price`` may land a hair
-    below a whole number of steps).
+    """``amount`` rounded down to a multiple of ``step``; within a billionth of a step of a
+    multiple counts as that multiple (the router's USD grid is float, so ``usd / price`` may
+    land a hair below a whole number of steps).
 
     Examples
     --------
     >>> floor_to_step(Decimal("0.0123456789"), Decimal("1e-8"))
     Decimal('0.01234567')
-    >>> floor_to_step(Decimal("2.99999999999999"), Decimal("0.01"))
+    >>> floor_to_step(Decimal("2.99999999999999999"), Decimal("0.01"))
     Decimal('3.00')
     """
     if amount <= 0:
         return _ZERO
     steps = amount / step
     nearest = steps.to_integral_value(rounding=ROUND_HALF_EVEN)
-    if abs(steps - nearest) <= _STEP_NOISE * max(Decimal(1), nearest):
+    if abs(steps - nearest) <= _STEP_NOISE:
         return (nearest * step).quantize(step)
     return (steps.to_integral_value(rounding=ROUND_FLOOR) * step).quantize(step)
 

@@ -57,15 +57,19 @@ def test_plan_with_credit_below_one_tops_up_in_decimal() -> None:
     assert plan.credit_usd == Decimal("100.31") * Decimal("0.997")
 
 
-def test_plan_with_same_input_gives_same_idempotency_keys() -> None:
+def test_plan_with_same_input_gives_same_problem_id_and_no_keys_of_its_own() -> None:
+    """The fingerprint names the problem (either backend), never a plan: keys come from the
+    store, per margin call and plan version (core.ledger.keys)."""
     inp = parse_problem(json.loads(EXAMPLE.read_text()))
     a = Router().route(inp)
     b = Router(backend=Backend.CVXPY).route(inp)
-    assert a.plan_id == b.plan_id
-    assert [x.idempotency_key for x in a.allocations] == [x.idempotency_key for x in b.allocations]
-    assert len({x.idempotency_key for x in a.allocations}) == len(a.allocations)
+    assert a.problem_id == b.problem_id
+    assert len(a.problem_id) == 16
     other = Router().route(inp.with_policy(Policy.COST))
-    assert other.plan_id != a.plan_id
+    assert other.problem_id != a.problem_id
+    assert not hasattr(a.allocations[0], "idempotency_key")
+    assert "idempotency_key" not in plan_to_json(a)["allocations"][0]
+    assert (a.executable, plan_to_json(a)["executable"]) == (False, False)  # no legs in the file
 
 
 def test_plan_with_steps_of_different_eta_is_ordered_by_completion() -> None:
@@ -173,7 +177,7 @@ def test_routing_docstring_examples_with_doctest_run_as_written() -> None:
     import doctest
     import importlib
 
-    for name in ("router", "problem", "jsonio", "sources"):
+    for name in ("router", "problem", "jsonio", "sources", "legs", "budgets", "from_state"):
         module = importlib.import_module(f"core.routing.{name}")
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.attempted > 0, name
