@@ -303,6 +303,13 @@ class Leg:
         return self.to_venue or self.venue
 
 
+def _tidy(value: Decimal) -> Decimal:
+    """``value`` without trailing zeros, never in exponent form (``2005622.5``, ``300``)."""
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1), context=_WIDE)
+    return value.normalize(context=_WIDE)
+
+
 def floor_to_step(amount: Decimal, step: Decimal) -> Decimal:
     """``amount`` rounded down to a multiple of ``step``; within a billionth of a step of a
     multiple counts as that multiple (the router's USD grid is float, so ``usd / price`` may
@@ -345,6 +352,7 @@ def legs_for(
             amount = floor_to_step(carry_usd / t.price_usd, t.asset_step)
         else:
             amount = floor_to_step(carry, t.asset_step)
+        amount = _tidy(amount)
         usd = book_usd(amount * t.price_usd)
         if k == 0:
             moved_usd = usd
