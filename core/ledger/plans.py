@@ -68,9 +68,9 @@ def _insert_unless_conflict(session: Session, table: Table, values: Mapping[str,
     usable; such failures raise ``IntegrityError`` as usual.
     """
     dialect = session.get_bind().dialect.name
-    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(**values)
+    insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(**values)
     # RETURNING says whether the row went in (rowcount is -1 under psycopg for this form).
-    stmt = stmt.on_conflict_do_nothing().returning(*table.primary_key.columns)
+    stmt = insert.on_conflict_do_nothing().returning(*table.primary_key.columns)
     with session.begin_nested():
         inserted = session.execute(stmt).first()
     return inserted is not None
