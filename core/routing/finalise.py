@@ -31,7 +31,7 @@ from core.routing.finish import (
     trim_over_cover,
     usd_text,
 )
-from core.routing.legs import book_usd, floor_to_step, legs_for
+from core.routing.legs import LegTemplate, book_usd, floor_to_step, legs_for
 from core.routing.plan import Allocation, CallOutcome, LazyAlternative, Plan
 from core.routing.policies import RawSolution
 from core.routing.room import Room
@@ -40,6 +40,21 @@ from core.routing.sources import RoutingInput
 __all__ = ["finalise", "problem_id_of", "snap_to_assets"]
 
 _ZERO = Decimal(0)
+
+
+def _leg_names(g: LegTemplate) -> list[str | None]:
+    return [
+        g.kind.value,
+        g.venue,
+        g.from_wallet.value,
+        g.to_wallet.value,
+        g.asset,
+        str(g.price_usd),
+        str(g.asset_step),
+        g.route_id,
+        g.to_venue,
+        g.to_asset,
+    ]
 
 
 def problem_id_of(inp: RoutingInput) -> str:
@@ -76,17 +91,14 @@ def problem_id_of(inp: RoutingInput) -> str:
         numbers += [v for _, v in limits]
     for s in inp.sources:
         calls = None if s.calls is None else sorted(s.calls)
-        names.append([s.id, s.mode.value, s.venue, s.origin_pool, calls, list(s.groups)])
-        names.append([n for n, _ in s.api_weights])
-        numbers += [w for _, w in s.api_weights]
-        names.append(
-            [
-                [g.kind.value, g.venue, g.from_wallet.value, g.to_wallet.value, g.asset,
-                 str(g.price_usd), str(g.asset_step), g.route_id, g.to_venue, g.to_asset]
-                for g in s.legs
-            ]
-        )  # fmt: skip
-        numbers += [g.latency_s for g in s.legs]
+        entry: list[Any] = [s.id, s.mode.value, s.venue, s.origin_pool, calls, s.groups]
+        if s.api_weights:  # the budgets' names; their weights go with the numbers
+            entry.append([n for n, _ in s.api_weights])
+            numbers += [w for _, w in s.api_weights]
+        if s.legs:
+            entry.append([_leg_names(g) for g in s.legs])
+            numbers += [g.latency_s for g in s.legs]
+        names.append(entry)
         numbers += [
             float(s.tier),
             s.latency_s,
