@@ -193,3 +193,24 @@ def test_execution_docstring_examples_run_as_written() -> None:
         result = doctest.testmod(module)
         assert result.attempted > 0, module.__name__
         assert result.failed == 0, module.__name__
+
+
+def test_emitted_desk_problem_with_legs_plans_the_same_executable_plan(tmp_path: Path) -> None:
+    """``--emit-problem`` writes the legs and budgets too: fed back with ``--problem``, the same
+    problem (same fingerprint) gives the same executable plan."""
+    runner = CliRunner()
+    desk_args = ["route", "--desk", str(DESK), "--pool", "sim-a.pm", "--pool", "sim-b.opt",
+                 "--deficit", "700000", "--as-of", AT.isoformat()]  # fmt: skip
+    emitted = runner.invoke(app, [*desk_args, "--emit-problem"])
+    assert emitted.exit_code == 0, emitted.output
+    problem = json.loads(emitted.stdout)
+    assert {g["kind"] for s in problem["sources"] for g in s["legs"]} == {
+        "internal", "convert", "margin_order", "withdrawal",
+    }  # fmt: skip
+    path = tmp_path / "problem.json"
+    path.write_text(emitted.stdout)
+    from_desk = json.loads(runner.invoke(app, desk_args).stdout)
+    from_file = json.loads(runner.invoke(app, ["route", "--problem", str(path)]).stdout)
+    assert from_file["executable"] is True
+    for key in ("problem_id", "allocations", "calls", "cost_usd", "status"):
+        assert from_file[key] == from_desk[key], key

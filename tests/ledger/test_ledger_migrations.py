@@ -31,7 +31,7 @@ from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from core.errors import ConfigError, PmrError
+from core.errors import ConfigError, DataError, PmrError
 from core.ledger.audit_log import append_audit_event, verify_audit_chain
 from core.ledger.migrations.__main__ import main as migrations_main
 from core.ledger.migrations.__main__ import model_differences
@@ -45,6 +45,7 @@ from core.ledger.migrations.config import (
     script_directory,
 )
 from core.ledger.migrations.status import SchemaStatus, baseline_metadata, read_status
+from core.ledger.plans import latest_plan_version, load_plan
 from core.ledger.store import init_db, load_snapshot, make_engine, session_scope, upgrade_db
 from core.ledger.tables import LedgerTable, VenueRow, WalletRow
 
@@ -135,6 +136,9 @@ def test_upgrade_with_previous_release_store_full_of_rows_keeps_every_row_and_th
         verdict = verify_audit_chain(s, expected_head=(3, HASH_3))
         assert (verdict.ok, verdict.checked) == (True, 3), str(verdict)
         snapshot = load_snapshot(s, 1)
+        assert latest_plan_version(s, "call-1") == 2
+        with pytest.raises(DataError, match="before revision 0003"):  # no legs to execute
+            load_plan(s, "call-1")
     assert [p.qty for p in snapshot.positions] == [Decimal("-3.5"), Decimal("2.5")]
     if store.dialect.name == "postgresql":  # the old views were dropped and re-created
         assert report.views == ("transfer_latency_by_route", "source_mix_per_call",
