@@ -320,14 +320,23 @@ def record_plan(
     Raises
     ------
     DataError
-        Not executable, no such margin call, a version gap, an unrecorded venue, or a figure
-        the store cannot hold; nothing is written.
+        Not executable, no such margin call or one no longer open (cured, escalated,
+        cancelled: the call was handled, so the run that finds it so does nothing), a version
+        gap, an unrecorded venue, or a figure the store cannot hold; nothing is written. A
+        version already recorded is returned whatever the call's status now.
     """
     plan_row, steps, legs = plan_rows(call_id, version, plan, at=at, deficit=deficit)
     try:
         with session.begin_nested():
             created = _insert_unless_conflict(session, PlanRow.__table__, _values(plan_row))  # type: ignore[attr-defined]
             if created:
+                call = session.get(MarginCallRow, call_id)
+                if call is not None and call.status != CallStatus.OPEN.value:
+                    raise DataError(
+                        f"margin call is {call.status}: a closed call gets no new plan",
+                        margin_call_id=call_id,
+                        version=version,
+                    )
                 if (
                     version > 1
                     and session.exec(

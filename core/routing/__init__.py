@@ -1,7 +1,8 @@
 """Collateral router (DESIGN §5): sources, the cvxpy/HiGHS optimiser, greedy baseline, plans.
 
 Public API: build a ``RoutingInput`` (or parse DESIGN §5.3 JSON with ``parse_problem``) and call
-``Router().route(inp)`` for a ``Plan``; ``plan_to_json`` gives the §5.3 output.
+``Router().route(inp)`` for a ``Plan``; ``plan_to_json`` gives the §5.3 output. Sources carry
+their ``LegTemplate`` s and plan steps their ``Leg`` s (``core.routing.legs``).
 
 Exports are resolved lazily (PEP 562) so that importing a light piece, such as the
 ``Policy`` enum for a command-line option, does not load cvxpy and HiGHS.
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from core.routing.backends import Backend
     from core.routing.greedy import greedy_solution
     from core.routing.jsonio import input_to_json, parse_problem, plan_to_json
+    from core.routing.legs import Leg, LegKind, LegTemplate
     from core.routing.plan import Allocation, Alternative, CallOutcome, LazyAlternative, Plan
     from core.routing.problem import RoutingProblem
     from core.routing.router import Router, route_json
@@ -39,6 +41,9 @@ _EXPORTS = {
     "CollateralSource": "core.routing.sources",
     "Deficit": "core.routing.sources",
     "LazyAlternative": "core.routing.plan",
+    "Leg": "core.routing.legs",
+    "LegKind": "core.routing.legs",
+    "LegTemplate": "core.routing.legs",
     "Plan": "core.routing.plan",
     "Policy": "core.routing.sources",
     "Router": "core.routing.router",
@@ -67,6 +72,9 @@ __all__ = [
     "CollateralSource",
     "Deficit",
     "LazyAlternative",
+    "Leg",
+    "LegKind",
+    "LegTemplate",
     "Plan",
     "Policy",
     "Router",

@@ -64,7 +64,7 @@ def _raw_status(raw: RawSolution, arrays: Arrays) -> str:
 
 
 class Router:
-    """Plans margin-call cover; keeps up to ``cache_size`` built problems.
+    """Plans margin-call cover; keeps up to ``cache_size`` built problems per thread.
 
     Examples
     --------

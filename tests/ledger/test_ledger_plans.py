@@ -179,6 +179,24 @@ def test_plan_for_unrecorded_call_or_venue_is_refused(session: Session, venues: 
     assert session.exec(select(func.count()).select_from(PlanRow)).one() == 0
 
 
+def test_plan_for_a_closed_call_is_refused_but_its_recorded_plan_is_still_returned(
+    session: Session, venues: object
+) -> None:
+    """The run that arrives after the call was cured does nothing new: no re-plan, and its
+    claim of version 1 gets the plan that cured it."""
+    seed_plan(session)
+    call = session.get(MarginCallRow, CALL)
+    assert call is not None
+    call.status = CallStatus.CURED.value
+    session.add(call)
+    session.flush()
+    with pytest.raises(DataError, match="margin call is cured"):
+        record_plan(session, CALL, hand_plan(amounts=("1",)), version=2, at=T0)
+    recorded, created = record_plan(session, CALL, hand_plan(amounts=("1",)), version=1, at=T0)
+    assert (created, recorded.plan) == (False, hand_plan())
+    assert latest_plan_version(session, CALL) == 1
+
+
 def test_plan_without_legs_is_not_executable_and_not_recorded(
     session: Session, venues: object
 ) -> None:

@@ -170,7 +170,7 @@ def story(pg_engine: Engine) -> Engine:
         record_margin_call(
             s,
             MarginCallRow(
-                id=CALL, pool_id="sim-a.pm", venue_id="sim-a", status=CallStatus.CURED.value,
+                id=CALL, pool_id="sim-a.pm", venue_id="sim-a", status=CallStatus.OPEN.value,
                 raised_at=T0, ratio_at_raise=Decimal("1.18"), target_ratio=Decimal("1.5"),
                 deficit_usd=Decimal("250000"),
             ),
@@ -178,6 +178,10 @@ def story(pg_engine: Engine) -> Engine:
         _history(s)
         _execute(s, 1, PLAN_1, at_s=0.05)
         _execute(s, 2, PLAN_2, at_s=1.2)
+        call = s.get(MarginCallRow, CALL)
+        assert call is not None
+        call.status, call.closed_at = CallStatus.CURED.value, T0 + timedelta(seconds=3)
+        s.add(call)
         s.commit()
     return pg_engine
 
