@@ -14,7 +14,7 @@ venue's transfer history on asset, exact amount, transfer type and a time window
 send, skipping rows already claimed by other keys. Two identical unanswered transfers inside one
 window cannot be told apart: that is reported as ``AMBIGUOUS``, never guessed. The local record
 lives in memory; the executor's intent rows are the durable copy and can be passed back as a
-:class:`TransferIntent` hint after a restart.
+:class:`VenueTransferRequest` hint after a restart.
 """
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ __all__ = [
     "MarginOrderResult",
     "PositionReport",
     "TransferHistoryRow",
-    "TransferIntent",
     "TransferReceipt",
-    "TransferStatus",
     "TransferStatusReport",
     "Venue",
     "VenueCapabilities",
+    "VenueTransferRequest",
+    "VenueTransferStatus",
     "WithdrawalReceipt",
     "match_transfer_history",
 ]
@@ -58,7 +58,7 @@ class DuplicateIdempotencyKey(VenueRejected):
     """A transfer with this idempotency key was already sent: look it up, never resend."""
 
 
-class TransferStatus(StrEnum):
+class VenueTransferStatus(StrEnum):
     """Where a transfer stands, as far as the venue's records tell."""
 
     PENDING = "pending"  # accepted, not yet credited
@@ -69,7 +69,7 @@ class TransferStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class TransferIntent:
+class VenueTransferRequest:
     """What was (or is about to be) sent under one idempotency key.
 
     ``ts_sent_ns`` is when the request left, on the venue's clock as the adapter knew it (the
@@ -99,7 +99,7 @@ class TransferReceipt:
     from_wallet: WalletKind
     to_wallet: WalletKind
     venue_type: str
-    status: TransferStatus
+    status: VenueTransferStatus
     sent_at: datetime
     round_trip_ms: float
 
@@ -119,7 +119,7 @@ class TransferHistoryRow:
     from_wallet: WalletKind
     to_wallet: WalletKind
     ts_ns: int
-    status: TransferStatus
+    status: VenueTransferStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +128,7 @@ class TransferStatusReport:
 
     venue: str
     key: str
-    status: TransferStatus
+    status: VenueTransferStatus
     matched_by: Literal["id", "history", "none"]
     venue_transfer_id: str | None = None
     at: datetime | None = None
@@ -280,7 +280,7 @@ class Venue(Protocol):
     ) -> TransferReceipt: ...
 
     def lookup_transfer(
-        self, key: str, hint: TransferIntent | None = None
+        self, key: str, hint: VenueTransferRequest | None = None
     ) -> TransferStatusReport: ...
 
     def convert_quote(
@@ -311,7 +311,7 @@ class Venue(Protocol):
 
 
 def match_transfer_history(
-    intent: TransferIntent,
+    intent: VenueTransferRequest,
     rows: tuple[TransferHistoryRow, ...],
     *,
     claimed_ids: frozenset[str],
@@ -337,7 +337,7 @@ def match_transfer_history(
 
 @dataclass(slots=True)
 class _JournalEntry:
-    intent: TransferIntent
+    intent: VenueTransferRequest
     venue_transfer_id: str | None = None
 
 
@@ -389,7 +389,7 @@ class BaseVenue(abc.ABC):
         return self._clock.timestamp_ns() - self._venue_offset_ns()
 
     @abc.abstractmethod
-    def _send_transfer(self, intent: TransferIntent) -> tuple[str, TransferStatus]:
+    def _send_transfer(self, intent: VenueTransferRequest) -> tuple[str, VenueTransferStatus]:
         """Send one transfer exactly once; return the venue's id and its status.
 
         Must raise pmr venue errors (``OutcomeUnknown`` when no answer came) and never retry.
@@ -397,7 +397,7 @@ class BaseVenue(abc.ABC):
 
     @abc.abstractmethod
     def _transfer_history(
-        self, intent: TransferIntent, start_ns: int, end_ns: int
+        self, intent: VenueTransferRequest, start_ns: int, end_ns: int
     ) -> tuple[TransferHistoryRow, ...]:
         """Return the venue's transfer rows of ``intent``'s type and asset in the window."""
 
@@ -470,7 +470,7 @@ class BaseVenue(abc.ABC):
             )
         requested = to_decimal(amount, "amount")
         t0 = self.venue_now_ns()
-        intent = TransferIntent(idempotency_key, asset, sent, src, dst, t0, venue_type)
+        intent = VenueTransferRequest(idempotency_key, asset, sent, src, dst, t0, venue_type)
         entry = _JournalEntry(intent)
         self._journal[idempotency_key] = entry
         try:
@@ -499,7 +499,9 @@ class BaseVenue(abc.ABC):
             round_trip_ms=(t1 - t0) / 1e6,
         )
 
-    def lookup_transfer(self, key: str, hint: TransferIntent | None = None) -> TransferStatusReport:
+    def lookup_transfer(
+        self, key: str, hint: VenueTransferRequest | None = None
+    ) -> TransferStatusReport:
         """Find out what happened to the transfer sent under ``key``.
 
         Uses the local key → id record when the venue answered, else the venue's history
@@ -509,7 +511,7 @@ class BaseVenue(abc.ABC):
         entry = self._journal.get(key)
         if entry is None:
             if hint is None:
-                return TransferStatusReport(self.name, key, TransferStatus.NOT_FOUND, "none")
+                return TransferStatusReport(self.name, key, VenueTransferStatus.NOT_FOUND, "none")
             entry = _JournalEntry(hint)
             self._journal[key] = entry
         intent = entry.intent
@@ -523,7 +525,7 @@ class BaseVenue(abc.ABC):
                         self.name, key, r.status, "id", r.venue_transfer_id, ns_to_datetime(r.ts_ns)
                     )
             return TransferStatusReport(
-                self.name, key, TransferStatus.PENDING, "id", entry.venue_transfer_id
+                self.name, key, VenueTransferStatus.PENDING, "id", entry.venue_transfer_id
             )
         claimed = frozenset(
             e.venue_transfer_id
@@ -535,7 +537,7 @@ class BaseVenue(abc.ABC):
         )
         match found:
             case ():
-                return TransferStatusReport(self.name, key, TransferStatus.NOT_FOUND, "none")
+                return TransferStatusReport(self.name, key, VenueTransferStatus.NOT_FOUND, "none")
             case (row,):
                 entry.venue_transfer_id = row.venue_transfer_id
                 return TransferStatusReport(
@@ -550,7 +552,7 @@ class BaseVenue(abc.ABC):
                 return TransferStatusReport(
                     self.name,
                     key,
-                    TransferStatus.AMBIGUOUS,
+                    VenueTransferStatus.AMBIGUOUS,
                     "history",
                     candidates=tuple(r.venue_transfer_id for r in found),
                 )

@@ -56,9 +56,9 @@ from core.venues.base import (
     MarginOrderResult,
     PositionReport,
     TransferHistoryRow,
-    TransferIntent,
-    TransferStatus,
     VenueCapabilities,
+    VenueTransferRequest,
+    VenueTransferStatus,
     WithdrawalReceipt,
 )
 from core.venues.capabilities import EXCHANGE_CAPABILITIES, ConversionMethod
@@ -525,7 +525,7 @@ class CcxtVenue(BaseVenue):
         return parse.parse_leverage_brackets(rows)
 
     # -- transfers (template hooks) -----------------------------------------------------------
-    def _send_transfer(self, intent: TransferIntent) -> tuple[str, TransferStatus]:
+    def _send_transfer(self, intent: VenueTransferRequest) -> tuple[str, VenueTransferStatus]:
         ctx = {
             "asset": intent.asset.code,
             "amount": str(intent.amount),
@@ -549,10 +549,10 @@ class CcxtVenue(BaseVenue):
             raise DataError("transfer answer has no tranId", venue=self.name, **ctx)
         # ccxt leaves timestamp/status/amount/accounts None for this endpoint: the receipt
         # built by BaseVenue.transfer carries ours instead.
-        return str(venue_id), TransferStatus.PENDING
+        return str(venue_id), VenueTransferStatus.PENDING
 
     def _transfer_history(
-        self, intent: TransferIntent, start_ns: int, end_ns: int
+        self, intent: VenueTransferRequest, start_ns: int, end_ns: int
     ) -> tuple[TransferHistoryRow, ...]:
         rows: list[Any] = []
         page = 1

@@ -14,7 +14,7 @@ import pytest
 from core.clock import ManualClock
 from core.domain import Asset, WalletKind
 from core.errors import DataError, OutcomeUnknown
-from core.venues.base import DuplicateIdempotencyKey, TransferStatus
+from core.venues.base import DuplicateIdempotencyKey, VenueTransferStatus
 from core.venues.errors import ClockSkewRejected
 from core.venues.factory import DeskVenues
 from core.venues.sim.dialect import BinanceDialect
@@ -162,7 +162,7 @@ def test_transfer_with_skewed_desk_clock_raises_typed_error_sent_once_then_looku
         venue.transfer(USDT, Decimal(1000), W.SPOT, W.MARGIN, "call-9/step-1")
     assert dialect.request_log.count(("POST", TRANSFER)) == 1
     report = venue.lookup_transfer("call-9/step-1")
-    assert report.status is TransferStatus.NOT_FOUND
+    assert report.status is VenueTransferStatus.NOT_FOUND
     venue.forget_transfer("call-9/step-1")
     receipt = venue.transfer(USDT, Decimal(1000), W.SPOT, W.MARGIN, "call-9/step-1")
     assert dialect.request_log.count(("POST", TRANSFER)) == 2
@@ -185,7 +185,7 @@ def test_lookup_with_desk_clock_15s_ahead_finds_applied_transfer_on_venue_time(
         venue.transfer(USDT, Decimal(1000), W.SPOT, W.MARGIN, "call-9/step-2")
     clock.advance(1)
     report = venue.lookup_transfer("call-9/step-2")
-    assert report.status is TransferStatus.CONFIRMED
+    assert report.status is VenueTransferStatus.CONFIRMED
     assert report.matched_by == "history"
     assert report.venue_transfer_id == str(engine.transfers[0].tran_id)
 

@@ -14,7 +14,7 @@ from decimal import Decimal
 from core.clock import ManualClock
 from core.domain import Asset, WalletKind
 from core.errors import InsufficientFunds, OutcomeUnknown, RateLimited, VenueUnavailable
-from core.venues.base import TransferStatus
+from core.venues.base import VenueTransferStatus
 from core.venues.errors import ClockSkewRejected
 from core.venues.factory import DeskVenues
 from core.venues.sim.faults import FaultKind, FaultPlan
@@ -68,11 +68,11 @@ def test_transfers_under_random_faults_land_exactly_once(
             except OutcomeUnknown:
                 clock.advance(1)
                 report = venue.lookup_transfer(key)
-                if report.status in (TransferStatus.CONFIRMED, TransferStatus.PENDING):
+                if report.status in (VenueTransferStatus.CONFIRMED, VenueTransferStatus.PENDING):
                     assert report.venue_transfer_id is not None
                     landed[key] = report.venue_transfer_id
                     break
-                assert report.status is TransferStatus.NOT_FOUND
+                assert report.status is VenueTransferStatus.NOT_FOUND
                 venue.forget_transfer(key)
             except (RateLimited, VenueUnavailable):
                 clock.advance(1)
@@ -118,11 +118,11 @@ def test_transfers_under_random_faults_and_clock_jumps_land_exactly_once(
                 skew_refusals += isinstance(exc, ClockSkewRejected)
                 clock.advance(1)
                 report = venue.lookup_transfer(key)
-                if report.status in (TransferStatus.CONFIRMED, TransferStatus.PENDING):
+                if report.status in (VenueTransferStatus.CONFIRMED, VenueTransferStatus.PENDING):
                     assert report.venue_transfer_id is not None
                     landed[key] = report.venue_transfer_id
                     break
-                assert report.status is TransferStatus.NOT_FOUND
+                assert report.status is VenueTransferStatus.NOT_FOUND
                 venue.forget_transfer(key)
             except (RateLimited, VenueUnavailable):
                 clock.advance(1)

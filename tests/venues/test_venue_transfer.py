@@ -9,7 +9,7 @@ import pytest
 from core.clock import ManualClock
 from core.domain import Asset, WalletKind
 from core.errors import DataError, InsufficientFunds, OutcomeUnknown
-from core.venues.base import DuplicateIdempotencyKey, TransferIntent, TransferStatus
+from core.venues.base import DuplicateIdempotencyKey, VenueTransferRequest, VenueTransferStatus
 from core.venues.factory import DeskVenues
 from core.venues.sim.faults import FaultKind
 
@@ -31,7 +31,7 @@ def test_transfer_with_spot_to_um_moves_books_after_latency(
     b = sims.venues["sim-b"]
     receipt = b.transfer(USDT, Decimal("250000"), W.SPOT, W.UM, "call-1/step-1")
     assert receipt.venue_type == "MAIN_UMFUTURE"
-    assert receipt.status is TransferStatus.PENDING
+    assert receipt.status is VenueTransferStatus.PENDING
     assert receipt.amount == Decimal("250000")
     assert not receipt.rounded
     assert _free(b.balances(W.SPOT), "USDT") == Decimal("1350000")  # debited at once
@@ -39,7 +39,7 @@ def test_transfer_with_spot_to_um_moves_books_after_latency(
     clock.advance(0.08)
     assert _free(b.balances(W.UM), "USDT") == Decimal("1150000")
     report = b.lookup_transfer("call-1/step-1")
-    assert report.status is TransferStatus.CONFIRMED
+    assert report.status is VenueTransferStatus.CONFIRMED
     assert report.matched_by == "id"
     assert report.venue_transfer_id == receipt.venue_transfer_id
 
@@ -102,7 +102,7 @@ def test_lookup_after_timeout_with_transfer_applied_finds_it_in_history(
         a.transfer(USDT, Decimal("12345.6"), W.SPOT, W.MARGIN, "k-timeout")
     clock.advance(1)
     report = a.lookup_transfer("k-timeout")
-    assert report.status is TransferStatus.CONFIRMED
+    assert report.status is VenueTransferStatus.CONFIRMED
     assert report.matched_by == "history"
     assert report.venue_transfer_id == str(sims.engines["sim-a"].transfers[-1].tran_id)
 
@@ -116,7 +116,7 @@ def test_lookup_after_timeout_with_transfer_lost_reports_not_found(
         a.transfer(USDT, Decimal("12345.6"), W.SPOT, W.MARGIN, "k-lost")
     assert sims.engines["sim-a"].transfers == []
     clock.advance(1)
-    assert a.lookup_transfer("k-lost").status is TransferStatus.NOT_FOUND
+    assert a.lookup_transfer("k-lost").status is VenueTransferStatus.NOT_FOUND
     a.forget_transfer("k-lost")
     receipt = a.transfer(USDT, Decimal("12345.6"), W.SPOT, W.MARGIN, "k-lost")
     assert len(sims.engines["sim-a"].transfers) == 1
@@ -134,7 +134,7 @@ def test_lookup_with_two_identical_unanswered_transfers_is_ambiguous_then_claime
             a.transfer(USDT, Decimal(500), W.SPOT, W.MARGIN, key)
     clock.advance(1)
     report = a.lookup_transfer("k-x")
-    assert report.status is TransferStatus.AMBIGUOUS
+    assert report.status is VenueTransferStatus.AMBIGUOUS
     assert len(report.candidates) == 2
 
 
@@ -145,7 +145,7 @@ def test_lookup_with_answered_twin_skips_claimed_row(sims: DeskVenues, clock: Ma
     with pytest.raises(OutcomeUnknown):
         a.transfer(USDT, Decimal(500), W.SPOT, W.MARGIN, "k-twin")
     clock.advance(1)
-    assert a.lookup_transfer("k-twin").status is TransferStatus.NOT_FOUND
+    assert a.lookup_transfer("k-twin").status is VenueTransferStatus.NOT_FOUND
 
 
 def test_lookup_with_hint_after_restart_matches_history(
@@ -161,8 +161,10 @@ def test_lookup_with_hint_after_restart_matches_history(
         sims.venues["sim-a"].transfer(USDT, Decimal(777), W.SPOT, W.MARGIN, "k-restart")
     clock.advance(3)
     fresh, _ = sim_venue(engine, clock)
-    assert fresh.lookup_transfer("k-restart").status is TransferStatus.NOT_FOUND
-    hint = TransferIntent("k-restart", USDT, Decimal(777), W.SPOT, W.MARGIN, sent_ns, "MAIN_MARGIN")
+    assert fresh.lookup_transfer("k-restart").status is VenueTransferStatus.NOT_FOUND
+    hint = VenueTransferRequest(
+        "k-restart", USDT, Decimal(777), W.SPOT, W.MARGIN, sent_ns, "MAIN_MARGIN"
+    )
     report = fresh.lookup_transfer("k-restart", hint)
-    assert report.status is TransferStatus.CONFIRMED
+    assert report.status is VenueTransferStatus.CONFIRMED
     assert report.matched_by == "history"
