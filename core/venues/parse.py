@@ -32,7 +32,7 @@ from core.domain import (
 )
 from core.errors import DataError, UnknownAssetError
 from core.margin.params import Bracket
-from core.venues.base import PositionReport, TransferHistoryRow, VenueTransferStatus
+from core.venues.reports import PositionReport, TransferHistoryRow, VenueTransferStatus
 from core.venues.wallets import parse_binance_transfer_type
 
 __all__ = [
