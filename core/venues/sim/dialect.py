@@ -121,6 +121,7 @@ class BinanceDialect:
         self.request_log: list[tuple[str, str]] = []
         self.throttled = 0  # 429/418 answers given (rate limit or injected)
         self.clock_rejections = 0  # -1021 answers given (request stamped outside the window)
+        self.last_params: dict[str, str] = {}  # the last request's parameters, signature removed
         self.routes: dict[tuple[str, str], _Route] = {
             ("GET", "/api/v3/ping"): _Route(lambda p: {}, False),
             ("GET", "/api/v3/time"): _Route(lambda p: {"serverTime": e.now_ms()}, False),
@@ -171,6 +172,7 @@ class BinanceDialect:
         """Answer one HTTP request the way Binance would."""
         method = method.upper()
         with self.engine.lock:
+            self.engine.settle()  # whatever came due (credits, late bookings) before answering
             self.engine.requests_served += 1
             self.request_log.append((method, path))
             route = self.routes.get((method, path))
@@ -187,6 +189,7 @@ class BinanceDialect:
                     return early
             params = dict(parse_qsl(query, keep_blank_values=True))
             params.update(parse_qsl(body, keep_blank_values=True))
+            self.last_params = {k: v for k, v in params.items() if k != "signature"}
             if route.signed:
                 denied = self._authenticate(method, query, body, headers)
                 if denied is not None:
