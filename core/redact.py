@@ -37,7 +37,7 @@ _FIELD = re.compile(
     r"""['"]?\s*[:=]\s*['"]?)([^'"\s,}&]+)""",
     re.IGNORECASE,
 )
-_MIN_SECRET_LEN = 4
+_MIN_SECRET_LEN = 8
 
 _lock = threading.Lock()
 _secrets: tuple[str, ...] = ()
@@ -47,8 +47,8 @@ _installed = False
 def register_secret(value: str) -> None:
     """Mask ``value`` wherever it appears from now on (and install the log-record hook).
 
-    Values shorter than 4 characters are not registered: masking them would garble ordinary
-    text, and no venue issues credentials that short.
+    Values shorter than 8 characters are not registered: masking them would garble ordinary
+    text, and no venue issues credentials that short (Binance API keys and secrets are 64).
     """
     global _secrets
     if not isinstance(value, str) or len(value) < _MIN_SECRET_LEN:

@@ -16,7 +16,8 @@ holds every recorded ``venue_transfer_id`` and every intent still waiting for an
   (``finished_at`` unset), i.e. a transfer that may be the one in the venue's history.
 
 It reads within the caller's session, so rows the executor flushed but has not committed yet
-are seen too.
+are seen too. :func:`transfer_request` rebuilds, from a row, what the venue must match when
+another process (or a restarted one) looks the transfer up.
 
 Examples
 --------
@@ -30,11 +31,13 @@ from collections.abc import Collection
 
 from sqlmodel import Session, col, select
 
+from core.domain import Asset, WalletKind
 from core.ledger.tables import TransferRow
 from core.venues.lookup import TransferClaims, UnresolvedTransfer
 from core.venues.reports import VenueTransferRequest
+from core.venues.wallets import binance_transfer_type
 
-__all__ = ["StoreTransferClaims"]
+__all__ = ["StoreTransferClaims", "transfer_request"]
 
 # Bound the IN (...) list: a lookup window never holds more history rows than a few pages.
 _MAX_CANDIDATES = 1000
@@ -103,3 +106,26 @@ class StoreTransferClaims(TransferClaims):
             for row in self._session.exec(stmt).all()
             if row.amount == request.amount
         )
+
+
+def transfer_request(row: TransferRow, *, venue_offset_ns: int = 0) -> VenueTransferRequest:
+    """What the venue must match for ``row``'s transfer, for a lookup from another process.
+
+    ``venue_offset_ns`` is the adapter's desk-minus-venue clock offset
+    (``venue.time_difference_ms * 1_000_000``): the row's times are on the desk's clock, the
+    venue's history on its own. The send time is ``sent_at``, or ``created_at`` for an intent
+    whose send was never recorded (a crash between the two: the window then starts earlier,
+    which only widens the search).
+    """
+    sent = row.sent_at or row.created_at
+    src = WalletKind.parse(row.from_wallet, where=f"transfer {row.idempotency_key}")
+    dst = WalletKind.parse(row.to_wallet, where=f"transfer {row.idempotency_key}")
+    return VenueTransferRequest(
+        key=row.idempotency_key,
+        asset=Asset(row.asset),
+        amount=row.amount,
+        from_wallet=src,
+        to_wallet=dst,
+        ts_sent_ns=round(sent.timestamp() * 1e9) - venue_offset_ns,
+        venue_type=binance_transfer_type(src, dst),
+    )

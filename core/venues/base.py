@@ -82,7 +82,9 @@ __all__ = [
     "WarmUpReport",
     "WithdrawalReceipt",
     "WriteLookup",
+    "floor_to_step",
     "match_transfer_history",
+    "round_to_steps",
 ]
 
 
@@ -231,6 +233,17 @@ def floor_to_step(value: Decimal, step: Decimal) -> Decimal:
     return (value / step).to_integral_value(rounding=ROUND_DOWN) * step
 
 
+def round_to_steps(value: Decimal, desk_decimals: int, venue_step: Decimal) -> Decimal:
+    """The largest amount ≤ ``value`` with at most ``desk_decimals`` decimals that is a multiple
+    of ``venue_step``, when the step has no more decimals than the desk (checked at warm-up).
+
+    >>> round_to_steps(Decimal("7.3456"), 2, Decimal("0.5")), round_to_steps(Decimal("1.999"), 8, Decimal("0.01"))
+    (Decimal('7.00'), Decimal('1.99000000'))
+    """
+    desk_step = Decimal(1).scaleb(-desk_decimals)
+    return floor_to_step(floor_to_step(value, desk_step), venue_step).quantize(desk_step)
+
+
 class BaseVenue(abc.ABC):
     """Template for venue operations (nautilus ``LiveExecutionClient.submit_order`` pattern).
 
@@ -341,8 +354,7 @@ class BaseVenue(abc.ABC):
                 venue=self.name,
             )
         venue_step = self._venue_step(asset, network)
-        rounded = floor_to_step(floor_to_step(value, Decimal(1).scaleb(-decimals)), venue_step)
-        rounded = rounded.quantize(Decimal(1).scaleb(-decimals))
+        rounded = round_to_steps(value, decimals, venue_step)
         if rounded != value and self._excess_decimals == "refuse":
             raise DataError(
                 f"amount has more than {decimals} decimals or is not a multiple of the venue's "

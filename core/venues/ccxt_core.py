@@ -248,8 +248,8 @@ class CcxtCore(BaseVenue):
             [c["info"] for c in currencies.values() if isinstance(c.get("info"), dict)]
         )
         finer = [
-            f"{code}: desk {decimals} decimals, venue step {steps[code].default_step} "
-            f"({steps[code].decimals} decimals)"
+            f"{code}: desk {decimals} decimals, venue step "
+            f"{format(steps[code].default_step.normalize(), 'f')} ({steps[code].decimals} decimals)"
             for code, decimals in sorted(self._asset_decimals.items())
             if code in steps and decimals > steps[code].decimals
         ]

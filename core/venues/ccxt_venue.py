@@ -113,7 +113,8 @@ class CcxtVenue(CcxtCore):
 
     Examples
     --------
-    >>> venue = build_sim_venue(...)  # doctest: +SKIP  (see core.venues.factory)
+    Built by :mod:`core.venues.factory` (``build_desk_venues``, ``sim_venue``, ``live_venue``):
+
     >>> venue.warm_up()  # doctest: +SKIP
     >>> venue.balances(WalletKind.SPOT)  # doctest: +SKIP
     """

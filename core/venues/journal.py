@@ -49,6 +49,7 @@ class JournalEntry:
     venue_id: str | None = None
     not_applied: bool = False  # the venue refused it before processing (-1021)
     last_lookup: VenueTransferStatus | None = None
+    sent_here: bool = True  # False: adopted for a lookup of what another process sent
 
 
 class WriteJournal:
@@ -107,7 +108,7 @@ class WriteJournal:
         restart. The key stays held until a lookup proves the outcome."""
         entry = self._entries.get((kind, key))
         if entry is None:
-            entry = JournalEntry(kind, key, ts_sent_ns, request)
+            entry = JournalEntry(kind, key, ts_sent_ns, request, sent_here=False)
             self._entries[(kind, key)] = entry
         return entry
 
@@ -124,11 +125,15 @@ class WriteJournal:
         )
 
     def unresolved_twins(self, request: VenueTransferRequest) -> dict[str, int]:
-        """Other held transfer keys for the same movement with no outcome yet → send time."""
+        """Other transfer keys this process sent for the same movement, with no outcome yet →
+        their send time. (Keys adopted for a lookup are the store's to report: it knows their
+        state, this journal does not.)"""
         out = {}
         for (kind, key), e in self._entries.items():
             r = e.request
             if kind is not WriteKind.TRANSFER or key == request.key or r is None:
+                continue
+            if not e.sent_here:
                 continue
             if e.venue_id is not None or e.not_applied:
                 continue

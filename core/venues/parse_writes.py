@@ -72,8 +72,8 @@ def parse_asset_steps(rows: Sequence[Raw]) -> dict[str, AssetSteps]:
     ...     {"network": "ETH", "withdrawIntegerMultiple": "0.000001", "isDefault": True},
     ...     {"network": "TRX", "withdrawIntegerMultiple": "0.00000001", "isDefault": False}]}]
     >>> s = parse_asset_steps(rows)["USDT"]
-    >>> (s.default_step, s.decimals, s.network_steps["TRX"])
-    (Decimal('0.000001'), 6, Decimal('0.00000001'))
+    >>> (s.default_step, s.decimals, s.network_steps["TRX"] == Decimal("0.00000001"))
+    (Decimal('0.000001'), 6, True)
     """
     out: dict[str, AssetSteps] = {}
     for row in rows:
