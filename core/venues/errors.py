@@ -17,6 +17,9 @@ cannot read (HTML from a proxy, a truncated body, an answer without the write's 
 must look the write up by its key before any resend, never treat it as refused. A refusal the venue answered clearly (429/418, -1003, a 4xx with
 a code) means nothing was applied.
 
+Venue texts carry secrets (a ccxt error names the signed URL): the translator masks them with
+:func:`core.redact.redact`, in our message and in the chained ccxt exception alike.
+
 The clock rule (Binance spot REST docs, "Timing security"): a signed request is processed only if
 ``serverTime − recvWindow ≤ timestamp < serverTime + 1000 ms``; otherwise ``-1021`` and nothing is
 applied. That is :class:`ClockSkewRejected`: the adapter re-synchronises its offset to the
