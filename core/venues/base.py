@@ -171,6 +171,8 @@ class Venue(Protocol):
         self, quote: ConvertQuote, *, ts_deadline_ns: int | None = None
     ) -> WriteLookup[ConvertResult]: ...
 
+    def forget_convert(self, quote_id: str) -> None: ...
+
     def margin_order(
         self,
         from_asset: Asset,

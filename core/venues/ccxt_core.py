@@ -377,23 +377,9 @@ class CcxtCore(BaseVenue):
                 op=op,
                 **ctx,
             )
-        skew: ClockSkewRejected | None = None
-        raw: R | None = None
-        state = CallState(self.name, op, True, ts_deadline_ns)
+        raw = self._send_write(op, call, ts_deadline_ns, ctx)
         try:
-            with (
-                venue_call(state),
-                translate_ccxt_errors(
-                    op, self.name, is_write=True, response_headers=self._headers, **ctx
-                ),
-            ):
-                raw = call()
-        except ClockSkewRejected as exc:
-            skew = exc
-        if skew is not None:
-            raise self._resync_after(skew) from skew
-        try:
-            return parse(raw)  # type: ignore[arg-type]  # raw is set: call() returned
+            return parse(raw)
         except (DataError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise OutcomeUnknown(
                 "the venue answered the write but the answer lacks what identifies it; it may "
@@ -402,3 +388,22 @@ class CcxtCore(BaseVenue):
                 op=op,
                 **ctx,
             ) from exc
+
+    def _send_write(
+        self, op: str, call: Callable[[], R], ts_deadline_ns: int | None, ctx: Mapping[str, object]
+    ) -> R:
+        """Send the write's one request; a ``-1021`` re-syncs (outside the write) and is raised."""
+        skew: ClockSkewRejected | None = None
+        state = CallState(self.name, op, True, ts_deadline_ns)
+        try:
+            with (
+                venue_call(state),
+                translate_ccxt_errors(
+                    op, self.name, is_write=True, response_headers=self._headers, **ctx
+                ),
+            ):
+                return call()
+        except ClockSkewRejected as exc:
+            skew = exc
+        # The re-sync is a read: it runs after the write's call state is gone.
+        raise self._resync_after(skew) from skew

@@ -29,10 +29,10 @@ What the adapter owns (DESIGN §6):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from core.clock import ns_to_datetime
 from core.domain import Asset, Balance, MarkPrice, WalletKind
@@ -66,6 +66,8 @@ from core.venues.parse_writes import (
 )
 
 __all__ = ["BINANCE_REQUIRED_HAS", "CcxtVenue", "canonical_path", "rewrite_api_urls"]
+
+T = TypeVar("T")
 
 _ACCOUNT_NAME: Mapping[WalletKind, str] = {
     WalletKind.SPOT: "spot",
@@ -348,12 +350,7 @@ class CcxtVenue(CcxtCore):
             entry.last_lookup = status
         return WriteLookup(self.name, key, status, None, ns_to_datetime(closes))
 
-    def _send_once(
-        self,
-        kind: WriteKind,
-        key: str,
-        send: Any,
-    ) -> Any:
+    def _send_once(self, kind: WriteKind, key: str, send: Callable[[], T]) -> T:
         """Hold ``key``, run ``send()``; free the key only if the venue refused before applying."""
         entry = self.journal.hold(kind, key, ts_sent_ns=self.venue_now_ns())
         try:
@@ -436,7 +433,7 @@ class CcxtVenue(CcxtCore):
                 to_amount=quote.to_amount,
             )
 
-        result: ConvertResult = self._send_once(
+        result = self._send_once(
             WriteKind.CONVERT,
             quote.quote_id,
             lambda: self._write(
@@ -564,7 +561,7 @@ class CcxtVenue(CcxtCore):
             _required(info.get("orderId"), "orderId")
             return parse_margin_order(self.name, key, info, from_asset, to_asset)
 
-        result: MarginOrderResult = self._send_once(
+        result = self._send_once(
             WriteKind.MARGIN_ORDER,
             key,
             lambda: self._write(
@@ -660,7 +657,7 @@ class CcxtVenue(CcxtCore):
         """
         sent = self.prepare_amount(asset, amount, network=network)
         t0 = self.venue_now_ns()
-        withdrawal_id: str = self._send_once(
+        withdrawal_id = self._send_once(
             WriteKind.WITHDRAWAL,
             idempotency_key,
             lambda: self._write(
