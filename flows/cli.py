@@ -19,7 +19,15 @@ import typer
 
 from core.errors import PmrError
 from flows import cli_db, cli_margin, cli_route, cli_sim
-from flows.cli_common import EXAMPLE_DESK, AsOfOption, fail, handles_pmr_errors, out, parse_as_of
+from flows.cli_common import (
+    EXAMPLE_DESK,
+    AsOfOption,
+    display_path,
+    fail,
+    handles_pmr_errors,
+    out,
+    parse_as_of,
+)
 from flows.demo import DEFAULT_SHOCK
 
 if TYPE_CHECKING:
@@ -86,7 +94,7 @@ def config_check(
     state = desk.initial_portfolio(at)  # runs desk.check_state_at(at)
     if desk.balances or desk.positions:
         _check_pools_margin(desk, state)
-    print_desk_summary(desk, source=str(file))
+    print_desk_summary(desk, source=display_path(file))
     out.print(f"[green]ok[/]: {file} is a valid desk configuration")
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "check_money",
     "check_number",
     "check_port",
+    "display_path",
     "err_console",
     "fail",
     "handles_pmr_errors",
@@ -57,6 +58,16 @@ R = TypeVar("R")
 EXIT_USER_ERROR = 2
 EXAMPLE_DESK = Path(__file__).resolve().parent.parent / "examples" / "desk.toml"
 AS_OF_EXAMPLE = "2026-11-27T12:00:00Z"
+
+
+def display_path(path: Path) -> str:
+    """``path`` as a person typed it: relative to the working directory when under it, so the
+    same command prints the same text in any checkout."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
 
 AsOfOption = Annotated[
     str | None,

@@ -1,14 +1,17 @@
-"""``pmr db``: create the store's schema and show where it lives (DESIGN §8).
+"""``pmr db``: create, upgrade and describe the store (DESIGN §8).
 
-Orchestration only: the work is ``core.ledger.store.init_db``. A ``PmrError`` prints as one
-line on stderr with exit code 2 (``flows.cli_common``); passwords in URLs are never printed.
+Orchestration only: the work is ``core.ledger.store.init_db`` / ``upgrade_db`` and
+``core.ledger.migrations.status.describe_store``. A ``PmrError`` prints as one line on stderr
+with exit code 2 (``flows.cli_common``); passwords in URLs are never printed.
 
 Examples
 --------
 ::
 
     $ PMR_HOME=/tmp/desk pmr db init
-    schema ready at sqlite:////tmp/desk/pmr.db (sqlite): 14 tables, 14 created now; views: ...
+    schema ready at sqlite:////tmp/desk/pmr.db (sqlite): 14 tables, 14 created now; revision ...
+    $ PMR_HOME=/tmp/desk pmr db upgrade
+    schema ready at sqlite:////tmp/desk/pmr.db (sqlite): 14 tables, 0 created now; revision ...
 """
 
 from __future__ import annotations
@@ -19,13 +22,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from core.errors import ConfigError
 from flows.cli_common import handles_pmr_errors, out
 
-if TYPE_CHECKING:  # SQLAlchemy loads inside the commands, so `pmr --help` stays fast
+if TYPE_CHECKING:  # SQLAlchemy and Alembic load inside the commands, so `pmr --help` stays fast
     from sqlalchemy import Engine
 
-__all__ = ["db_info", "db_init", "register"]
+__all__ = ["db_info", "db_init", "db_upgrade", "register"]
 
 UrlOption = Annotated[
     str | None,
@@ -51,7 +53,11 @@ def _engine(url: str | None) -> Iterator[Engine]:
 
 @handles_pmr_errors
 def db_init(url: UrlOption = None) -> None:
-    """Create every missing table (and, on PostgreSQL, the post-mortem views). Idempotent."""
+    """Create the store if needed and upgrade its schema to this pmr's head. Idempotent.
+
+    Creates the SQLite folder (0700) and file (0600), or the PostgreSQL schema named by the
+    URL's search_path; on PostgreSQL also (re)creates the post-mortem views.
+    """
     from core.ledger.store import init_db
 
     with _engine(url) as engine:
@@ -60,56 +66,39 @@ def db_init(url: UrlOption = None) -> None:
 
 
 @handles_pmr_errors
-def db_info(url: UrlOption = None) -> None:
-    """Print where the store is, the row count of each table and the audit-chain verdict."""
+def db_upgrade(url: UrlOption = None) -> None:
+    """Upgrade an existing store's schema to this pmr's head; never creates a store.
+
+    A store made by the previous release (no recorded revision) is recognised and upgraded.
+    """
+    from core.ledger.store import upgrade_db
+
     with _engine(url) as engine:
-        lines = info_lines(engine)
+        report = upgrade_db(engine)
+    out.print(str(report), markup=False)
+
+
+@handles_pmr_errors
+def db_info(url: UrlOption = None) -> None:
+    """Print where the store is, its schema revision, rows per table, the audit-chain verdict.
+
+    Reads only: a missing store is reported (exit 2), never created.
+    """
+    from core.ledger.migrations.status import describe_store
+
+    with _engine(url) as engine:
+        lines = describe_store(engine)
     out.print("\n".join(lines), markup=False)
 
 
-def info_lines(engine: Engine) -> list[str]:
-    """Describe the store behind ``engine``: URL, row counts per table, audit-chain verdict.
-
-    Raises
-    ------
-    ConfigError
-        The store cannot be read or has not been initialised.
-    """
-    from sqlalchemy import inspect, text
-    from sqlalchemy.exc import DBAPIError
-    from sqlmodel import Session
-
-    from core.ledger.audit_log import verify_audit_chain
-    from core.ledger.store import redact_url
-    from core.ledger.tables import LedgerTable
-
-    url = redact_url(engine.url.render_as_string(hide_password=False))
-    names = sorted(LedgerTable.metadata.tables)
-    try:
-        with Session(engine) as session:
-            present = set(inspect(session.connection()).get_table_names())
-            missing = [n for n in names if n not in present]
-            if missing:
-                raise ConfigError(
-                    "store not initialised; run `pmr db init`", url=url, missing=",".join(missing)
-                )
-            lines = [f"store: {url} ({engine.dialect.name})"]
-            for name in names:
-                # Table names come from our own metadata, never from input.
-                count = session.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one()
-                lines.append(f"  {name:<18} {count:>10} rows")
-            lines.append(str(verify_audit_chain(session)))
-            return lines
-    except DBAPIError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        raise ConfigError(f"cannot read the store: {reason}", url=url) from None
-
-
 def register(app: typer.Typer) -> None:
-    """Add the ``db`` command group (``init``, ``info``) to the ``pmr`` app."""
+    """Add the ``db`` command group (``init``, ``upgrade``, ``info``) to the ``pmr`` app."""
     db_app = typer.Typer(
-        name="db", help="The store: create the schema, show where it lives.", no_args_is_help=True
+        name="db",
+        help="The store: create it, upgrade its schema, show where it lives.",
+        no_args_is_help=True,
     )
     db_app.command("init")(db_init)
+    db_app.command("upgrade")(db_upgrade)
     db_app.command("info")(db_info)
     app.add_typer(db_app, name="db")

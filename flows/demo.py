@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import ConfigError
-from flows.cli_common import as_of_or_now, check_number, out
+from flows.cli_common import as_of_or_now, check_number, display_path, out
 
 if TYPE_CHECKING:  # loaded when the demo runs, so `pmr --help` stays fast
     from rich.table import Table
@@ -88,8 +88,9 @@ def _margin_table(title: str, desk: DeskConfig, reports: Mapping[str, MarginRepo
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    for col in ("pool", "model", "adj. equity USD", "MM USD", "ratio", "band", "call"):
+    for col in ("pool", "model", "adj. equity USD", "MM USD", "ratio", "call", "desk level"):
         table.add_column(col, justify="right" if "USD" in col or col in ("ratio",) else "left")
+    table.add_column("venue band")
     table.add_column("standard MM USD", justify="right")
     table.add_column("capital eff.", justify="right")
     for pool in desk.pools:
@@ -100,8 +101,9 @@ def _margin_table(title: str, desk: DeskConfig, reports: Mapping[str, MarginRepo
             _usd(r.adjusted_equity_usd),
             _usd(r.mm_usd),
             "-" if r.ratio is None else f"{r.ratio:.2f}",
-            r.venue_band.value,
             f"{pool.thresholds.call}",
+            r.desk_level.value,
+            r.venue_band.value,
             _usd(r.standard_mm_usd),
             "-" if r.capital_efficiency is None else f"{r.capital_efficiency:.2f}x",
         )
@@ -172,7 +174,7 @@ def run_demo(
     now = {p.id: evaluate_pool(desk, p.id, state) for p in desk.pools}
     after = {p.id: evaluate_pool(desk, p.id, shocked) for p in desk.pools}
 
-    print_desk_summary(desk, source=str(desk_file))
+    print_desk_summary(desk, source=display_path(desk_file))
     out.print(f"Valued at {at.isoformat()}" + (" (--as-of)" if as_of is not None else ""))
     out.print(_margin_table("Portfolio margin now", desk, now))
     moves = ", ".join(f"{a} {m:+.0%}" for a, m in shock.items())

@@ -1,8 +1,9 @@
--- pmr store: PostgreSQL DDL (DESIGN §8).
+-- pmr store: PostgreSQL DDL (DESIGN §8), at schema revision 0002.
 --
--- This file and core/ledger/tables.py describe the same schema; tests/ledger/test_ledger_schema_sql.py
--- builds one database from each on a real PostgreSQL and compares their catalogs (columns, types,
--- nullability, defaults, constraints, indexes). Change both together.
+-- This file, core/ledger/tables.py and the migrations in core/ledger/migrations/versions/
+-- describe the same schema; tests/ledger/test_ledger_schema_sql.py builds a database from each on
+-- a real PostgreSQL and compares their catalogs (columns, types, nullability, defaults,
+-- constraints, indexes). Regenerate with `uv run python -m core.ledger.migrations schema-sql`.
 --
 -- Conventions: money and quantities are NUMERIC(38, 18) (18 places = ETH wei; values that do not
 -- fit are refused by the application, never rounded); columns named *_usd are USD, a bare amount
@@ -10,7 +11,8 @@
 -- nanoseconds; closed vocabularies are VARCHAR + CHECK; constraint names follow
 -- core.ledger.tables.NAMING_CONVENTION. No table holds credentials.
 --
--- Apply with:  psql "$URL" -1 -f sql/schema.sql   (or `pmr db init`, which also creates views)
+-- Apply with:  psql "$URL" -1 -f sql/schema.sql   (then `pmr db init` adds the views; the
+-- alembic_version row at the end tells `pmr db upgrade` where this store stands)
 
 -- venue: A named exchange connection (`binance-main`, `sim-a`); never its keys.
 CREATE TABLE IF NOT EXISTS venue (
@@ -124,7 +126,8 @@ CREATE TABLE IF NOT EXISTS margin_report (
     initial_margin NUMERIC(38, 18) NOT NULL,
     maint_margin NUMERIC(38, 18) NOT NULL,
     ratio NUMERIC(38, 18),
-    band VARCHAR(16) NOT NULL,
+    venue_band VARCHAR(16) NOT NULL,
+    desk_level VARCHAR(16),
     target_ratio NUMERIC(38, 18) NOT NULL,
     deficit_to_target NUMERIC(38, 18) NOT NULL,
     equity_usd NUMERIC(38, 18) NOT NULL,
@@ -325,3 +328,11 @@ CREATE TABLE IF NOT EXISTS recon_drift (
     CONSTRAINT fk_recon_drift_reported_snapshot_id_snapshot FOREIGN KEY (reported_snapshot_id) REFERENCES snapshot (id)
 );
 CREATE INDEX IF NOT EXISTS ix_recon_drift_detected_at ON recon_drift (detected_at);
+
+-- alembic_version: the schema revision this store is at (core/ledger/migrations).
+CREATE TABLE IF NOT EXISTS alembic_version (
+    version_num VARCHAR(32) NOT NULL,
+    CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
+);
+INSERT INTO alembic_version (version_num)
+SELECT '0002' WHERE NOT EXISTS (SELECT 1 FROM alembic_version);

@@ -33,7 +33,10 @@ from core.errors import ConfigError
 __all__ = ["SQL_DIR", "NamedQuery", "load_queries", "parse_named_queries", "run_query"]
 
 #: ``sql/`` at the repository root, next to ``core/``.
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+# A wheel carries sql/ inside the package (pyproject's force-include); a checkout has it at the
+# top level, where the product owner's layout puts it.
+_PACKAGED_SQL = Path(__file__).resolve().parent / "sql"
+SQL_DIR = _PACKAGED_SQL if _PACKAGED_SQL.is_dir() else Path(__file__).resolve().parents[2] / "sql"
 
 _NAME_RE = re.compile(r"^--\s*name:\s*(?P<name>\S+)\s*$")
 _IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]*$")

@@ -6,6 +6,12 @@ Where the data lives: ``PMR_DATABASE_URL`` when set (PostgreSQL through psycopg 
 machine; PostgreSQL is for several workers and for the post-mortem views in ``sql/views.sql``
 (they use ``percentile_cont``, which SQLite lacks, so they are only created on PostgreSQL).
 
+Creating vs opening: only ``init_db`` creates a store (the SQLite folder ``0700`` and file
+``0600``, or a PostgreSQL schema named by ``search_path``); an engine from ``make_engine`` opens a
+SQLite file read-write but never creates it, so a read (``pmr db info``) never writes. The schema
+itself is owned by the Alembic migrations in ``core.ledger.migrations``: ``init_db`` upgrades to
+head, ``upgrade_db`` upgrades an existing store.
+
 Repository functions take a ``Session`` and ``flush``; they never commit. The caller owns the
 transaction (``session_scope`` commits on success), because only the caller knows what must be
 durable together: the executor, for one, commits the ``pending`` intent *before* it sends.
@@ -14,13 +20,14 @@ Examples
 --------
 >>> engine = make_engine("sqlite://")
 >>> report = init_db(engine)
->>> report.backend, "transfer" in report.tables
-('sqlite', True)
+>>> report.backend, "transfer" in report.tables, report.revision == report.applied[-1]
+('sqlite', True, True)
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,9 +35,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, col, select
 
@@ -47,7 +54,6 @@ from core.ledger.mappers import (
 from core.ledger.queries import SQL_DIR, parse_named_queries
 from core.ledger.tables import (
     BalanceRow,
-    LedgerTable,
     MarginCallRow,
     PlanRow,
     PlanStepRow,
@@ -62,6 +68,7 @@ __all__ = [
     "DEFAULT_HOME",
     "InitReport",
     "Snapshot",
+    "create_sqlite_store",
     "database_url",
     "ensure_venue",
     "get_plan",
@@ -75,13 +82,16 @@ __all__ = [
     "record_snapshot",
     "redact_url",
     "session_scope",
+    "sqlite_file",
+    "upgrade_db",
     "view_statements",
 ]
 
 DEFAULT_HOME = "~/.pmr"
 _URL_HINT = "expected sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB"
-# Arbitrary constant for pg_advisory_xact_lock: serialises concurrent `pmr db init` runs.
-_INIT_LOCK_KEY = 0x706D_7201
+# A desk's ledger is not world-readable: what pmr creates is its owner's only.
+STORE_DIR_MODE = 0o700
+STORE_FILE_MODE = 0o600
 
 
 def database_url(env: Mapping[str, str] | None = None) -> str:
@@ -148,16 +158,35 @@ def _enable_sqlite_pragmas(engine: Engine, *, file_backed: bool) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")  # SQLite ignores FKs unless asked
         if file_backed:
-            cursor.execute("PRAGMA journal_mode=WAL")  # readers don't block the writer
+            # Wait for a concurrent writer first: switching to WAL itself needs the lock.
             cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers don't block the writer
         cursor.close()
 
 
+def _open_existing_only(engine: Engine, path: Path) -> None:
+    """Make every connection open ``path`` read-write without creating it (SQLite ``mode=rw``).
+
+    sqlite3 creates a missing file on connect by default, so a mere read would leave an empty
+    store (and its folder) behind. A URI filename with ``mode=rw`` fails instead; ``init_db``
+    creates the file first, with the right permissions, when creating is what was asked.
+    """
+    uri = f"{path.as_uri()}?mode=rw"
+
+    @event.listens_for(engine, "do_connect")
+    def _on_do_connect(
+        _dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]
+    ) -> None:
+        cargs[:] = [uri]
+        cparams["uri"] = True
+
+
 def make_engine(url: str | None = None, *, env: Mapping[str, str] | None = None) -> Engine:
-    """Create the engine for ``url`` (default: ``database_url(env)``).
+    """Create the engine for ``url`` (default: ``database_url(env)``); touch nothing on disk.
 
     In-memory SQLite (``sqlite://``) gets a ``StaticPool`` so every session sees the same
-    database; a file-backed SQLite gets its directory created, WAL and foreign keys on.
+    database; a file-backed SQLite gets WAL and foreign keys on, and its connections open the
+    file only if it exists (``init_db`` is what creates a store).
 
     Raises
     ------
@@ -177,15 +206,68 @@ def make_engine(url: str | None = None, *, env: Mapping[str, str] | None = None)
                 )
                 _enable_sqlite_pragmas(engine, file_backed=False)
                 return engine
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(parsed)
             _enable_sqlite_pragmas(engine, file_backed=True)
+            if not parsed.query.get("uri"):  # a URI filename says for itself how to open
+                _open_existing_only(engine, Path(database).expanduser().resolve())
             return engine
         return create_engine(parsed, pool_pre_ping=True)
     except (ArgumentError, NoSuchModuleError, OSError) as exc:
         raise ConfigError(
             f"cannot create the database engine: {exc}", url=redact_url(raw)
         ) from None
+
+
+def sqlite_file(engine: Engine) -> Path | None:
+    """Return the file behind a file-backed SQLite ``engine``; ``None`` for memory or PostgreSQL."""
+    url = engine.url
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in {"", ":memory:"} or url.query.get("uri"):
+        return None
+    return Path(database).expanduser().resolve()
+
+
+def create_sqlite_store(path: Path) -> tuple[str, ...]:
+    """Create ``path`` (an empty SQLite database) and its missing folders; say what was made.
+
+    Folders are created ``0700`` and the file ``0600`` whatever the umask (SQLite gives the
+    ``-wal`` and ``-shm`` files the database file's mode). Existing folders and files are left
+    as they are; a store file readable by group or others gets a warning instead, because
+    tightening someone's deliberate setting is not ours to do silently.
+
+    Raises
+    ------
+    ConfigError
+        A folder or the file cannot be created (the OS reason, one line).
+    """
+    notes: list[str] = []
+    try:
+        missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+        for folder in reversed(missing):
+            try:
+                folder.mkdir(mode=STORE_DIR_MODE)
+            except FileExistsError:  # created meanwhile by a concurrent `pmr db init`
+                continue
+            folder.chmod(STORE_DIR_MODE)  # mkdir's mode is filtered by the umask
+            notes.append(f"created folder {folder} (mode 0700)")
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, STORE_FILE_MODE)
+        except FileExistsError:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & 0o077:
+                notes.append(
+                    f"warning: {path} is readable or writable by group/others (mode {mode:04o}); "
+                    f"`chmod 600 {path}` keeps the ledger private"
+                )
+        else:
+            os.close(fd)
+            path.chmod(STORE_FILE_MODE)
+            notes.append(f"created store file {path} (mode 0600)")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the store: {exc.strerror or exc}", path=str(exc.filename or path)
+        ) from None
+    return tuple(notes)
 
 
 @contextmanager
@@ -202,20 +284,44 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 @dataclass(frozen=True, slots=True)
 class InitReport:
-    """What ``init_db`` did: where, on which backend, tables created vs already there, views."""
+    """What ``init_db`` / ``upgrade_db`` did: where, which revisions, what was created.
+
+    ``stamped`` is the baseline revision recorded on a store of the previous release (it had
+    tables but no migration history); ``notes`` name anything created outside the tables (the
+    SQLite folder and file, a PostgreSQL schema) and permission warnings.
+    """
 
     url: str  # password redacted
     backend: str
     tables: tuple[str, ...]
-    created: tuple[str, ...]
+    created: tuple[str, ...]  # tables that did not exist before this run
     views: tuple[str, ...]
+    revision_before: str | None
+    revision: str  # the store's revision now: this pmr's head
+    applied: tuple[str, ...]  # revisions run now, in order
+    stamped: str | None = None
+    notes: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         views = ", ".join(self.views) if self.views else "none (PostgreSQL only)"
-        return (
+        applied = ", ".join(self.applied)
+        if not self.applied:
+            steps = f"revision {self.revision} (head), nothing to apply"
+        elif self.revision_before is None:
+            steps = f"revision {self.revision} (head): applied {applied} to an empty store"
+        else:
+            steps = f"revision {self.revision} (head): applied {applied} on {self.revision_before}"
+        lines = [
             f"schema ready at {self.url} ({self.backend}): {len(self.tables)} tables, "
-            f"{len(self.created)} created now; views: {views}"
-        )
+            f"{len(self.created)} created now; {steps}; views: {views}",
+        ]
+        if self.stamped is not None:
+            lines.append(
+                f"recognised a store of the previous release (no migration history, tables "
+                f"match revision {self.stamped}) and recorded it as revision {self.stamped}"
+            )
+        lines.extend(self.notes)
+        return "\n".join(lines)
 
 
 def view_statements() -> dict[str, str]:
@@ -228,36 +334,38 @@ def view_statements() -> dict[str, str]:
 
 
 def init_db(engine: Engine) -> InitReport:
-    """Create every ledger table that is missing (and, on PostgreSQL, the views); idempotent.
+    """Create the store if needed and upgrade it to this pmr's head revision; idempotent.
 
-    Existing tables are left untouched: this never drops or alters anything, so running it on
-    a live store is safe. Schema changes to existing tables need a migration, not this.
+    A new SQLite store gets its folder (``0700``) and file (``0600``); on PostgreSQL a schema
+    named first in ``search_path`` that does not exist is created. A store of the previous
+    release (tables, no migration history) is recognised, recorded as the baseline revision
+    and upgraded; a database with other tables of ours is refused. On PostgreSQL the views of
+    ``sql/views.sql`` are (re)created, and concurrent runs serialise on an advisory lock.
 
     Raises
     ------
     ConfigError
-        The database cannot be reached or refused the DDL (the driver's reason, one line).
+        Unreachable database, refused DDL, a store pmr does not recognise or a newer one.
     """
-    url = redact_url(engine.url.render_as_string(hide_password=False))
-    backend = engine.dialect.name
-    wanted = tuple(t.name for t in LedgerTable.metadata.sorted_tables)
-    try:
-        with engine.begin() as conn:
-            if backend == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _INIT_LOCK_KEY})
-            before = set(inspect(conn).get_table_names())
-            LedgerTable.metadata.create_all(conn, checkfirst=True)
-            views: tuple[str, ...] = ()
-            if backend == "postgresql":
-                statements = view_statements()
-                for sql in statements.values():
-                    conn.execute(text(sql))
-                views = tuple(statements)
-    except DBAPIError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        raise ConfigError(f"cannot initialise the store: {reason}", url=url) from None
-    created = tuple(name for name in wanted if name not in before)
-    return InitReport(url, backend, wanted, created, views)
+    from core.ledger.migrations.apply import migrate_store  # Alembic loads only when needed
+
+    return migrate_store(engine, create=True)
+
+
+def upgrade_db(engine: Engine) -> InitReport:
+    """Upgrade an existing store to this pmr's head revision; never creates one.
+
+    Same as ``init_db`` except that a missing SQLite file, a missing PostgreSQL schema or a
+    database without pmr's tables is refused (``pmr db init`` creates a store).
+
+    Raises
+    ------
+    ConfigError
+        No store there, or as for ``init_db``.
+    """
+    from core.ledger.migrations.apply import migrate_store
+
+    return migrate_store(engine, create=False)
 
 
 def ensure_venue(

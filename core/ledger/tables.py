@@ -255,7 +255,10 @@ class MarginReportRow(LedgerTable, table=True):
     initial_margin: Decimal = _money()
     maint_margin: Decimal = _money()
     ratio: Decimal | None = _money(nullable=True)  # None when maint_margin is 0
-    band: str = Field(max_length=CODE_LEN)
+    venue_band: str = Field(max_length=CODE_LEN)  # the venue's own band (Binance PM Pro names)
+    # The desk's level from the pool's thresholds; margin calls are raised on it. NULL only on
+    # rows written before revision 0002, which recorded the venue band alone.
+    desk_level: str | None = Field(default=None, max_length=CODE_LEN)
     target_ratio: Decimal = _money()
     deficit_to_target: Decimal = _money()
     equity_usd: Decimal = _money()

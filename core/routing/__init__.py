@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from core.routing.backends import Backend
     from core.routing.greedy import greedy_solution
     from core.routing.jsonio import input_to_json, parse_problem, plan_to_json
-    from core.routing.plan import Allocation, Alternative, CallOutcome, Plan
+    from core.routing.plan import Allocation, Alternative, CallOutcome, LazyAlternative, Plan
     from core.routing.problem import RoutingProblem
     from core.routing.router import Router, route_json
     from core.routing.sources import (
@@ -38,6 +38,7 @@ _EXPORTS = {
     "CallOutcome": "core.routing.plan",
     "CollateralSource": "core.routing.sources",
     "Deficit": "core.routing.sources",
+    "LazyAlternative": "core.routing.plan",
     "Plan": "core.routing.plan",
     "Policy": "core.routing.sources",
     "Router": "core.routing.router",
@@ -65,6 +66,7 @@ __all__ = [
     "CallOutcome",
     "CollateralSource",
     "Deficit",
+    "LazyAlternative",
     "Plan",
     "Policy",
     "Router",

@@ -10,6 +10,7 @@ https://www.cvxpy.org/tutorial/dpp/).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,14 @@ import scipy.sparse as sp
 
 from core.routing.sources import RoutingInput
 
-__all__ = ["Arrays", "Structure", "compile_arrays", "structure_of"]
+__all__ = [
+    "Arrays",
+    "SourceTable",
+    "Structure",
+    "capacities_usd",
+    "compile_arrays",
+    "structure_of",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -44,24 +52,53 @@ class Structure:
         return sum(self.segment_counts)
 
     @property
+    def piece_starts(self) -> IntArray:
+        """Index of each source's first piece (empty without sources)."""
+        out: IntArray = np.cumsum([0, *self.segment_counts], dtype=np.int64)[:-1]
+        return out
+
+    @property
     def piece_source(self) -> IntArray:
         return np.repeat(np.arange(self.n_sources, dtype=np.int64), self.segment_counts)
 
     def aggregation(self, rows: tuple[int, ...] | None = None) -> sp.csr_matrix:
         """0/1 matrix S (sources × pieces): X = x @ S.T sums a source's segments."""
+        if rows is None:
+            return _full_aggregation(self)
+        return sp.csr_matrix(_full_aggregation(self)[list(rows), :])
+
+    def _aggregation(self) -> sp.csr_matrix:
         j = self.piece_source
-        full = sp.csr_matrix(
+        return sp.csr_matrix(
             (np.ones(self.n_pieces), (j, np.arange(self.n_pieces))),
             shape=(self.n_sources, self.n_pieces),
         )
-        if rows is None:
-            return full
-        return sp.csr_matrix(full[list(rows), :])
 
     def per_source(self, x: FloatArray) -> FloatArray:
         """Σ over each source's segments: (C, P) piece amounts → (C, J) source amounts."""
         out: FloatArray = np.asarray((self.aggregation() @ x.T).T, dtype=np.float64)
         return out
+
+    def binary_piece_owner(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """First pieces of multi-segment binary sources and, for each, its binary's index b (for
+        the links x_dp ≤ min(u_p, M_b)·y_db; see ``terms.Capacity``)."""
+        starts = self.piece_starts
+        pieces: list[int] = []
+        owner: list[int] = []
+        for b, j in enumerate(self.binary_sources):
+            if self.segment_counts[j] > 1:
+                owner.append(b)
+                pieces.append(int(starts[j]))
+        return tuple(pieces), tuple(owner)
+
+    def binary_piece_links(self) -> tuple[tuple[int, ...], sp.csr_matrix]:
+        """``binary_piece_owner`` as the (B × linked pieces) 0/1 map from binaries to pieces."""
+        pieces, owner = self.binary_piece_owner()
+        link = sp.csr_matrix(
+            (np.ones(len(pieces)), (owner, np.arange(len(pieces)))),
+            shape=(len(self.binary_sources), len(pieces)),
+        )
+        return pieces, link
 
     def membership(self, members: tuple[tuple[str, tuple[int, ...]], ...]) -> sp.csr_matrix:
         rows = [r for r, (_, idx) in enumerate(members) for _ in idx]
@@ -69,6 +106,12 @@ class Structure:
         return sp.csr_matrix(
             (np.ones(len(rows)), (rows, cols)), shape=(len(members), self.n_sources)
         )
+
+
+@functools.lru_cache(maxsize=16)
+def _full_aggregation(st: Structure) -> sp.csr_matrix:
+    """``Structure.aggregation()``, built once per structure (the matrix is never mutated)."""
+    return st._aggregation()
 
 
 def structure_of(inp: RoutingInput) -> Structure:
@@ -110,6 +153,7 @@ class Arrays:
     cap: FloatArray  # (C, J) Cap_j(T_d), 0 where the source cannot serve the call
     cap_all: FloatArray  # (J,) Cap_j(max_d T_d)
     cap_bin: FloatArray  # (C, B) capacity of binary sources, tightened to what can be useful
+    cap_bin_piece: FloatArray  # (C, L) min(width, cap_bin) per linked piece of a binary source
     fee: FloatArray  # (B,)
     min_ticket: FloatArray  # (C, B)
     group_limit: FloatArray  # (G,)
@@ -122,77 +166,149 @@ class Arrays:
     credit_tier12: FloatArray  # (C, P)
 
 
-def capacities_usd(inp: RoutingInput, deadlines_s: FloatArray) -> FloatArray:
+@dataclass(frozen=True, slots=True)
+class SourceTable:
+    """Per-source and per-piece numbers of an input, read from the sources in one pass.
+
+    NaN stands for "no limit" in the optional limits (``available``, ``preauth``, ``rate``,
+    ``per_request``), so ``np.fmin`` ignores it.
+    """
+
+    total_width: FloatArray  # (J,)
+    latency: FloatArray
+    available: FloatArray
+    preauth: FloatArray
+    rate: FloatArray
+    per_request: FloatArray
+    fee: FloatArray
+    min_ticket: FloatArray
+    lowest_credit: FloatArray
+    debit: FloatArray
+    api_weight: FloatArray
+    tier: IntArray
+    piece_width: FloatArray  # (P,)
+    piece_credit: FloatArray
+    piece_cost: FloatArray
+
+    @classmethod
+    def of(cls, inp: RoutingInput) -> SourceTable:
+        nan = np.nan
+        rows = []
+        widths: list[float] = []
+        credits: list[float] = []
+        costs: list[float] = []
+        for s in inp.sources:
+            seg_w = [g.width_usd for g in s.segments]
+            seg_c = [g.credit_per_usd for g in s.segments]
+            widths += seg_w
+            credits += seg_c
+            costs += [g.cost_per_usd for g in s.segments]
+            rows.append(
+                (
+                    sum(seg_w),
+                    s.latency_s,
+                    nan if s.available_usd is None else s.available_usd,
+                    nan if s.preauth_usd is None else s.preauth_usd,
+                    nan if s.rate_per_s is None else s.rate_per_s,
+                    nan if s.per_request_usd is None else s.per_request_usd,
+                    s.fixed_fee_usd,
+                    s.min_ticket_usd,
+                    seg_c[-1],  # credit is non-increasing: the last segment's is the lowest
+                    s.origin_debit_per_usd,
+                    s.api_weight,
+                    int(s.tier),
+                )
+            )
+        cols = np.array(rows, dtype=np.float64).reshape(len(rows), 12).T
+        return cls(
+            total_width=cols[0],
+            latency=cols[1],
+            available=cols[2],
+            preauth=cols[3],
+            rate=cols[4],
+            per_request=cols[5],
+            fee=cols[6],
+            min_ticket=cols[7],
+            lowest_credit=cols[8],
+            debit=cols[9],
+            api_weight=cols[10],
+            tier=cols[11].astype(np.int64),
+            piece_width=np.array(widths, dtype=np.float64),
+            piece_credit=np.array(credits, dtype=np.float64),
+            piece_cost=np.array(costs, dtype=np.float64),
+        )
+
+
+def capacities_usd(
+    inp: RoutingInput, deadlines_s: FloatArray, table: SourceTable | None = None
+) -> FloatArray:
     """Cap_j(T) for every deadline and source, vectorised (``CollateralSource.capacity_usd``).
 
     Cap = min(Σ widths, available, P, q·N(T)) with N(T) = 0 if L > T, ⌊(T − L)·ρ⌋ + 1 if
     rate-limited, unbounded otherwise (DESIGN §5.2). Returns (len(deadlines), J).
     """
-    srcs = inp.sources
-    nan = np.nan
-
-    def opt(values: list[float | None]) -> FloatArray:
-        return np.array([nan if v is None else v for v in values], dtype=np.float64)
-
-    total = np.array([s.total_width_usd for s in srcs])
-    latency = np.array([s.latency_s for s in srcs])
-    available = opt([s.available_usd for s in srcs])
-    preauth = opt([s.preauth_usd for s in srcs])
-    rate = opt([s.rate_per_s for s in srcs])
-    per_request = opt([s.per_request_usd for s in srcs])
-    static = np.fmin(np.fmin(total, available), preauth)  # fmin ignores the NaN "no limit"
+    t = SourceTable.of(inp) if table is None else table
+    static = np.fmin(np.fmin(t.total_width, t.available), t.preauth)
     T = deadlines_s[:, None]
-    n_req = np.floor((T - latency[None, :]) * rate[None, :] + 1e-9) + 1.0
-    by_rate = np.where(np.isnan(rate) | np.isnan(per_request), np.inf, per_request * n_req)
+    n_req = np.floor((T - t.latency[None, :]) * t.rate[None, :] + 1e-9) + 1.0
+    by_rate = np.where(np.isnan(t.rate) | np.isnan(t.per_request), np.inf, t.per_request * n_req)
     cap = np.minimum(static[None, :], by_rate)
-    return np.where(latency[None, :] > T, 0.0, cap)
+    out: FloatArray = np.where(t.latency[None, :] > T, 0.0, cap)
+    return out
+
+
+def _serves(inp: RoutingInput) -> npt.NDArray[np.bool_]:
+    """(C, J): may source j serve call d (its ``calls`` list, or every call)."""
+    out = np.ones((len(inp.calls), len(inp.sources)), dtype=bool)
+    index = {c.id: d for d, c in enumerate(inp.calls)}
+    for j, s in enumerate(inp.sources):
+        if s.calls is not None:
+            out[:, j] = False
+            out[[index[c] for c in s.calls if c in index], j] = True
+    return out
 
 
 def compile_arrays(inp: RoutingInput, st: Structure) -> Arrays:
     """Turn ``inp`` into the numeric arrays of ``st`` (which must be ``structure_of(inp)``)."""
     C, J = st.n_calls, st.n_sources
     j_of = st.piece_source
-    piece_width = np.array([g.width_usd for s in inp.sources for g in s.segments])
-    piece_credit = np.array([g.credit_per_usd for s in inp.sources for g in s.segments])
-    cost = np.array([g.cost_per_usd for s in inp.sources for g in s.segments])
-    latency = np.array([s.latency_s for s in inp.sources])
-    tier = np.array([int(s.tier) for s in inp.sources], dtype=np.int64)
-    serves = np.array([[s.serves(c.id) for s in inp.sources] for c in inp.calls], dtype=bool)
+    t = SourceTable.of(inp)
+    piece_width, piece_credit, cost = t.piece_width, t.piece_credit, t.piece_cost
+    latency, tier = t.latency, t.tier
+    serves = _serves(inp)
     serves_p = serves[:, j_of]
     credit = np.where(serves_p, piece_credit[None, :], 0.0)
     width = np.where(serves_p, piece_width[None, :], 0.0)
     deadlines = np.array([c.deadline_s for c in inp.calls])
-    cap = np.where(serves, capacities_usd(inp, deadlines), 0.0).reshape(C, J)
-    cap_all = capacities_usd(inp, np.array([deadlines.max()]))[0]
+    cap = np.where(serves, capacities_usd(inp, deadlines, t), 0.0).reshape(C, J)
+    cap_all = capacities_usd(inp, np.array([deadlines.max()]), t)[0]
     b_idx = list(st.binary_sources)
     # Big-M of the binaries: a source never needs to move more than what alone covers the
     # call at its lowest credit rate (or its minimum ticket), so capping Cap·y there is exact
     # and gives HiGHS a much tighter LP relaxation than the raw capacity.
     deficit = np.array([c.deficit_usd for c in inp.calls])
-    cap_bin = np.zeros((C, len(b_idx)))
-    for b, j in enumerate(b_idx):
-        s = inp.sources[j]
-        lowest = min(g.credit_per_usd for g in s.segments)
-        need = np.maximum(deficit / lowest * (1 + 1e-9) + 1e-6, s.min_ticket_usd)
-        cap_bin[:, b] = np.minimum(cap[:, j], need)
-    fee = np.array([inp.sources[j].fixed_fee_usd for j in b_idx])
-    min_ticket = np.where(
-        serves[:, b_idx], np.array([inp.sources[j].min_ticket_usd for j in b_idx])[None, :], 0.0
-    ).reshape(C, len(b_idx))
+    need = np.maximum(
+        deficit[:, None] / t.lowest_credit[None, b_idx] * (1 + 1e-9) + 1e-6,
+        t.min_ticket[None, b_idx],
+    )
+    cap_bin = np.minimum(cap[:, b_idx], need).reshape(C, len(b_idx))
+    fee = t.fee[b_idx]
+    link_pieces, link_b = st.binary_piece_owner()
+    cap_bin_piece = np.minimum(width[:, list(link_pieces)], cap_bin[:, list(link_b)])
+    min_ticket = np.where(serves[:, b_idx], t.min_ticket[None, b_idx], 0.0).reshape(C, len(b_idx))
     group_limit = np.array([inp.shared_limits_usd[g] for g, _ in st.groups])
     headroom = np.array([inp.origin_headroom_usd[o] for o, _ in st.origins])
     debit = np.zeros((len(st.origins), J))
     for r, (_, idx) in enumerate(st.origins):
-        for j in idx:
-            debit[r, j] = inp.sources[j].origin_debit_per_usd
+        debit[r, list(idx)] = t.debit[list(idx)]
     budget = np.array([inp.api_weight_budget[v] for v, _ in st.venues])
     weight_per_usd = np.zeros((len(st.venues), J))
+    # Requests ≈ X / q (continuous relaxation); without q one request moves everything.
+    per_request = np.where(np.isnan(t.per_request), cap_all, t.per_request)
+    safe = np.where(per_request > 0, per_request, 1.0)
+    w_per_usd = np.where(per_request > 0, t.api_weight / safe, 0.0)
     for r, (_, idx) in enumerate(st.venues):
-        for j in idx:
-            s = inp.sources[j]
-            # Requests ≈ X / q (continuous relaxation); without q one request moves everything.
-            per_request = s.per_request_usd if s.per_request_usd is not None else cap_all[j]
-            weight_per_usd[r, j] = s.api_weight / per_request if per_request > 0 else 0.0
+        weight_per_usd[r, list(idx)] = w_per_usd[list(idx)]
     tier_p = tier[j_of]
     return Arrays(
         deficit=deficit,
@@ -206,6 +322,7 @@ def compile_arrays(inp: RoutingInput, st: Structure) -> Arrays:
         cap=cap,
         cap_all=cap_all,
         cap_bin=cap_bin,
+        cap_bin_piece=cap_bin_piece.reshape(C, len(link_pieces)),
         fee=fee.reshape(len(b_idx)),
         min_ticket=min_ticket,
         group_limit=group_limit.reshape(len(st.groups)),

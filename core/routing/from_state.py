@@ -32,6 +32,7 @@ from core.config import DeskConfig, PoolCfg, PreauthCfg, RouteCfg, SwapCfg
 from core.domain import Portfolio, WalletKind
 from core.errors import DataError
 from core.margin.params import CollateralRate
+from core.routing.checks import MIN_CREDIT_PER_USD, SMALLEST_USD
 from core.routing.sources import (
     CollateralSource,
     Deficit,
@@ -52,6 +53,10 @@ __all__ = [
 
 _ZERO = Decimal(0)
 _BPS = Decimal(10_000)
+# Levels crediting less than this per USD, or narrower than the booking resolution, are worth
+# nothing (and refused by ``Segment``): a dust balance must not fail the whole desk's plan.
+_MIN_CREDIT = Decimal(repr(MIN_CREDIT_PER_USD))
+_SMALLEST = Decimal(repr(SMALLEST_USD))
 
 
 class AssetValue(Protocol):
@@ -224,7 +229,7 @@ class _Builder:
             if s.venue != pool.venue or s.wallet not in pool.wallets:
                 continue
             bal = self.balance_usd(s.venue, s.wallet, s.from_asset)
-            if bal <= 0:
+            if bal < _SMALLEST:  # nothing, or dust below the booking resolution
                 continue
             pre = self.preauth_groups(s.id)
             if pre is None:
@@ -280,8 +285,10 @@ class _Builder:
             # less what leaves at the source asset's rate (zero when it leaves another wallet)
             credit = (1 - lvl.cost_bps / _BPS) * to_rate - from_rate
             left -= width
-            if credit <= 0:
+            if credit < _MIN_CREDIT:
                 break  # cost only rises from here: no later level helps either
+            if width < _SMALLEST:
+                continue  # below the booking resolution: nothing can be moved
             segs.append(
                 Segment(
                     float(width),
@@ -340,7 +347,7 @@ class _Builder:
         legs: list[str] = ([swap.id] if swap is not None else []) + [r.id for r in chain]
         sid = f"{pool.id}:{'+'.join(legs)}"
         bal = self.balance_usd(head.venue, head.from_wallet, asset)
-        if bal <= 0:
+        if bal < _SMALLEST:  # nothing, or dust below the booking resolution
             return None
         groups: list[str] = []
         per_request: list[float] = []
@@ -361,7 +368,7 @@ class _Builder:
             segments = [
                 Segment(float(w), float(c), float(fee_bps / _BPS))
                 for w, c in marginal_rate_segments(rate, held, bal)
-                if c > 0
+                if c >= _MIN_CREDIT and w >= _SMALLEST
             ]
         else:
             r_to = _rate_at(rate, held)
@@ -457,7 +464,7 @@ def routing_input_from_state(
             )
         )
         upnl = offsets.get(pid, _ZERO)
-        if upnl > 0:
+        if upnl >= _SMALLEST:
             sources.append(
                 CollateralSource(
                     id=f"{pid}:upnl-offset",
@@ -470,12 +477,10 @@ def routing_input_from_state(
             )
         sources += b.in_place_swaps(pool)
         sources += b.transfers(pool)
-    if not sources:
-        raise DataError(
-            "no candidate source holds collateral that can reach the pool(s)",
-            field="sources",
-            pools=",".join(pool_ids),
-        )
+    for pid in pool_ids:
+        if not any(s.serves(pid) for s in sources):
+            # not an input error: the plan says so (infeasible, escalation, reduction)
+            b.notes.append(f"pool {pid}: no candidate source holds collateral that can reach it")
     budgets: dict[str, float] = {}
     for venue in {s.venue for s in sources if s.venue}:
         per_min = desk.venue(venue).sim.weight_limit_per_min

@@ -13,25 +13,31 @@ Optional extensions (all documented in docs/routing.md, "Problem schema"): per s
 ``groups``, ``mode``; at the top ``call_id``, ``pool``, ``target_ratio``, ``mm_usd``, ``calls``
 (several deficits solved jointly, instead of ``deficit_usd``/``deadline_s``),
 ``shared_limits_usd``, ``origin_headroom_usd``, ``api_weight_budget``,
-``latency_weight_usd_per_usd_s``, ``tie_break_usd_per_usd``. Unknown keys are refused (a typo
-in a limit must not silently drop the limit).
+``latency_weight_usd_per_usd_s``, ``tie_break_usd_per_usd``, ``dust_usd``, ``min_step_frac``.
+Unknown keys are refused (a typo in a limit must not silently drop the limit). Every number may
+be a JSON number or a decimal string; each is range-checked where it enters
+(``core.routing.checks``: money below 1e18 USD, rates in [0, 1], ...).
 
 Output (``plan``): the DESIGN §5.3 keys, each allocation extended with ``call``, ``tier``,
 ``mode``, ``requests``, ``latency_s``, ``cost_per_credit_usd``, ``binding``, ``why`` and
 ``idempotency_key``; the plan with ``policy``, ``method``, ``fallback_reason``, ``plan_id``,
-``shadow_price_usd_per_usd``, ``calls``, ``solves``, ``stages`` and ``config``.
+``shadow_price_usd_per_usd``, ``calls``, ``solves``, ``stages``, ``config`` and ``notes``.
+Money is written as decimal strings to 1e-8 USD (as the margin reports do); seconds, shadow
+prices and fractions as JSON numbers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 from core.errors import DataError
-from core.routing.plan import Plan
+from core.routing.plan import Allocation, Alternative, CallOutcome, Plan
 from core.routing.sources import (
+    DEFAULT_DUST_USD,
     DEFAULT_LATENCY_WEIGHT_USD_PER_USD_S,
+    DEFAULT_MIN_STEP_FRAC,
     DEFAULT_STEP_USD,
     DEFAULT_TIER_TIE_BREAK_USD_PER_USD,
     CollateralSource,
@@ -43,7 +49,7 @@ from core.routing.sources import (
     Tier,
 )
 
-__all__ = ["input_to_json", "parse_problem", "plan_to_json"]
+__all__ = ["input_to_json", "money_str", "parse_problem", "plan_to_json"]
 
 _SOURCE_REQUIRED = ("id", "tier", "latency_s", "segments")
 _SOURCE_OPTIONAL = (
@@ -78,6 +84,8 @@ _TOP_KEYS = {
     "api_weight_budget",
     "latency_weight_usd_per_usd_s",
     "tie_break_usd_per_usd",
+    "dust_usd",
+    "min_step_frac",
 }
 _CALL_KEYS = {"id", "deficit_usd", "deadline_s", "pool", "target_ratio", "mm_usd"}
 _DEFAULT_MODE = {
@@ -206,8 +214,6 @@ def parse_problem(raw: object) -> RoutingInput:
     sources_raw = obj["sources"]
     if not isinstance(sources_raw, Sequence) or isinstance(sources_raw, (str, bytes)):
         raise DataError("sources must be a list", field="sources")
-    if not sources_raw:
-        raise DataError("the source list is empty: nothing can cover the deficit", field="sources")
     if "calls" in obj:
         if "deficit_usd" in obj or "deadline_s" in obj:
             raise DataError("give either calls or deficit_usd/deadline_s, not both", field="calls")
@@ -239,6 +245,8 @@ def parse_problem(raw: object) -> RoutingInput:
             "latency_weight_usd_per_usd_s", DEFAULT_LATENCY_WEIGHT_USD_PER_USD_S
         ),
         tie_break_usd_per_usd=obj.get("tie_break_usd_per_usd", DEFAULT_TIER_TIE_BREAK_USD_PER_USD),
+        dust_usd=obj.get("dust_usd", DEFAULT_DUST_USD),
+        min_step_frac=obj.get("min_step_frac", DEFAULT_MIN_STEP_FRAC),
     )
 
 
@@ -318,86 +326,113 @@ def input_to_json(inp: RoutingInput) -> dict[str, Any]:
         out["latency_weight_usd_per_usd_s"] = inp.latency_weight_usd_per_usd_s
     if inp.tie_break_usd_per_usd != DEFAULT_TIER_TIE_BREAK_USD_PER_USD:
         out["tie_break_usd_per_usd"] = inp.tie_break_usd_per_usd
+    if inp.dust_usd != DEFAULT_DUST_USD:
+        out["dust_usd"] = inp.dust_usd
+    if inp.min_step_frac != DEFAULT_MIN_STEP_FRAC:
+        out["min_step_frac"] = inp.min_step_frac
     return out
 
 
-def _num(value: Decimal) -> float:
-    """A booked Decimal as a JSON number, rounded to 1e-8 USD (below any venue step)."""
-    return float(round(value, 8))
+_MONEY_Q = Decimal("1e-8")
+# Enough digits for any sum of booked amounts (each below 1e18, to 1e-8): quantising a total
+# never raises InvalidOperation, whatever the number of steps.
+_WIDE = Context(prec=60)
 
 
-def plan_to_json(plan: Plan) -> dict[str, Any]:
-    """Serialise a ``Plan`` to the DESIGN §5.3 plan schema (plus explanations)."""
+def money_str(value: Decimal) -> str:
+    """A booked Decimal as a JSON string to 1e-8 USD, like the margin reports' money."""
+    return format(value.quantize(_MONEY_Q, context=_WIDE), "f")
+
+
+def _optional_money(value: Decimal | None) -> str | None:
+    return None if value is None else money_str(value)
+
+
+def _allocation_json(a: Allocation) -> dict[str, Any]:
+    return {
+        "source": a.source,
+        "amount_usd": money_str(a.amount_usd),
+        "credit_usd": money_str(a.credit_usd),
+        "cost_usd": money_str(a.cost_usd),
+        "eta_s": round(a.eta_s, 6),
+        "call": a.call,
+        "tier": a.tier,
+        "mode": a.mode,
+        "requests": a.requests,
+        "latency_s": a.latency_s,
+        "cost_per_credit_usd": money_str(a.cost_per_credit_usd),
+        "binding": a.binding,
+        "why": a.why,
+        "idempotency_key": a.idempotency_key,
+    }
+
+
+def _call_json(c: CallOutcome) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "call": c.call,
+        "deficit_usd": money_str(c.deficit_usd),
+        "credit_usd": money_str(c.credit_usd),
+        "cost_usd": money_str(c.cost_usd),
+        "uncovered_usd": money_str(c.uncovered_usd),
+        "shadow_price_usd_per_usd": c.shadow_price_usd_per_usd,
+    }
+    if c.dust_usd > 0:
+        out["dust_usd"] = money_str(c.dust_usd)
+    if c.mm_reduction_usd is not None:
+        out["suggested_reduction"] = {
+            "mm_reduction_usd": money_str(c.mm_reduction_usd),
+            "position_reduction_frac": c.position_reduction_frac,
+        }
+    return out
+
+
+def _alternative_json(alt: Alternative | None, *, timings: bool) -> dict[str, Any] | None:
+    if alt is None:
+        return None
+    out: dict[str, Any] = {
+        "policy": alt.policy.value,
+        "cost_usd": _optional_money(alt.cost_usd),
+        "status": alt.status,
+    }
+    if alt.note:
+        out["note"] = alt.note
+    if timings and alt.solve_ms is not None:
+        out["solve_ms"] = round(alt.solve_ms, 3)
+    return out
+
+
+def plan_to_json(plan: Plan, *, timings: bool = True) -> dict[str, Any]:
+    """Serialise a ``Plan`` to the DESIGN §5.3 plan schema (plus explanations).
+
+    Money is a decimal string to 1e-8 USD (``"1029.80000000"``), as in the margin reports;
+    rates, seconds and fractions stay JSON numbers. ``timings=False`` writes ``solve_ms`` as
+    ``null`` (and leaves out the alternative's), so the same input gives byte-identical JSON
+    (``pmr route --as-of``). Asking for the JSON solves the lazy ``alternative``.
+    """
     single = len(plan.calls) == 1
     out: dict[str, Any] = {
         "status": plan.status,
-        "cost_usd": _num(plan.cost_usd),
-        "credit_usd": _num(plan.credit_usd),
-        "uncovered_usd": _num(plan.uncovered_usd),
-        "allocations": [
-            {
-                "source": a.source,
-                "amount_usd": _num(a.amount_usd),
-                "credit_usd": _num(a.credit_usd),
-                "cost_usd": _num(a.cost_usd),
-                "eta_s": round(a.eta_s, 6),
-                "call": a.call,
-                "tier": a.tier,
-                "mode": a.mode,
-                "requests": a.requests,
-                "latency_s": a.latency_s,
-                "cost_per_credit_usd": _num(a.cost_per_credit_usd),
-                "binding": a.binding,
-                "why": a.why,
-                "idempotency_key": a.idempotency_key,
-            }
-            for a in plan.allocations
-        ],
-        "solve_ms": round(plan.solve_ms, 3),
-        "alternative": None
-        if plan.alternative is None
-        else {
-            "policy": plan.alternative.policy.value,
-            "cost_usd": None
-            if plan.alternative.cost_usd is None
-            else _num(plan.alternative.cost_usd),
-            "status": plan.alternative.status,
-            **({"note": plan.alternative.note} if plan.alternative.note else {}),
-        },
+        "cost_usd": money_str(plan.cost_usd),
+        "credit_usd": money_str(plan.credit_usd),
+        "uncovered_usd": money_str(plan.uncovered_usd),
+        "allocations": [_allocation_json(a) for a in plan.allocations],
+        "solve_ms": round(plan.solve_ms, 3) if timings else None,
+        "alternative": _alternative_json(plan.alternative, timings=timings),
         "policy": plan.policy.value,
         "method": plan.method,
         "fallback_reason": plan.fallback_reason,
         "plan_id": plan.plan_id,
         "shadow_price_usd_per_usd": plan.calls[0].shadow_price_usd_per_usd if single else None,
-        "calls": [
-            {
-                "call": c.call,
-                "deficit_usd": _num(c.deficit_usd),
-                "credit_usd": _num(c.credit_usd),
-                "cost_usd": _num(c.cost_usd),
-                "uncovered_usd": _num(c.uncovered_usd),
-                "shadow_price_usd_per_usd": c.shadow_price_usd_per_usd,
-                **(
-                    {
-                        "suggested_reduction": {
-                            "mm_reduction_usd": _num(c.mm_reduction_usd),
-                            "position_reduction_frac": c.position_reduction_frac,
-                        }
-                    }
-                    if c.mm_reduction_usd is not None
-                    else {}
-                ),
-            }
-            for c in plan.calls
-        ],
+        "calls": [_call_json(c) for c in plan.calls],
         "solves": plan.solves,
         "stages": list(plan.stages),
         "config": plan.config,
+        "notes": list(plan.notes),
     }
     if plan.uncovered_usd > 0:
         out["escalation"] = {
             "reason": "deficit cannot be fully covered within the deadline",
-            "uncovered_usd": _num(plan.uncovered_usd),
+            "uncovered_usd": money_str(plan.uncovered_usd),
             "suggestion": "reduce positions in the uncovered pool(s); see calls[].suggested_reduction",
         }
     return out

@@ -16,24 +16,18 @@ parameter-to-matrix map instead of canonicalising again. Two back-ends solve the
 * ``Backend.HIGHSPY`` the hot path: the same cached, Parameter-updated matrices
   (``fastdata.FastProblemData``, a checked twin of ``get_problem_data``), one-variable rows
   folded into bounds and columns fixed at zero dropped, handed to one reused
-  ``highspy.Highs``; binaries by a small warm-started branch and bound. cvxpy's HiGHS
-  interface builds a new solver object and re-wraps results on every call, which costs more
-  than the LP itself at 100 sources; ``tests/routing/test_routing_oracles.py`` holds both
+  ``highspy.Highs`` (``highs_solve.HighsSolver``: per-solve time limit, binaries by a small
+  warm-started branch and bound); ``tests/routing/test_routing_oracles.py`` holds both
   back-ends equal (and each equal to a from-scratch plain cvxpy model).
 """
 
 from __future__ import annotations
 
-import heapq
-import math
 import os
 import sys
-import time
 from dataclasses import dataclass, replace
-from typing import Any
 
 import cvxpy as cp
-import highspy
 import numpy as np
 import numpy.typing as npt
 
@@ -48,6 +42,7 @@ from core.routing.fastdata import (
     fold_singleton_rows,
     lp_from_problem_data,
 )
+from core.routing.highs_solve import INTEGRAL_TOL, MIP_SPEED_OPTIONS, HighsSolver
 from core.routing.sources import RoutingInput
 from core.routing.terms import (
     ApiWeightBudget,
@@ -84,16 +79,6 @@ DEFAULT_TIME_LIMIT_S = 2.0
 # HiGHS's default MIP gap (1e-4 relative) would leave fixed-fee decisions up to 0.01 % off
 # optimal; routing MILPs are tiny, so we ask for (near) proof of optimality.
 DEFAULT_MIP_REL_GAP = 1e-9
-# A relaxed y this close to 0/1 is taken as integral: with Cap ≤ 1e7 USD it moves ≤ 0.01 USD
-# more than the rounded y allows, below every venue step, and the plan rounds it away.
-_INTEGRAL_TOL = 1e-9
-# Routing MILPs are solved at the root node; HiGHS's symmetry detection and primal heuristics
-# only add start-up time there (measured: ~27 → ~12 ms at 100 sources). Optimality is unchanged.
-_BB_MAX_NODES = 400
-# A node whose LP bound is within this fraction of the incumbent cannot improve it by more than
-# 1e-7 of the cost (1e-4 USD on a 1,000 USD plan): pruned.
-_BB_PRUNE_REL = 1e-7
-_MIP_SPEED_OPTIONS: dict[str, object] = {"mip_detect_symmetry": False}
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +138,7 @@ class RoutingProblem:
     ...     sources=(CollateralSource("s", 3, 1.0, (Segment(500.0, 1.0, 0.001),)),),
     ... )
     >>> rp = RoutingProblem(structure_of(inp))
-    >>> rp.update(inp)
+    >>> arrays = rp.update(inp)
     >>> out = rp.run("main")
     >>> round(float(out.values["x"].sum()), 6) if isinstance(out, Solved) else None
     100.0
@@ -174,13 +159,16 @@ class RoutingProblem:
         self.mip_rel_gap = mip_rel_gap
         self.build_count = 0
         self.relaxation_hits = 0
-        self.bb_nodes_last = 0
         self._fast: dict[str, FastProblemData | None] = {}
         self.arrays: Arrays | None = None
         self.input: RoutingInput | None = None
-        self._highs = new_highs()
-        self._highs.setOptionValue("output_flag", False)
+        self.solver = HighsSolver(time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap)
         self.build()
+
+    @property
+    def bb_nodes_last(self) -> int:
+        """Branch-and-bound nodes of the last highspy solve (1: the root LP was integral)."""
+        return self.solver.bb_nodes_last
 
     # ------------------------------------------------------------------ build / update
 
@@ -318,7 +306,7 @@ class RoutingProblem:
                 return out  # the relaxation is infeasible, so is the MILP
             if isinstance(out, Solved):
                 y = out.values["y_relaxed"]
-                if bool(np.all(np.minimum(np.abs(y), np.abs(1.0 - y)) <= _INTEGRAL_TOL)):
+                if bool(np.all(np.minimum(np.abs(y), np.abs(1.0 - y)) <= INTEGRAL_TOL)):
                     values = dict(out.values)
                     values["y"] = np.round(y)
                     self.relaxation_hits += 1
@@ -329,7 +317,7 @@ class RoutingProblem:
         opts: dict[str, object] = {"time_limit": self.time_limit_s}
         if prob.is_mixed_integer():
             opts["mip_rel_gap"] = self.mip_rel_gap
-            opts.update(_MIP_SPEED_OPTIONS)
+            opts.update(MIP_SPEED_OPTIONS)
         solve_highs(prob, **opts)
         status = prob.status
         if status == cp.OPTIMAL:
@@ -364,188 +352,16 @@ class RoutingProblem:
     def _run_highspy(self, which: str) -> Outcome:
         full_lp = fold_singleton_rows(self._lp_arrays(which))
         lpa, kept = drop_zero_columns(full_lp)
-        n, m = lpa.n_cols, lpa.n_rows
-        col_lower = lpa.col_lower.copy()
-        col_upper = lpa.col_upper.copy()
-        bool_idx = list(lpa.bool_idx)
-        for i in bool_idx:
-            col_lower[i] = max(col_lower[i], 0.0)
-            col_upper[i] = min(col_upper[i], 1.0)
-        inf = highspy.kHighsInf
-        lp = highspy.HighsLp()
-        lp.num_col_ = n
-        lp.num_row_ = m
-        lp.col_cost_ = lpa.c
-        lp.row_lower_ = np.where(np.isinf(lpa.row_lower), -inf, lpa.row_lower)
-        lp.row_upper_ = lpa.row_upper
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = lpa.a_start
-        lp.a_matrix_.index_ = lpa.a_index
-        lp.a_matrix_.value_ = lpa.a_value
-        lp.a_matrix_.num_col_ = n
-        lp.a_matrix_.num_row_ = m
-        lp.col_lower_ = np.where(np.isinf(col_lower), -inf, col_lower)
-        lp.col_upper_ = np.where(np.isinf(col_upper), inf, col_upper)
-        h = self._highs
-        h.clearModel()
-        h.setOptionValue("time_limit", float(self.time_limit_s))
-        h.setOptionValue("presolve", "off")  # costs more than it saves on these small LPs
-        h.passModel(lp)
-        if bool_idx:
-            sol_or_status = self._branch_and_bound(h, bool_idx, col_lower, col_upper)
-            if sol_or_status is None:
-                # too many nodes or too slow for the small search: HiGHS's own MIP decides
-                integrality = [highspy.HighsVarType.kContinuous] * n
-                for i in bool_idx:
-                    integrality[i] = highspy.HighsVarType.kInteger
-                lp.integrality_ = integrality
-                h.clearModel()
-                h.setOptionValue("presolve", "choose")
-                h.setOptionValue("mip_rel_gap", float(self.mip_rel_gap))
-                for name, value in _MIP_SPEED_OPTIONS.items():
-                    h.setOptionValue(name, value)
-                h.passModel(lp)
-                h.run()
-                status = h.getModelStatus()
-                sol = np.asarray(h.getSolution().col_value, dtype=np.float64)
-            elif isinstance(sol_or_status, str) and sol_or_status == "time_limit":
-                return Failed(f"branch and bound exceeded the time limit of {self.time_limit_s} s")
-            elif isinstance(sol_or_status, str):
-                status = highspy.HighsModelStatus.kInfeasible
-                sol = np.zeros(n)
-            else:
-                status = highspy.HighsModelStatus.kOptimal
-                sol = sol_or_status
-        else:
-            h.run()
-            status = h.getModelStatus()
-            sol = np.asarray(h.getSolution().col_value, dtype=np.float64)
-        if status == highspy.HighsModelStatus.kOptimal:
-            full = np.zeros(full_lp.n_cols)
-            full[kept] = sol
-            sol = full
-            values: dict[str, FloatArray] = {}
-            for name, var in self._variables().items():
-                if var.id in lpa.var_id_to_col:
-                    start = lpa.var_id_to_col[var.id]
-                    block = sol[start : start + var.size]
-                    values[name] = block.reshape(var.shape, order="F")
-            return Solved(values)
-        if status in (
-            highspy.HighsModelStatus.kInfeasible,
-            highspy.HighsModelStatus.kUnboundedOrInfeasible,
-        ):
+        res = self.solver.solve(lpa)
+        if res.status == "infeasible":
             return Infeasible()
-        return Failed(f"HiGHS status {h.modelStatusToString(status)}")
-
-    def _branch_and_bound(
-        self, h: Any, bins: list[int], col_lower: FloatArray, col_upper: FloatArray
-    ) -> FloatArray | str | None:
-        """Branch and bound over the binaries, on HiGHS's warm-started LP.
-
-        Routing MILPs have few binaries (fixed fees, minimum tickets) and most are decided by
-        the LP relaxation; re-solving the LP with one more binary fixed is a few dual-simplex
-        iterations from the previous basis, far cheaper than HiGHS's MIP start-up (presolve,
-        probing, cuts: ~10–40 ms at 100 sources). Exact: a node is pruned only when its LP
-        bound is no better than the incumbent (Land & Doig 1960; Wolsey, *Integer
-        Programming*, ch. 7). Returns the solution, ``"infeasible"``, ``"time_limit"``, or ``None`` to
-        hand over to HiGHS's MIP when the search exceeds ``_BB_MAX_NODES``.
-        """
-        start = time.perf_counter()
-        idx = np.asarray(bins, dtype=np.int32)
-        lo0 = col_lower[idx].copy()
-        up0 = col_upper[idx].copy()
-        self.bb_nodes_last = 0
-
-        def solve(fix: dict[int, float]) -> tuple[str, float, FloatArray]:
-            if time.perf_counter() - start >= self.time_limit_s:
-                return "time_limit", math.inf, np.zeros(0)
-            self.bb_nodes_last += 1
-            lo = lo0.copy()
-            up = up0.copy()
-            for k, value in fix.items():
-                lo[k] = up[k] = value
-            h.changeColsBounds(len(idx), idx, lo, up)
-            h.run()
-            status = h.getModelStatus()
-            if status == highspy.HighsModelStatus.kInfeasible:
-                return "infeasible", math.inf, np.zeros(0)
-            if status != highspy.HighsModelStatus.kOptimal:
-                return "failed", math.inf, np.zeros(0)
-            sol = np.asarray(h.getSolution().col_value, dtype=np.float64)
-            return "optimal", float(h.getInfo().objective_function_value), sol
-
-        def fractional(sol: FloatArray) -> FloatArray:
-            y = sol[idx]
-            frac: FloatArray = np.minimum(np.abs(y), np.abs(1.0 - y))
-            return frac
-
-        status, root_obj, root = solve({})
-        if status != "optimal":
-            return {"infeasible": "infeasible", "time_limit": "time_limit"}.get(status)
-        frac = fractional(root)
-        if frac.max() <= _INTEGRAL_TOL:
-            return root
-        best_obj = math.inf
-        best: FloatArray | None = None
-        # Rounding heuristics for an early incumbent: every fractional binary to 0 (drop the
-        # half-used fee sources), then to 1; the others keep their integral root values.
-        y_root = root[idx]
-        for value in (0.0, 1.0):
-            fix = {
-                k: (value if frac[k] > _INTEGRAL_TOL else float(round(y_root[k])))
-                for k in range(len(idx))
-            }
-            status, obj, sol = solve(fix)
-            if status in ("failed", "time_limit"):
-                return None if status == "failed" else status
-            if status == "optimal" and obj < best_obj:
-                best_obj, best = obj, sol
-
-        def prunable(bound: float) -> bool:
-            return bound >= best_obj - _BB_PRUNE_REL * max(1.0, abs(best_obj))
-
-        # Open nodes (parent bound, order, fixings): depth first until an incumbent exists,
-        # best bound first after (fewest nodes to prove optimality).
-        counter = 0
-        open_nodes: list[tuple[float, int, dict[int, float]]] = []
-
-        def branch(parent_obj: float, fix: dict[int, float], sol: FloatArray) -> None:
-            nonlocal counter
-            y = sol[idx]
-            f = fractional(sol)
-            k = int(np.argmax(f))
-            nearer = 1.0 if y[k] >= 0.5 else 0.0
-            for value in (1.0 - nearer, nearer):  # the nearer rounding is popped first
-                counter += 1
-                node = (parent_obj, counter, {**fix, k: value})
-                if best is None:
-                    open_nodes.append(node)
-                else:
-                    heapq.heappush(open_nodes, node)
-
-        branch(root_obj, {}, root)
-        heap_mode = best is not None
-        if heap_mode:
-            heapq.heapify(open_nodes)
-        while open_nodes:
-            if time.perf_counter() - start > self.time_limit_s:
-                return "time_limit"
-            if self.bb_nodes_last >= _BB_MAX_NODES:
-                return None
-            if not heap_mode and best is not None:
-                heapq.heapify(open_nodes)
-                heap_mode = True
-            bound, _, fix = heapq.heappop(open_nodes) if heap_mode else open_nodes.pop()
-            if prunable(bound):
-                continue  # the parent's LP bound already cannot beat the incumbent
-            status, obj, sol = solve(fix)
-            if status in ("failed", "time_limit"):
-                return None if status == "failed" else status
-            if status == "infeasible" or prunable(obj):
-                continue
-            if fractional(sol).max() <= _INTEGRAL_TOL:
-                best_obj, best = obj, sol
-                continue
-            branch(obj, fix, sol)
-        return best if best is not None else "infeasible"
+        if res.x is None:
+            return Failed(res.reason)
+        sol = np.zeros(full_lp.n_cols)
+        sol[kept] = res.x
+        values: dict[str, FloatArray] = {}
+        for name, var in self._variables().items():
+            if var.id in lpa.var_id_to_col:
+                start = lpa.var_id_to_col[var.id]
+                values[name] = sol[start : start + var.size].reshape(var.shape, order="F")
+        return Solved(values)

@@ -7,7 +7,11 @@ so a greedy or topped-up plan never breaks a limit the optimiser would have resp
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
 import numpy as np
+import numpy.typing as npt
 
 from core.routing.arrays import Arrays, Structure
 from core.routing.sources import RoutingInput
@@ -15,6 +19,40 @@ from core.routing.sources import RoutingInput
 __all__ = ["Room"]
 
 _EPS_USD = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Which pieces, shared limits, origin pools and venues each source has (per structure)."""
+
+    starts: npt.NDArray[np.int64]
+    piece_range: tuple[range, ...]
+    group_of: tuple[tuple[int, ...], ...]
+    origin_of: tuple[tuple[int, ...], ...]
+    venue_of: tuple[tuple[int, ...], ...]
+
+
+@functools.lru_cache(maxsize=16)
+def _layout(st: Structure) -> _Layout:
+    J = st.n_sources
+    starts = st.piece_starts
+
+    def members(table: tuple[tuple[str, tuple[int, ...]], ...]) -> tuple[tuple[int, ...], ...]:
+        of: list[list[int]] = [[] for _ in range(J)]
+        for k, (_, idx) in enumerate(table):
+            for j in idx:
+                of[j].append(k)
+        return tuple(tuple(x) for x in of)
+
+    return _Layout(
+        starts=starts,
+        piece_range=tuple(
+            range(int(starts[j]), int(starts[j]) + st.segment_counts[j]) for j in range(J)
+        ),
+        group_of=members(st.groups),
+        origin_of=members(st.origins),
+        venue_of=members(st.venues),
+    )
 
 
 class Room:
@@ -28,23 +66,12 @@ class Room:
         self.X = np.zeros((C, J))
         self.x = np.zeros((C, P))
         self.piece_used = np.zeros(P)
-        starts = np.concatenate([[0], np.cumsum(st.segment_counts)[:-1]]).astype(int)
-        self.starts = starts
-        self.piece_range = [
-            range(int(starts[j]), int(starts[j]) + st.segment_counts[j]) for j in range(J)
-        ]
-        self.group_of: list[list[int]] = [[] for _ in range(J)]
-        for g, (_, idx) in enumerate(st.groups):
-            for j in idx:
-                self.group_of[j].append(g)
-        self.origin_of: list[list[int]] = [[] for _ in range(J)]
-        for o, (_, idx) in enumerate(st.origins):
-            for j in idx:
-                self.origin_of[j].append(o)
-        self.venue_of: list[list[int]] = [[] for _ in range(J)]
-        for r, (_, idx) in enumerate(st.venues):
-            for j in idx:
-                self.venue_of[j].append(r)
+        layout = _layout(st)
+        self.starts = layout.starts
+        self.piece_range = layout.piece_range
+        self.group_of = layout.group_of
+        self.origin_of = layout.origin_of
+        self.venue_of = layout.venue_of
         self.group_used = np.zeros(len(st.groups))
         self.origin_used = np.zeros(len(st.origins))
         self.weight_used = np.zeros(len(st.venues))
@@ -58,6 +85,10 @@ class Room:
 
     def limits(self, d: int, j: int) -> dict[str, float]:
         """Room left for (call d, source j) under each named limit, in USD moved."""
+        with np.errstate(over="ignore", divide="ignore"):
+            return self._limits(d, j)
+
+    def _limits(self, d: int, j: int) -> dict[str, float]:
         a = self.a
         out = {
             "capacity": a.cap[d, j] - self.X[d, j],
@@ -82,6 +113,11 @@ class Room:
 
     def room_vector(self, d: int) -> np.ndarray:
         """Room left for call d from every source at once (the vectorised ``room``)."""
+        # a tiny debit or weight per USD leaves (near) unbounded room: inf is the right answer
+        with np.errstate(over="ignore", divide="ignore"):
+            return self._room_vector(d)
+
+    def _room_vector(self, d: int) -> np.ndarray:
         a = self.a
         J = self.st.n_sources
         piece_left = a.piece_width - self.piece_used

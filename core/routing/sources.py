@@ -17,11 +17,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 from types import MappingProxyType
 
 from core.errors import DataError
+from core.routing.checks import (
+    MAX_MONEY_USD,
+    MAX_RATE_PER_S,
+    MAX_RATIO,
+    MAX_SECONDS,
+    MAX_WEIGHT,
+    MIN_CREDIT_PER_USD,
+    SMALLEST_USD,
+    fraction,
+    in_range,
+    money,
+    optional_positive_money,
+)
 
 __all__ = [
     "CollateralSource",
@@ -40,6 +53,13 @@ __all__ = [
 DEFAULT_LATENCY_WEIGHT_USD_PER_USD_S = 1e-6
 DEFAULT_TIER_TIE_BREAK_USD_PER_USD = 1e-9
 DEFAULT_STEP_USD = 0.01
+# A deficit (or a remainder) below this is dust: covered, nothing is moved for it (one cent,
+# the default venue step). See ``core.routing.worth``.
+DEFAULT_DUST_USD = 0.01
+# A step crediting less than this fraction of its call's deficit is not worth a request of its
+# own (0.50 USD of a 500,000 USD call): it is folded into the call's other steps when they
+# have room. See ``core.routing.worth``.
+DEFAULT_MIN_STEP_FRAC = 1e-6
 
 
 class Tier(IntEnum):
@@ -76,36 +96,10 @@ class SourceMode(StrEnum):
     WITHDRAWAL = "withdrawal"
 
 
-def _finite(value: object, field_name: str, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DataError(
-            f"{field_name} must be a number, got {type(value).__name__}",
-            source=where,
-            field=field_name,
-            value=repr(value),
-        )
-    result = float(value)
-    if not math.isfinite(result):
-        raise DataError(
-            f"{field_name} is NaN or infinite", source=where, field=field_name, value=value
-        )
-    return result
-
-
-def _non_negative(value: object, field_name: str, where: str) -> float:
-    result = _finite(value, field_name, where)
-    if result < 0:
-        raise DataError(f"{field_name} must be >= 0", source=where, field=field_name, value=result)
-    return result
-
-
-def _optional_positive(value: object | None, field_name: str, where: str) -> float | None:
-    if value is None:
-        return None
-    result = _finite(value, field_name, where)
-    if result <= 0:
-        raise DataError(f"{field_name} must be > 0", source=where, field=field_name, value=result)
-    return result
+def _seconds(value: object, field_name: str, where: str, *, positive: bool = False) -> float:
+    return in_range(
+        value, field_name, where, low=0.0, high=MAX_SECONDS, low_open=positive, unit="s"
+    )
 
 
 def requests_within(latency_s: float, rate_per_s: float | None, deadline_s: float) -> int | None:
@@ -147,31 +141,37 @@ class Segment:
         cls, width_usd: object, credit_per_usd: object, cost_per_usd: object, *, where: str
     ) -> Segment:
         """Build a segment or raise a ``DataError`` naming ``where`` (``source[k]``) and the field."""
-        width = _finite(width_usd, "width_usd", where)
-        if width <= 0:
-            raise DataError("width_usd must be > 0", source=where, field="width_usd", value=width)
-        credit = _finite(credit_per_usd, "credit_per_usd", where)
-        if not 0.0 < credit <= 1.0:
+        width = money(width_usd, "width_usd", where, positive=True)
+        credit = fraction(credit_per_usd, "credit_per_usd", where, low_open=True)
+        if credit < MIN_CREDIT_PER_USD:
             raise DataError(
-                "credit_per_usd must be in (0, 1]",
+                f"credit_per_usd must be at least {MIN_CREDIT_PER_USD:g} (a smaller credit per "
+                "USD moved is worth nothing)",
                 source=where,
                 field="credit_per_usd",
                 value=credit,
             )
-        cost = _non_negative(cost_per_usd, "cost_per_usd", where)
+        # a cost above 1 USD per USD moved is more than the amount itself: a typo, and it
+        # would carry booked costs past the store's limit
+        cost = fraction(cost_per_usd, "cost_per_usd", where)
         return cls(width, credit, cost)
 
     def __post_init__(self) -> None:
         # Re-check when constructed directly (the fast path of ``checked`` re-validates, cheaply).
         if not (
-            math.isfinite(self.width_usd)
-            and self.width_usd > 0
-            and math.isfinite(self.credit_per_usd)
-            and 0.0 < self.credit_per_usd <= 1.0
-            and math.isfinite(self.cost_per_usd)
-            and self.cost_per_usd >= 0
+            isinstance(self.width_usd, float)
+            and SMALLEST_USD <= self.width_usd < MAX_MONEY_USD
+            and isinstance(self.credit_per_usd, float)
+            and MIN_CREDIT_PER_USD <= self.credit_per_usd <= 1.0
+            and isinstance(self.cost_per_usd, float)
+            and 0.0 <= self.cost_per_usd <= 1.0
         ):
-            Segment.checked(self.width_usd, self.credit_per_usd, self.cost_per_usd, where="Segment")
+            checked = Segment.checked(
+                self.width_usd, self.credit_per_usd, self.cost_per_usd, where="Segment"
+            )
+            object.__setattr__(self, "width_usd", checked.width_usd)
+            object.__setattr__(self, "credit_per_usd", checked.credit_per_usd)
+            object.__setattr__(self, "cost_per_usd", checked.cost_per_usd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +256,7 @@ class CollateralSource:
                 field="mode",
                 value=self.mode,
             ) from None
-        object.__setattr__(self, "latency_s", _non_negative(self.latency_s, "latency_s", where))
+        object.__setattr__(self, "latency_s", _seconds(self.latency_s, "latency_s", where))
         segments = tuple(self.segments)
         if not segments:
             raise DataError("a source needs at least one segment", source=where, field="segments")
@@ -284,23 +284,22 @@ class CollateralSource:
                     previous=before.cost_per_usd,
                 )
         object.__setattr__(self, "segments", segments)
-        for name in ("preauth_usd", "rate_per_s", "per_request_usd", "available_usd"):
-            object.__setattr__(self, name, _optional_positive(getattr(self, name), name, where))
-        for name in ("fixed_fee_usd", "min_ticket_usd", "api_weight"):
-            object.__setattr__(self, name, _non_negative(getattr(self, name), name, where))
-        debit = _finite(self.origin_debit_per_usd, "origin_debit_per_usd", where)
-        if not 0.0 <= debit <= 1.0:
-            raise DataError(
-                "origin_debit_per_usd must be in [0, 1]",
-                source=where,
-                field="origin_debit_per_usd",
-                value=debit,
+        for name in ("preauth_usd", "per_request_usd", "available_usd"):
+            object.__setattr__(
+                self, name, optional_positive_money(getattr(self, name), name, where)
             )
+        for name in ("fixed_fee_usd", "min_ticket_usd"):
+            object.__setattr__(self, name, money(getattr(self, name), name, where))
+        object.__setattr__(self, "step_usd", money(self.step_usd, "step_usd", where, positive=True))
+        if self.rate_per_s is not None:
+            rate = in_range(
+                self.rate_per_s, "rate_per_s", where, low=0.0, high=MAX_RATE_PER_S, low_open=True
+            )
+            object.__setattr__(self, "rate_per_s", rate)
+        weight = in_range(self.api_weight, "api_weight", where, low=0.0, high=MAX_WEIGHT)
+        object.__setattr__(self, "api_weight", weight)
+        debit = fraction(self.origin_debit_per_usd, "origin_debit_per_usd", where)
         object.__setattr__(self, "origin_debit_per_usd", debit)
-        step = _finite(self.step_usd, "step_usd", where)
-        if step <= 0:
-            raise DataError("step_usd must be > 0", source=where, field="step_usd", value=step)
-        object.__setattr__(self, "step_usd", step)
         if self.calls is not None:
             object.__setattr__(self, "calls", frozenset(self.calls))
         object.__setattr__(self, "groups", tuple(self.groups))
@@ -382,25 +381,25 @@ class Deficit:
         if not isinstance(self.id, str) or not self.id.strip():
             raise DataError("call id must be a non-empty string", field="id", value=self.id)
         where = f"call {self.id}"
-        object.__setattr__(
-            self, "deficit_usd", _non_negative(self.deficit_usd, "deficit_usd", where)
-        )
-        deadline = _finite(self.deadline_s, "deadline_s", where)
-        if deadline <= 0:
-            raise DataError(
-                "deadline_s must be > 0", source=where, field="deadline_s", value=deadline
-            )
+        object.__setattr__(self, "deficit_usd", money(self.deficit_usd, "deficit_usd", where))
+        deadline = _seconds(self.deadline_s, "deadline_s", where, positive=True)
         object.__setattr__(self, "deadline_s", deadline)
-        object.__setattr__(
-            self, "target_ratio", _optional_positive(self.target_ratio, "target_ratio", where)
-        )
-        object.__setattr__(self, "mm_usd", _optional_positive(self.mm_usd, "mm_usd", where))
+        if self.target_ratio is not None:
+            ratio = in_range(
+                self.target_ratio, "target_ratio", where, low=0.0, high=MAX_RATIO, low_open=True
+            )
+            object.__setattr__(self, "target_ratio", ratio)
+        object.__setattr__(self, "mm_usd", optional_positive_money(self.mm_usd, "mm_usd", where))
 
 
-def _frozen_map(values: Mapping[str, float], what: str) -> Mapping[str, float]:
+def _frozen_map(values: Mapping[str, float], what: str, *, is_money: bool) -> Mapping[str, float]:
     out: dict[str, float] = {}
     for key, value in values.items():
-        out[str(key)] = _non_negative(value, f"{what}[{key}]", what)
+        name = f"{what}[{key}]"
+        if is_money:
+            out[str(key)] = money(value, name, what)
+        else:
+            out[str(key)] = in_range(value, name, what, low=0.0, high=MAX_WEIGHT)
     return MappingProxyType(out)
 
 
@@ -437,16 +436,14 @@ class RoutingInput:
     api_weight_budget: Mapping[str, float] = field(default_factory=dict)
     latency_weight_usd_per_usd_s: float = DEFAULT_LATENCY_WEIGHT_USD_PER_USD_S
     tie_break_usd_per_usd: float = DEFAULT_TIER_TIE_BREAK_USD_PER_USD
+    dust_usd: float = DEFAULT_DUST_USD
+    min_step_frac: float = DEFAULT_MIN_STEP_FRAC
 
     def __post_init__(self) -> None:
         calls = tuple(self.calls)
         sources = tuple(self.sources)
         if not calls:
             raise DataError("a routing input needs at least one call", field="calls")
-        if not sources:
-            raise DataError(
-                "the source list is empty: nothing can cover the deficit", field="sources"
-            )
         _unique([c.id for c in calls], "calls")
         _unique([s.id for s in sources], "sources")
         try:
@@ -455,9 +452,9 @@ class RoutingInput:
             raise DataError(
                 "policy must be 'strict' or 'cost'", field="policy", value=self.policy
             ) from None
-        limits = _frozen_map(self.shared_limits_usd, "shared_limits_usd")
-        headroom = _frozen_map(self.origin_headroom_usd, "origin_headroom_usd")
-        budget = _frozen_map(self.api_weight_budget, "api_weight_budget")
+        limits = _frozen_map(self.shared_limits_usd, "shared_limits_usd", is_money=True)
+        headroom = _frozen_map(self.origin_headroom_usd, "origin_headroom_usd", is_money=True)
+        budget = _frozen_map(self.api_weight_budget, "api_weight_budget", is_money=False)
         call_ids = {c.id for c in calls}
         for s in sources:
             for g in s.groups:
@@ -482,30 +479,12 @@ class RoutingInput:
         object.__setattr__(self, "shared_limits_usd", limits)
         object.__setattr__(self, "origin_headroom_usd", headroom)
         object.__setattr__(self, "api_weight_budget", budget)
-        object.__setattr__(
-            self,
-            "latency_weight_usd_per_usd_s",
-            _non_negative(
-                self.latency_weight_usd_per_usd_s, "latency_weight_usd_per_usd_s", "input"
-            ),
-        )
-        object.__setattr__(
-            self,
-            "tie_break_usd_per_usd",
-            _non_negative(self.tie_break_usd_per_usd, "tie_break_usd_per_usd", "input"),
-        )
+        for name in ("latency_weight_usd_per_usd_s", "tie_break_usd_per_usd", "min_step_frac"):
+            object.__setattr__(self, name, fraction(getattr(self, name), name, "input"))
+        object.__setattr__(self, "dust_usd", money(self.dust_usd, "dust_usd", "input"))
 
     def with_policy(self, policy: Policy) -> RoutingInput:
-        return RoutingInput(
-            self.calls,
-            self.sources,
-            policy,
-            self.shared_limits_usd,
-            self.origin_headroom_usd,
-            self.api_weight_budget,
-            self.latency_weight_usd_per_usd_s,
-            self.tie_break_usd_per_usd,
-        )
+        return replace(self, policy=policy)
 
 
 def _unique(ids: Sequence[str], what: str) -> None:

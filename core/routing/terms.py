@@ -239,6 +239,18 @@ class Capacity:
 
     Cap_j(T) = min(available, P_j, q_j·N_j(T)) folds deadline, rate limit and pre-authorisation
     (DESIGN §5.2), computed per call in ``CollateralSource.capacity_usd``.
+
+    A binary source with several segments is also linked on its first segment:
+    x_d,first ≤ min(u_first, M_db)·y_db. The aggregate X ≤ M·y alone lets the LP relaxation
+    pay the fixed fee pro rata (y = X/M), so every fee source filled to a segment boundary came
+    out fractional and the branch and bound needed hundreds of nodes at 1,000 sources. With
+    the link, a source whose first segment is full has y = 1 in the relaxation, and only the
+    marginal source(s) can be fractional. Segments fill in order (credit concave, cost
+    convex), so a later segment is used only once the first is full: links on later segments
+    would add rows (≈ 20 % on 10 joint calls) without tightening further. The link is implied
+    by X ≤ M·y for integral y, so no integer solution is cut off (the "strong" fixed-charge
+    formulation: Wolsey, *Integer Programming*, §1.9; Croxton, Gendron & Magnanti 2003,
+    Management Science 49(9)).
     """
 
     name = "capacity"
@@ -251,6 +263,10 @@ class Capacity:
         self.cap_free = cp.Parameter((C, len(self.free)), nonneg=True, name="cap_free_usd")
         self.cap_bin = cp.Parameter((C, B), nonneg=True, name="cap_bin_usd")
         self.cap_all = cp.Parameter(st.n_sources, nonneg=True, name="cap_all_usd")
+        self.link_pieces, self.link_map = st.binary_piece_links()
+        self.cap_piece = cp.Parameter(
+            (C, len(self.link_pieces)), nonneg=True, name="cap_bin_piece_usd"
+        )
 
     def build(self, v: RouterVars) -> list[cp.Constraint]:
         cons: list[cp.Constraint] = []
@@ -258,6 +274,10 @@ class Capacity:
             cons.append(v.X_free <= self.cap_free)
         if v.X_bin is not None and v.y is not None:
             cons.append(v.X_bin <= multiply(self.cap_bin, v.y))
+            if self.link_pieces:
+                cons.append(
+                    v.x[:, list(self.link_pieces)] <= multiply(self.cap_piece, v.y @ self.link_map)
+                )
         if self.shared:
             cons.append(v.moved_per_source() <= self.cap_all)
         _check_dpp(self.name, cons)
@@ -266,6 +286,7 @@ class Capacity:
     def update(self, a: Arrays) -> None:
         set_value(self.cap_free, a.cap[:, list(self.free)])
         set_value(self.cap_bin, a.cap_bin)
+        set_value(self.cap_piece, a.cap_bin_piece)
         set_value(self.cap_all, a.cap_all)
 
 

@@ -15,17 +15,21 @@ from ledger_helpers import T0, fresh_pg_schema, rollback_session, sqlite_memory_
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from core.ledger.store import ensure_venue
-from core.ledger.tables import LedgerTable
+from core.ledger.store import ensure_venue, init_db
 from core.ledger.vocab import VenueMode
 
 
 @pytest.fixture(scope="module")
 def pg_engine(postgres_url: str, request: pytest.FixtureRequest) -> Iterator[Engine]:
-    """Module-scoped engine on a fresh PostgreSQL schema holding the ledger tables."""
+    """Module-scoped engine on a fresh PostgreSQL schema migrated to head (views included).
+
+    Built by the migrations, as a desk's store is, not by ``create_all``: a schema made from
+    the models carries no revision and would be refused by ``init_db`` once head moves past
+    the baseline.
+    """
     label = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")[:20]
     with fresh_pg_schema(postgres_url, label) as (engine, _schema):
-        LedgerTable.metadata.create_all(engine)
+        init_db(engine)
         yield engine
 
 

@@ -37,7 +37,7 @@ def test_report_stress_drift_and_wallet_rows_round_trip_with_json_detail(
                 pool_id="sim-a.pm", venue_id="sim-a", snapshot_id=sid, model="unified",
                 computed_at=T0, margin_currency="USDT", equity=Decimal("16278250.5"),
                 adjusted_equity=Decimal("15990000"), initial_margin=Decimal("9000000"),
-                maint_margin=Decimal("7500000"), ratio=Decimal("2.132"), band="normal",
+                maint_margin=Decimal("7500000"), ratio=Decimal("2.132"), venue_band="normal", desk_level="ok",
                 target_ratio=Decimal("1.5"), deficit_to_target=Decimal(0),
                 equity_usd=Decimal("16278250.5"), maint_margin_usd=Decimal("7500000"),
                 deficit_usd=Decimal(0), standard_maint_margin=Decimal("11250000"),

@@ -114,7 +114,7 @@ def _history(session: Session) -> None:
 
 @pytest.fixture(scope="module")
 def story(pg_engine: Engine) -> Engine:
-    report = init_db(pg_engine)  # tables exist already; this adds the views
+    report = init_db(pg_engine)  # already at head: re-creates the views, changes nothing else
     assert set(report.views) == {
         "transfer_latency_by_route",
         "source_mix_per_call",

@@ -75,14 +75,6 @@ def test_parse_with_cost_falling_across_segments_is_not_convex() -> None:
     assert "not convex" in str(err)
 
 
-def test_parse_with_empty_source_list_is_refused() -> None:
-    p = problem()
-    p["sources"] = []
-    err = refused(p)
-    assert err.context["field"] == "sources"
-    assert "empty" in str(err)
-
-
 @pytest.mark.parametrize("deadline", [0, -1])
 def test_parse_with_non_positive_deadline_names_the_field(deadline: float) -> None:
     p = problem()
@@ -111,6 +103,10 @@ def test_parse_with_missing_segment_field_names_it() -> None:
     ("field", "value"),
     [
         ("tier", 4),
+        ("latency_s", 2e9),
+        ("rate_per_s", 1e7),
+        ("per_request_usd", 1e-9),
+        ("api_weight", 1e13),
         ("latency_s", -1),
         ("preauth_usd", 0),
         ("rate_per_s", -2),
@@ -142,3 +138,134 @@ def test_input_with_undeclared_shared_limit_names_source() -> None:
 def test_parse_with_non_object_is_refused() -> None:
     with pytest.raises(DataError, match="JSON object"):
         parse_problem([1, 2])
+
+
+MONEY_FIELDS_OF_SOURCE = ("preauth_usd", "per_request_usd", "fixed_fee_usd", "min_ticket_usd")
+
+
+@pytest.mark.parametrize("value", [1e18, 1e20, "1e19", 10**30])
+def test_parse_with_deficit_at_or_above_money_limit_names_the_field(value: object) -> None:
+    p = problem()
+    p["deficit_usd"] = value
+    err = refused(p)
+    assert err.context["field"] == "deficit_usd"
+    assert "1e18" in str(err)
+
+
+@pytest.mark.parametrize("field", MONEY_FIELDS_OF_SOURCE)
+def test_parse_with_source_money_above_limit_names_source_and_field(field: str) -> None:
+    p = problem()
+    p["sources"][2][field] = 2e18
+    err = refused(p)
+    assert err.context["field"] == field
+    assert "usdt-spot-to-pm" in str(err.context["source"])
+    assert "1e18" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("key", "field"),
+    [
+        ("shared_limits_usd", "shared_limits_usd[g]"),
+        ("origin_headroom_usd", "origin_headroom_usd[g]"),
+    ],
+)
+def test_parse_with_limit_map_above_money_limit_names_the_entry(key: str, field: str) -> None:
+    p = problem()
+    p[key] = {"g": 5e18}
+    err = refused(p)
+    assert err.context["field"] == field
+
+
+def test_api_with_width_above_money_limit_is_refused_like_the_json() -> None:
+    with pytest.raises(DataError) as info:
+        Segment(1e19, 1.0, 0.0)
+    assert info.value.context["field"] == "width_usd"
+    with pytest.raises(DataError) as info:
+        Deficit("c", 1e20, 60.0)
+    assert info.value.context["field"] == "deficit_usd"
+    with pytest.raises(DataError) as info:
+        CollateralSource("a", Tier.TRANSFER, 1.0, (Segment(10.0, 1.0, 0.0),), available_usd=1e18)
+    assert info.value.context["field"] == "available_usd"
+
+
+def test_parse_with_money_as_decimal_strings_equals_numbers() -> None:
+    as_numbers = problem()
+    as_strings = problem()
+    as_strings["deficit_usd"] = "1029.80"
+    as_strings["sources"][2]["preauth_usd"] = "250"
+    as_strings["sources"][3]["segments"][0] = {
+        "width_usd": "2000",
+        "credit_per_usd": "0.998",
+        "cost_per_usd": "0.002",
+    }
+    assert parse_problem(as_strings) == parse_problem(as_numbers)
+
+
+def rich_problem() -> dict[str, Any]:
+    """The example problem with every optional number set (limits, rates, weights, dust)."""
+    p = problem()
+    p.update(
+        {
+            "mm_usd": 5000,
+            "target_ratio": 1.6,
+            "shared_limits_usd": {"hot": 600},
+            "origin_headroom_usd": {"okx-pm": 900},
+            "api_weight_budget": {"okx": 50},
+            "latency_weight_usd_per_usd_s": 1e-6,
+            "tie_break_usd_per_usd": 1e-9,
+            "dust_usd": 0.01,
+            "min_step_frac": 1e-6,
+        }
+    )
+    p["sources"][2].update(
+        {"groups": ["hot"], "rate_per_s": 2, "per_request_usd": 100, "available_usd": 4000}
+    )
+    p["sources"][3].update(
+        {
+            "venue": "okx",
+            "api_weight": 5,
+            "origin_pool": "okx-pm",
+            "origin_debit_per_usd": 0.9,
+            "step_usd": 0.1,
+        }
+    )
+    return p
+
+
+def _numeric_paths(obj: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in _numeric_paths(v, (*path, k))]
+    if isinstance(obj, list):
+        return [p for i, v in enumerate(obj) for p in _numeric_paths(v, (*path, i))]
+    if isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        return [path]
+    return []
+
+
+def _set(obj: Any, path: tuple[Any, ...], value: object) -> None:
+    for key in path[:-1]:
+        obj = obj[key]
+    obj[path[-1]] = value
+
+
+@pytest.mark.parametrize("value", [1e300, -1e300, 1e20, 5e-324, -5e-324, "abc", "1e400", True])
+def test_route_with_any_number_set_to_an_extreme_plans_or_refuses_cleanly(value: object) -> None:
+    # the whole kind of issue 12 point 9: every numeric field of the example problem, set to
+    # an extreme, gives either a plan that serialises or a DataError naming that field
+    from core.routing import Router, plan_to_json
+
+    router = Router()
+    paths = _numeric_paths(rich_problem())
+    assert len(paths) > 40
+    for path in paths:
+        p = rich_problem()
+        _set(p, path, value)
+        error: DataError | None = None
+        try:
+            inp = parse_problem(p)
+        except DataError as exc:
+            error = exc
+        if error is not None:
+            assert str(path[-1]) in str(error.context["field"]), (path, error)
+            continue
+        json.dumps(plan_to_json(router.route(inp)))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -130,7 +133,7 @@ def test_cli_route_with_problem_file_prints_plan_json() -> None:
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["status"] == "optimal"
-    assert out["cost_usd"] == pytest.approx(0.25)
+    assert out["cost_usd"] == "0.25000000"
 
 
 def test_cli_route_with_policy_override_reports_other_policy() -> None:
@@ -162,7 +165,7 @@ def test_cli_route_with_desk_and_deficit_plans_from_state() -> None:
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["status"] == "optimal"
-    assert out["credit_usd"] >= 250000
+    assert Decimal(out["credit_usd"]) >= 250000
     assert out["allocations"][0]["source"].startswith("sim-b.um:")
 
 
@@ -213,3 +216,129 @@ def test_sources_with_route_missing_from_allow_list_are_left_out_and_noted(
     built = routing_input_from_state(desk, state, reports, ["sim-a.pm"], deadline_s=60.0)
     assert all("ba.onchain.usdt" not in s.id for s in built.input.sources)
     assert any("ba.onchain.usdt" in n for n in built.notes)
+
+
+def desk_without_allow_list(tmp_path: Path) -> Path:
+    """The example desk with its pre-authorised allow-list cut off: every route is left out,
+    so no source can reach any pool."""
+    text = DESK.read_text()
+    path = tmp_path / "no-allow-list.toml"
+    path.write_text(text[: text.index("# --- pre-authorised allow-list")])
+    return path
+
+
+def test_cli_route_with_desk_pool_no_source_reaches_prints_infeasible_plan(
+    tmp_path: Path,
+) -> None:
+    desk = desk_without_allow_list(tmp_path)
+    res = RUNNER.invoke(
+        app, ["route", "--desk", str(desk), "--pool", "sim-b.um", "--deficit", "1000"]
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["status"] == "infeasible"
+    assert out["uncovered_usd"] == "1000.00000000"
+    assert out["allocations"] == []
+    assert out["escalation"]["uncovered_usd"] == "1000.00000000"
+    # deficit = r*·MM − E with r* = target·(1 + buffer_frac): MM must fall by 1000 / r*
+    th = load_desk(DESK).pool("sim-b.um").thresholds
+    target = Decimal(repr(th.target * (1 + th.buffer_frac)))
+    reduction = Decimal(out["calls"][0]["suggested_reduction"]["mm_reduction_usd"])
+    assert reduction == (Decimal(1000) / target).quantize(Decimal("1e-8"))
+    notes = out["notes"]
+    assert any("b.spot-um.usdt has no pre-authorisation entry" in n for n in notes)
+    assert "pool sim-b.um: no candidate source holds collateral that can reach it" in notes
+
+
+def test_sources_with_pool_no_source_reaches_build_an_input_and_a_reason(
+    desk_state: DeskState,
+) -> None:
+    desk, state, reports = desk_state
+    desk = desk.model_copy(update={"preauth": ()})
+    built = routing_input_from_state(
+        desk, state, reports, ["sim-a.pm"], deadline_s=60.0, deficit_override_usd={"sim-a.pm": 5e5}
+    )
+    assert built.input.sources == ()
+    plan = Router().route(built.input, notes=built.notes)
+    assert plan.status == "infeasible"
+    assert plan.uncovered_usd == Decimal("500000.0")
+    assert plan.calls[0].mm_reduction_usd is not None
+    assert "pool sim-a.pm: no candidate source holds collateral that can reach it" in plan.notes
+
+
+def _pmr_route(*args: str, hash_seed: str) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", "route", *args],
+        capture_output=True,
+        env=env,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+def test_cli_route_with_as_of_prints_byte_identical_json_across_runs() -> None:
+    args = ("--desk", str(DESK), "--pool", "sim-a.pm", "--pool", "sim-b.opt")
+    args += ("--deficit", "2500000", "--as-of", "2026-11-27T00:00:00Z")
+    first = _pmr_route(*args, hash_seed="1")
+    second = _pmr_route(*args, hash_seed="2")
+    assert first.returncode == 0, first.stderr.decode()
+    assert first.stdout == second.stdout
+    out = json.loads(first.stdout)
+    assert out["solve_ms"] is None
+    assert "solve_ms" not in out["alternative"]
+    assert out["status"] == "partial"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("yesterday", "ISO-8601"), ("2026-11-27T00:00:00", "timezone")],
+)
+def test_cli_route_with_bad_as_of_exits_2_naming_it(value: str, message: str) -> None:
+    res = RUNNER.invoke(app, ["route", "--desk", str(DESK), "--pool", "sim-b.um", "--as-of", value])
+    assert res.exit_code == 2
+    assert message in res.output
+    assert "Traceback" not in res.output
+
+
+def test_cli_route_with_table_prints_labelled_formatted_summary() -> None:
+    res = RUNNER.invoke(
+        app, ["route", "--problem", str(ROOT / "examples" / "route-problem.json"), "--table"]
+    )
+    assert res.exit_code == 0, res.output
+    text = res.stdout
+    for row in (
+        "cost (USD)",
+        "0.250000",
+        "credit (USD)",
+        "1,029.8000",
+        "uncovered (USD)",
+        "cost policy would cost (USD)",
+        "solved in ",
+    ):
+        assert row in text, row
+    assert "cost_usd" not in text
+    assert "1029.8 " not in text
+
+
+def test_sources_with_dust_balance_leave_it_out_instead_of_failing(
+    desk_state: DeskState,
+) -> None:
+    # 1e-12 USDT in sim-b spot: below the 1e-8 USD booking resolution. The desk's plan must
+    # not fail on a dust balance (a Segment that narrow is refused); the source is left out.
+    import dataclasses
+
+    desk, state, reports = desk_state
+    balances = tuple(
+        dataclasses.replace(b, amount=Decimal("1e-12"))
+        if (b.venue, b.wallet.value, b.asset.code) == ("sim-b", "spot", "USDT")
+        else b
+        for b in state.balances
+    )
+    dusty = dataclasses.replace(state, balances=balances)
+    built = routing_input_from_state(
+        desk, dusty, reports, ["sim-b.um"], deadline_s=60.0, deficit_override_usd={"sim-b.um": 1e4}
+    )
+    assert all("b.spot-um.usdt" not in s.id or "onchain" in s.id for s in built.input.sources)
+    plan = Router().route(built.input, notes=built.notes)
+    assert plan.method == "optimiser"

@@ -46,7 +46,8 @@ def brief_case(policy: Policy = Policy.STRICT, deficit: float = 1029.80) -> Rout
 
 
 def amounts(plan_json: dict[str, Any]) -> dict[str, float]:
-    return {a["source"]: a["amount_usd"] for a in plan_json["allocations"]}
+    """Allocated USD per source, from the JSON's decimal strings."""
+    return {a["source"]: float(a["amount_usd"]) for a in plan_json["allocations"]}
 
 
 @pytest.mark.parametrize("backend", [Backend.HIGHSPY, Backend.CVXPY])
@@ -68,7 +69,7 @@ def test_route_with_brief_priority_case_allocates_300_400_250_100_0(
     assert plan.cost_usd == Decimal("0.25")
     assert plan.uncovered_usd == 0
     assert out["alternative"]["policy"] == policy.other.value
-    assert out["alternative"]["cost_usd"] == pytest.approx(0.25, abs=1e-6)
+    assert float(out["alternative"]["cost_usd"]) == pytest.approx(0.25, abs=1e-6)
     by_source = {a.source: a for a in plan.allocations}
     assert by_source["usdt-transfer"].binding == "preauth_limit"
     assert by_source["usdc-swap"].binding == "deficit_covered"
@@ -84,7 +85,7 @@ def test_route_with_example_file_matches_brief_case() -> None:
         "usdt-spot-to-pm": 250.0,
         "usdc-swap-usdt": 100.0,
     }
-    assert out["cost_usd"] == pytest.approx(0.25)
+    assert out["cost_usd"] == "0.25000000"
     # ordered by expected completion: the in-place sources (0 s) before transfer (2 s), swap (5 s)
     assert [a["eta_s"] for a in out["allocations"]] == [0.0, 0.0, 2.0, 5.0]
 
@@ -168,11 +169,11 @@ def test_route_with_uncoverable_deficit_reports_exact_uncovered_and_reduction() 
     assert plan.status == "partial"
     assert plan.credit_usd == Decimal("290.0")
     assert plan.uncovered_usd == Decimal("210.0")
-    assert out["uncovered_usd"] == 210.0
+    assert out["uncovered_usd"] == "210.00000000"
     assert plan.calls[0].mm_reduction_usd == Decimal("140")
     assert plan.calls[0].position_reduction_frac == pytest.approx(0.014)
     assert plan.calls[0].shadow_price_usd_per_usd is None
-    assert out["escalation"]["uncovered_usd"] == 210.0
+    assert out["escalation"]["uncovered_usd"] == "210.00000000"
 
 
 def test_route_with_nothing_in_time_is_infeasible_with_full_uncovered() -> None:

@@ -19,6 +19,7 @@ from core.routing import (
     parse_problem,
     plan_to_json,
 )
+from core.routing.arrays import structure_of
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "route-problem.json"
 T3 = Tier.TRANSFER
@@ -82,10 +83,10 @@ def test_route_with_solver_time_limit_falls_back_to_greedy_and_says_so() -> None
     assert out["status"] == "optimal"
     # the strict greedy takes tiers in order and then the cheapest per credited USD
     assert {a["source"]: a["amount_usd"] for a in out["allocations"]} == {
-        "upnl-btcusdt-perp": 300.0,
-        "btc-in-pm": 400.0,
-        "usdt-spot-to-pm": 250.0,
-        "usdc-swap-usdt": 100.0,
+        "upnl-btcusdt-perp": "300.00000000",
+        "btc-in-pm": "400.00000000",
+        "usdt-spot-to-pm": "250.00000000",
+        "usdc-swap-usdt": "100.00000000",
     }
     assert out["alternative"]["status"] == "failed"
 
@@ -106,3 +107,74 @@ def test_plan_json_with_design_schema_has_every_documented_key() -> None:
         assert set(a) >= {"source", "amount_usd", "credit_usd", "cost_usd", "eta_s"}
         assert a["why"].startswith(f"tier {a['tier']}")
     json.dumps(out)  # serialisable as is
+
+
+def test_route_with_alternative_solves_other_policy_only_when_first_asked() -> None:
+    inp = parse_problem(json.loads(EXAMPLE.read_text()))
+    router = Router()
+    plan = router.route(inp)
+    solver = router.problem_for(structure_of(inp)).solver
+    runs_after_plan = solver.runs
+    assert plan.alternative_pending
+    alt = plan.alternative
+    assert alt is not None
+    assert alt.policy is Policy.COST
+    assert alt.cost_usd == Decimal("0.25")
+    assert not plan.alternative_pending
+    assert solver.runs > runs_after_plan  # the cost policy was solved now
+    runs = solver.runs
+    assert plan.alternative is alt  # once
+    assert solver.runs == runs
+
+
+def test_lazy_alternative_with_other_routes_in_between_costs_its_own_input() -> None:
+    # the built problem is shared by inputs of one structure: the deferred solve re-writes
+    # its own numbers first
+    base = parse_problem(json.loads(EXAMPLE.read_text()))
+    router = Router()
+    first = router.route(base)
+    bigger = parse_problem({**json.loads(EXAMPLE.read_text()), "deficit_usd": 1500})
+    router.route(bigger).alternative  # noqa: B018 - solves the other input's alternative
+    alt = first.alternative
+    fresh = Router().route(base).alternative
+    assert alt is not None
+    assert fresh is not None
+    assert alt.cost_usd == fresh.cost_usd == Decimal("0.25")
+
+
+def test_route_with_no_source_at_all_gives_infeasible_plan_with_escalation() -> None:
+    call = Deficit("sim-b.um", 40_000.0, 60.0, target_ratio=1.6, mm_usd=100_000.0)
+    plan = Router().route(
+        RoutingInput((call,), ()), notes=("route b.onchain.usdt: no allow-list entry; left out",)
+    )
+    assert plan.status == "infeasible"
+    assert plan.allocations == ()
+    assert plan.uncovered_usd == Decimal("40000.0")
+    # deficit = r*·MM − E: cutting MM by 40,000 / 1.6 = 25,000 closes it (25 % of MM)
+    assert plan.calls[0].mm_reduction_usd == Decimal("25000")
+    assert plan.calls[0].position_reduction_frac == 0.25
+    assert plan.notes[0] == "route b.onchain.usdt: no allow-list entry; left out"
+    assert "no candidate source at all" in plan.notes[1]
+    out = plan_to_json(plan)
+    assert out["escalation"]["uncovered_usd"] == "40000.00000000"
+    assert out["calls"][0]["suggested_reduction"]["mm_reduction_usd"] == "25000.00000000"
+    assert out["alternative"]["status"] == "infeasible"
+
+
+def test_plan_json_with_timings_off_is_identical_across_runs() -> None:
+    inp = parse_problem(json.loads(EXAMPLE.read_text()))
+    first = json.dumps(plan_to_json(Router().route(inp), timings=False))
+    second = json.dumps(plan_to_json(Router().route(inp), timings=False))
+    assert first == second
+    assert json.loads(first)["solve_ms"] is None
+
+
+def test_routing_docstring_examples_with_doctest_run_as_written() -> None:
+    import doctest
+    import importlib
+
+    for name in ("router", "problem", "jsonio", "sources"):
+        module = importlib.import_module(f"core.routing.{name}")
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 0, name
+        assert result.failed == 0, name
