@@ -42,7 +42,7 @@ ALL_PAGES = (REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))
 DOC_FILES = tuple(
     p
     for p in ALL_PAGES
-    if p.name in {"README.md", "config.md", "margin.md", "development.md", "store.md"}
+    if p.name in {"README.md", "config.md", "margin.md", "development.md", "store.md", "venues.md"}
 )
 
 _FENCE = re.compile(r"^```([A-Za-z0-9_-]*)\s*$")
