@@ -85,11 +85,12 @@ class ClockSkewRejected(TransientVenueError):
       venue refused again (the desk's clock is moving faster than it can be corrected: page a
       human about NTP);
     - a write (transfer, convert accept, withdrawal, margin order): the step is **not** resent
-      blindly. The local journal keeps the key, so a second send under it is refused with
-      ``DuplicateIdempotencyKey``. The executor looks the key up first
-      (``lookup_transfer(key)`` / ``lookup_margin_order(key)``), which reports ``not_found``;
-      then it frees the key (``forget_transfer``) and sends once more, now stamped on the
-      venue's clock. A convert quote may have expired meanwhile: ask for a new one.
+      from inside the adapter. The journal keeps the key, so a second send under it is refused
+      with ``DuplicateIdempotencyKey``, until the executor frees it (``forget_transfer`` /
+      ``forget_convert`` / ``forget_withdrawal`` / ``forget_margin_order``, allowed at once for
+      a ``-1021``: no lookup window to wait out, the venue never processed it) and sends once
+      more, now stamped on the venue's clock. A convert quote may have expired meanwhile: ask
+      for a new one.
 
     ``is_retryable`` is true for reads and false for writes.
     """

@@ -6,8 +6,8 @@ into a blind resend. The journal frees a key in exactly three cases:
 
 - the venue refused the write before processing it (any ``VenueError`` other than
   ``OutcomeUnknown`` / ``ClockSkewRejected``): freed at once by the template;
-- a ``-1021`` (``ClockSkewRejected``): not applied, but freed only on the caller's
-  ``forget_*`` after it looked, never inside the adapter;
+- a ``-1021`` (``ClockSkewRejected``): not applied (refused before processing), freed by the
+  caller's ``forget_*`` at once, never inside the adapter;
 - an unknown outcome: freed by ``forget_*`` only after a lookup said ``not_found`` (the window
   after the send has closed) or ``failed``; before that ``forget_*`` raises
   ``LookupWindowOpen`` with the seconds left.
