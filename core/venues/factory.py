@@ -27,9 +27,12 @@ from core.clock import Clock
 from core.config import DeskConfig, VenueCfg
 from core.domain import InstrumentKind, PositionSide
 from core.errors import ConfigError
+from core.redact import register_secret
 from core.venues.capabilities import is_portfolio_margin_account
-from core.venues.ccxt_venue import CcxtVenue, rewrite_api_urls
+from core.venues.ccxt_plumbing import rewrite_api_urls
+from core.venues.ccxt_venue import CcxtVenue
 from core.venues.ratelimit import SAPI_UID_FAMILY
+from core.venues.reports import WarmUpReport
 from core.venues.sim.dialect import BinanceDialect
 from core.venues.sim.engine import (
     DEFAULT_WEIGHT_LIMITS_PER_MIN,
@@ -156,6 +159,9 @@ def sim_exchange_from_desk(
 
 
 def _binance(api_key: str, secret: str) -> object:
+    # Every credential an exchange is built with is masked in logs and error texts from now on.
+    register_secret(api_key)
+    register_secret(secret)
     return ccxt.binance({"apiKey": api_key, "secret": secret, "enableRateLimit": False})
 
 
@@ -270,6 +276,13 @@ class DeskVenues:
     network: SimNetwork | None = None
     server: SimHttpServer | None = None
     skipped: list[str] = field(default_factory=list)
+
+    def warm_up(self) -> dict[str, WarmUpReport]:
+        """Warm every venue up (clock offset, markets, precision check): call once at start.
+
+        Raises ``ConfigError`` naming an asset whose desk precision is finer than its venue's.
+        """
+        return {name: venue.warm_up() for name, venue in self.venues.items()}
 
     def close(self) -> None:
         if self.server is not None:

@@ -32,7 +32,7 @@ from core.domain import (
 )
 from core.errors import DataError, UnknownAssetError
 from core.margin.params import Bracket
-from core.venues.base import PositionReport, TransferHistoryRow, TransferStatus
+from core.venues.reports import PositionReport, TransferHistoryRow, VenueTransferStatus
 from core.venues.wallets import parse_binance_transfer_type
 
 __all__ = [
@@ -269,15 +269,15 @@ def parse_leverage_brackets(rows: Sequence[Raw]) -> dict[str, tuple[Bracket, ...
     return out
 
 
-def parse_transfer_status(raw: str) -> TransferStatus:
+def parse_transfer_status(raw: str) -> VenueTransferStatus:
     """Binance universal-transfer status → ours (no default: an unknown status raises)."""
     match raw:
         case "CONFIRMED":
-            return TransferStatus.CONFIRMED
+            return VenueTransferStatus.CONFIRMED
         case "PENDING":
-            return TransferStatus.PENDING
+            return VenueTransferStatus.PENDING
         case "FAILED":
-            return TransferStatus.FAILED
+            return VenueTransferStatus.FAILED
         case _:
             raise DataError("unknown Binance transfer status", field="status", value=raw)
 

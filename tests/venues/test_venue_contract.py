@@ -134,7 +134,7 @@ def _replay(ex: Any, method: str, args: list[Any], body: Any) -> tuple[Any, list
 def _prepare_withdrawal(sims: DeskVenues, clock: ManualClock) -> None:
     a, b = sims.venues["sim-a"], sims.venues["sim-b"]
     address = b.deposit_address(Asset("USDT"), "TRX")
-    a.withdraw(Asset("USDT"), Decimal(50_000), address, "TRX", "contract-wd")
+    a.withdraw(Asset("USDT"), Decimal(50_000), address, "TRX", "contract-wd", ts_deadline_ns=None)
     clock.advance(sims.engines["sim-a"].config.withdraw_latency_s + 1)
 
 
@@ -182,7 +182,6 @@ def test_sim_response_with_recorded_twin_parses_to_same_shape(
     entry = next(e for e in recorded[method] if e["description"] == description)
     args = list(entry["input"])
     v = contract_sims.venues[venue]
-    v.load_markets()
     prepare(contract_sims, clock)
     ex = v.exchange
     ex.enableLastJsonResponse = True

@@ -78,7 +78,7 @@ def test_convert_accept_with_expired_quote_is_rejected(
     quote = venue.convert_quote(Asset("USDC"), Asset("USDT"), Decimal(1000))
     clock.advance(11)
     with pytest.raises(VenueRejected, match="-345239"):
-        venue.accept_quote(quote)
+        venue.accept_quote(quote, ts_deadline_ns=None)
 
 
 def test_convert_accept_moves_both_assets(sims: DeskVenues) -> None:
@@ -87,7 +87,7 @@ def test_convert_accept_moves_both_assets(sims: DeskVenues) -> None:
     spot = engine.wallets[WalletKind.SPOT]
     usdc0, usdt0 = spot["USDC"].free, spot["USDT"].free
     quote = venue.convert_quote(Asset("USDC"), Asset("USDT"), Decimal(1000))
-    result = venue.accept_quote(quote)
+    result = venue.accept_quote(quote, ts_deadline_ns=None)
     assert result.status == "SUCCESS"
     assert spot["USDC"].free == usdc0 - 1000
     assert spot["USDT"].free == usdt0 + quote.to_amount
@@ -99,7 +99,9 @@ def test_withdrawal_with_latency_credits_other_venue_only_after_latency(
     a, b = sims.venues["sim-a"], sims.venues["sim-b"]
     address = b.deposit_address(Asset("USDT"), "TRX")
     t0 = clock.now()
-    receipt = a.withdraw(Asset("USDT"), Decimal(100_000), address, "TRX", "wd-1")
+    receipt = a.withdraw(
+        Asset("USDT"), Decimal(100_000), address, "TRX", "wd-1", ts_deadline_ns=None
+    )
     assert receipt.amount == Decimal(100_000)
     assert b.deposits(Asset("USDT"), t0) == ()
     clock.advance(1199)
@@ -114,8 +116,9 @@ def test_withdrawal_with_latency_credits_other_venue_only_after_latency(
 def test_withdrawal_with_same_client_id_is_applied_once(sims: DeskVenues) -> None:
     a = sims.venues["sim-a"]
     engine = sims.engines["sim-a"]
-    first = a.withdraw(Asset("USDT"), Decimal(20_000), "0x" + "cd" * 20, "TRX", "wd-same")
-    a._journal.pop("wd-same", None)
+    first = a.withdraw(
+        Asset("USDT"), Decimal(20_000), "0x" + "cd" * 20, "TRX", "wd-same", ts_deadline_ns=None
+    )
     second = engine.withdraw("USDT", "20000", "0x" + "cd" * 20, "TRX", "wd-same")
     assert second.id == first.withdrawal_id
     assert len(engine.withdrawals) == 1
