@@ -7,12 +7,12 @@ Public entry points (re-exported here, logic lives in the submodules):
 - ``build_risk_book`` + ``scenario_pnl`` with a ``ScenarioMatrix``: the vectorised core that
   stress tests call with their own joint scenarios (``core.margin.riskbook``, ``engine``).
 
-``core.margin.portfolio_file`` (the ``pmr margin --portfolio`` reader) imports ``core.config``
-and is therefore not imported here: ``core.config`` itself imports ``core.margin.params``.
+Arrows point one way: ``core.margin`` reads ``core.config`` (``portfolio_file``, the ``pmr margin
+--portfolio`` reader, and ``api`` for the desk type), never the reverse; the parameter types both
+need live below them in :mod:`core.params`.
 
-Names load lazily (PEP 562) for the same reason: importing ``core.config`` pulls in this
-package, and loading the numeric engine just to validate a TOML file made every ``pmr`` command
-slow.
+Names load lazily (PEP 562): loading the numeric engine (numpy, scipy) just to read a report
+type made every ``pmr`` command that touches one slow.
 """
 
 from __future__ import annotations

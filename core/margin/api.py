@@ -25,7 +25,7 @@ from core.margin.report import (
     venue_band_for,
 )
 
-if TYPE_CHECKING:  # core.config imports core.margin.params; keep the import one-way at runtime
+if TYPE_CHECKING:  # the desk type only: margin never needs config at import time
     from core.config import DeskConfig
 
 __all__ = ["evaluate_book", "evaluate_pool", "evaluate_portfolio", "params_for_pool"]

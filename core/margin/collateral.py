@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from core.margin.params import CollateralRate
+from core.params import CollateralRate
 
 __all__ = ["collateral_value_usd"]
 
@@ -26,7 +26,7 @@ def collateral_value_usd(value_usd: Decimal, rate: CollateralRate) -> Decimal:
 
     Examples
     --------
-    >>> from core.margin.params import CollateralTier
+    >>> from core.params import CollateralTier
     >>> tiers = CollateralRate(tiers=(
     ...     CollateralTier(from_usd=0, to_usd=100_000_000, rate=1),
     ...     CollateralTier(from_usd=100_000_000, to_usd=120_000_000, rate=Decimal("0.975")),

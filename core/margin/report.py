@@ -32,7 +32,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from core.domain import MarginModelKind, PositionSide
-from core.margin.params import Thresholds, VenueLevels
+from core.params import Thresholds, VenueLevels
 
 __all__ = [
     "AssetReport",

@@ -31,7 +31,7 @@ from typing import Protocol
 from core.config import DeskConfig, PoolCfg, PreauthCfg, RouteCfg, SwapCfg
 from core.domain import Portfolio, WalletKind
 from core.errors import DataError
-from core.margin.params import CollateralRate
+from core.params import CollateralRate
 from core.routing.checks import MIN_CREDIT_PER_USD, SMALLEST_USD
 from core.routing.sources import (
     CollateralSource,

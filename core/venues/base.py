@@ -33,7 +33,7 @@ from typing import Literal, Protocol, runtime_checkable
 from core.clock import Clock, ns_to_datetime
 from core.domain import Asset, Balance, MarkPrice, WalletKind, to_decimal
 from core.errors import DataError, OutcomeUnknown, VenueError
-from core.margin.params import Bracket
+from core.params import Bracket
 from core.venues.errors import ClockSkewRejected, DuplicateIdempotencyKey
 from core.venues.journal import WriteJournal, WriteKind
 from core.venues.lookup import (

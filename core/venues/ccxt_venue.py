@@ -37,7 +37,7 @@ from typing import Any, Literal, TypeVar
 from core.clock import ns_to_datetime
 from core.domain import Asset, Balance, MarkPrice, WalletKind
 from core.errors import DataError, OutcomeUnknown, TransferNotAllowed, VenueError, VenueRejected
-from core.margin.params import Bracket
+from core.params import Bracket
 from core.venues import parse
 from core.venues.base import (
     ConvertQuote,

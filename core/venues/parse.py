@@ -31,7 +31,7 @@ from core.domain import (
     to_decimal,
 )
 from core.errors import DataError, UnknownAssetError
-from core.margin.params import Bracket
+from core.params import Bracket
 from core.venues.reports import PositionReport, TransferHistoryRow, VenueTransferStatus
 from core.venues.wallets import parse_binance_transfer_type
 
