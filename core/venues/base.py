@@ -25,7 +25,7 @@ transfer.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import Literal, Protocol, runtime_checkable
@@ -48,7 +48,9 @@ from core.venues.reports import (
     ConvertQuote,
     ConvertResult,
     DepositReport,
+    IndexPriceReport,
     MarginOrderResult,
+    OptionMarkReport,
     PositionReport,
     TransferHistoryRow,
     TransferReceipt,
@@ -68,7 +70,9 @@ __all__ = [
     "ConvertResult",
     "DepositReport",
     "DuplicateIdempotencyKey",
+    "IndexPriceReport",
     "MarginOrderResult",
+    "OptionMarkReport",
     "PositionReport",
     "TransferClaims",
     "TransferHistoryRow",
@@ -105,6 +109,8 @@ class Venue(Protocol):
 
     def warm_up(self, *, ts_deadline_ns: int | None = None) -> WarmUpReport: ...
 
+    def venue_now_ns(self) -> int: ...
+
     def prepare_amount(
         self, asset: Asset, amount: object, *, network: str | None = None
     ) -> Decimal: ...
@@ -124,6 +130,23 @@ class Venue(Protocol):
         max_age_s: float | None = None,
         ts_deadline_ns: int | None = None,
     ) -> tuple[MarkPrice, ...]: ...
+
+    def option_marks(
+        self,
+        symbols: Collection[str] | None = None,
+        *,
+        max_age_s: float | None = None,
+        ts_deadline_ns: int | None = None,
+    ) -> tuple[OptionMarkReport, ...]: ...
+
+    def price_index(
+        self,
+        base: Asset,
+        quote: Asset,
+        *,
+        max_age_s: float | None = None,
+        ts_deadline_ns: int | None = None,
+    ) -> IndexPriceReport: ...
 
     def funding_rates(
         self, wallet: WalletKind, *, ts_deadline_ns: int | None = None

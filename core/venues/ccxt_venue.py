@@ -22,8 +22,10 @@ What the adapter owns (DESIGN §6):
   (:mod:`core.venues.lookup`), conversions by ``quoteId``, withdrawals by ``withdrawOrderId``,
   margin orders by ``newClientOrderId``; ``not_found_yet`` until the window closes;
 - the transfer fields ccxt leaves ``None`` (timestamp, status, amount, wallets) on the receipt;
-- the right ccxt params per wallet: COIN-M is ``type='swap', subType='inverse'`` (``type=
-  'delivery'`` silently returns *spot*), portfolio margin is ``portfolioMargin=True``.
+- the right ccxt params per wallet (the reads, in :mod:`core.venues.ccxt_reads`): COIN-M is
+  ``type='swap', subType='inverse'`` (``type='delivery'`` silently returns *spot*), portfolio
+  margin is ``portfolioMargin=True``, options are read from ``eapi`` directly
+  (``fetch_balance({'type': 'option'})`` silently returns *spot* too).
 """
 
 from __future__ import annotations
@@ -35,16 +37,14 @@ from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
 from core.clock import ns_to_datetime
-from core.domain import Asset, Balance, MarkPrice, WalletKind
+from core.domain import Asset, WalletKind
 from core.errors import DataError, OutcomeUnknown, TransferNotAllowed, VenueError, VenueRejected
-from core.params import Bracket
 from core.venues import parse
 from core.venues.base import (
     ConvertQuote,
     ConvertResult,
     DepositReport,
     MarginOrderResult,
-    PositionReport,
     TransferHistoryRow,
     VenueTransferRequest,
     VenueTransferStatus,
@@ -52,8 +52,9 @@ from core.venues.base import (
     WriteLookup,
 )
 from core.venues.capabilities import EXCHANGE_CAPABILITIES, ConversionMethod
-from core.venues.ccxt_core import BINANCE_REQUIRED_HAS, CcxtCore
+from core.venues.ccxt_core import BINANCE_REQUIRED_HAS
 from core.venues.ccxt_plumbing import canonical_path, rewrite_api_urls
+from core.venues.ccxt_reads import CcxtReads
 from core.venues.errors import ClockSkewRejected
 from core.venues.journal import JournalEntry, WriteKind
 from core.venues.lookup import window_closes_ns
@@ -107,7 +108,7 @@ def _required(value: object, what: str) -> str:
     return str(value)
 
 
-class CcxtVenue(CcxtCore):
+class CcxtVenue(CcxtReads):
     """A venue reached through a ccxt Binance exchange object.
 
     Construction makes no request; call :meth:`warm_up` at start (writes refuse until then).
@@ -120,153 +121,6 @@ class CcxtVenue(CcxtCore):
     >>> venue.warm_up()  # doctest: +SKIP
     >>> venue.balances(WalletKind.SPOT)  # doctest: +SKIP
     """
-
-    # -- raw ccxt calls (venue dicts) ---------------------------------------------------------
-    def _ccxt_fetch_balance(self, params: dict[str, Any], ts_deadline_ns: int | None) -> Any:
-        return self._read(
-            "fetch_balance",
-            lambda: self._ex.fetch_balance(params),
-            ts_deadline_ns=ts_deadline_ns,
-            params=params,
-        )["info"]
-
-    def _ccxt_fetch_positions(
-        self, params: dict[str, Any], ts_deadline_ns: int | None
-    ) -> list[Any]:
-        rows = self._read(
-            "fetch_positions",
-            lambda: self._ex.fetch_positions(None, params),
-            ts_deadline_ns=ts_deadline_ns,
-        )
-        return [r["info"] for r in rows]
-
-    # -- domain reads -------------------------------------------------------------------------
-    def balances(
-        self, wallet: WalletKind, *, ts_deadline_ns: int | None = None
-    ) -> tuple[Balance, ...]:
-        """Balances of one wallet, read with the endpoint Binance uses for it."""
-        w = WalletKind.parse(str(wallet), where=f"balances on {self.name}")
-        dl = ts_deadline_ns
-        match w:
-            case WalletKind.SPOT:
-                return parse.parse_spot_balances(
-                    self.name, self._ccxt_fetch_balance({"type": "spot"}, dl)
-                )
-            case WalletKind.FUNDING:
-                return parse.parse_funding_balances(
-                    self.name, self._ccxt_fetch_balance({"type": "funding"}, dl)
-                )
-            case WalletKind.MARGIN | WalletKind.UM | WalletKind.CM if self.portfolio_margin:
-                return parse.parse_pm_balances(
-                    self.name, w, self._ccxt_fetch_balance({"portfolioMargin": True}, dl)
-                )
-            case WalletKind.PM:
-                if not self.portfolio_margin:
-                    raise TransferNotAllowed(
-                        "venue is not a portfolio-margin account", venue=self.name
-                    )
-                return parse.parse_pm_balances(
-                    self.name, w, self._ccxt_fetch_balance({"portfolioMargin": True}, dl)
-                )
-            case WalletKind.MARGIN:
-                return parse.parse_margin_balances(
-                    self.name,
-                    self._ccxt_fetch_balance({"type": "margin", "marginMode": "cross"}, dl),
-                )
-            case WalletKind.UM:
-                return parse.parse_futures_balances(
-                    self.name,
-                    w,
-                    self._ccxt_fetch_balance({"type": "swap", "subType": "linear"}, dl),
-                )
-            case WalletKind.CM:
-                # type='delivery' would silently return *spot* balances in ccxt 4.5.90.
-                return parse.parse_futures_balances(
-                    self.name,
-                    w,
-                    self._ccxt_fetch_balance({"type": "swap", "subType": "inverse"}, dl),
-                )
-            case WalletKind.OPTIONS:
-                info = self._read(
-                    "fetch_balance",
-                    lambda: self._ex.eapiPrivateGetMarginAccount({}),
-                    ts_deadline_ns=dl,
-                )
-                return parse.parse_options_balances(self.name, info)
-        raise DataError("unhandled wallet kind", wallet=str(w))  # pragma: no cover
-
-    def _margin_assets(self) -> dict[str, str]:
-        return {
-            str(m["id"]): str(m["settle"]) for m in self._ex.markets.values() if m.get("contract")
-        }
-
-    def positions(
-        self, wallet: WalletKind, *, ts_deadline_ns: int | None = None
-    ) -> tuple[PositionReport, ...]:
-        """Open futures positions of the UM or CM wallet (via papi on a PM account)."""
-        w = WalletKind.parse(str(wallet), where=f"positions on {self.name}")
-        match w:
-            case WalletKind.UM:
-                params: dict[str, Any] = {"subType": "linear"}
-            case WalletKind.CM:
-                params = {"subType": "inverse"}
-            case _:
-                raise DataError("positions are read from um or cm wallets", wallet=str(w))
-        if self.portfolio_margin:
-            params["portfolioMargin"] = True
-        rows = self._ccxt_fetch_positions(params, ts_deadline_ns)
-        return parse.parse_positions(self.name, w, rows, self._margin_assets())
-
-    def _premium_index(self, wallet: WalletKind, op: str, ts_deadline_ns: int | None) -> Any:
-        match wallet:
-            case WalletKind.UM:
-                endpoint = self._ex.fapiPublicGetPremiumIndex
-            case WalletKind.CM:
-                endpoint = self._ex.dapiPublicGetPremiumIndex
-            case _:
-                raise DataError("premium index is for um or cm contracts", wallet=str(wallet))
-        return self._read(op, lambda: endpoint({}), ts_deadline_ns=ts_deadline_ns)
-
-    def funding_rates(
-        self, wallet: WalletKind, *, ts_deadline_ns: int | None = None
-    ) -> dict[str, Decimal]:
-        """Last funding rate per perpetual of the UM or CM wallet (Binance premiumIndex)."""
-        w = WalletKind.parse(str(wallet), where=f"funding rates on {self.name}")
-        return parse.parse_funding_rates(
-            self._premium_index(w, "fetch_funding_rates", ts_deadline_ns)
-        )
-
-    def mark_prices(
-        self,
-        wallet: WalletKind,
-        *,
-        max_age_s: float | None = None,
-        ts_deadline_ns: int | None = None,
-    ) -> tuple[MarkPrice, ...]:
-        """Mark and index prices of every UM or CM contract; ``max_age_s`` refuses stale ones."""
-        w = WalletKind.parse(str(wallet), where=f"mark prices on {self.name}")
-        marks = parse.parse_premium_index(
-            self.name, self._premium_index(w, "fetch_mark_prices", ts_deadline_ns)
-        )
-        if max_age_s is not None:
-            now = ns_to_datetime(self.venue_now_ns())  # marks are stamped by the venue's clock
-            for m in marks:
-                m.check_fresh(now, max_age_s)
-        return marks
-
-    def leverage_brackets(
-        self, wallet: WalletKind, *, ts_deadline_ns: int | None = None
-    ) -> Mapping[str, tuple[Bracket, ...]]:
-        """Maintenance-margin brackets (Binance leverageBracket) of USDⓈ-M contracts."""
-        w = WalletKind.parse(str(wallet), where=f"brackets on {self.name}")
-        if w is not WalletKind.UM:
-            raise DataError("leverage brackets are implemented for um only", wallet=str(w))
-        rows = self._read(
-            "fetch_leverage_brackets",
-            lambda: self._ex.fapiPrivateGetLeverageBracket({}),
-            ts_deadline_ns=ts_deadline_ns,
-        )
-        return parse.parse_leverage_brackets(rows)
 
     # -- transfers (template hooks) -----------------------------------------------------------
     def _send_transfer(

@@ -86,6 +86,12 @@ ENDPOINT_WEIGHTS: Mapping[tuple[str, str], int] = MappingProxyType(
         ("GET", "/papi/v1/um/positionRisk"): 5,
         ("GET", "/papi/v1/cm/positionRisk"): 1,
         ("GET", "/eapi/v1/marginAccount"): 3,
+        ("GET", "/eapi/v1/exchangeInfo"): 1,
+        ("GET", "/eapi/v1/index"): 1,
+        ("GET", "/eapi/v1/mark"): 5,
+        ("GET", "/eapi/v1/position"): 5,
+        ("GET", "/sapi/v1/margin/priceIndex"): 10,
+        ("GET", "/papi/v1/um/leverageBracket"): 1,
     }
 )
 

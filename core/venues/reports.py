@@ -15,13 +15,15 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Generic, Literal, TypeVar
 
-from core.domain import Asset, PositionSide, WalletKind
+from core.domain import Asset, MarkPrice, PositionSide, WalletKind
 
 __all__ = [
     "ConvertQuote",
     "ConvertResult",
     "DepositReport",
+    "IndexPriceReport",
     "MarginOrderResult",
+    "OptionMarkReport",
     "PositionReport",
     "TransferHistoryRow",
     "TransferReceipt",
@@ -130,9 +132,11 @@ class TransferStatusReport:
 
 @dataclass(frozen=True, slots=True)
 class PositionReport:
-    """A futures position as the venue reports it; ``qty`` in contracts, signed.
+    """A futures or options position as the venue reports it; ``qty`` in contracts, signed.
 
-    ``side`` is the hedge-mode leg (``long``/``short``) or ``both`` in one-way mode.
+    ``side`` is the hedge-mode leg (``long``/``short``) or ``both`` in one-way mode; options
+    have no legs (``both``: Binance's ``side`` LONG / SHORT is the sign of ``qty``).
+    ``margin_asset`` is what PnL is booked in (an option's quote asset, USDT on Binance).
     """
 
     venue: str
@@ -144,6 +148,47 @@ class PositionReport:
     unrealized_pnl: Decimal
     margin_asset: Asset
     side: PositionSide = PositionSide.BOTH
+
+
+@dataclass(frozen=True, slots=True)
+class OptionMarkReport:
+    """An option's mark as the venue reports it (Binance ``/eapi/v1/mark``), with its index.
+
+    ``mark`` is in the quote asset per coin of underlying; ``index`` is the underlying's spot
+    index (``/eapi/v1/index``) and ``at`` that index's time on the venue's clock (the mark
+    itself carries no time; Binance computes it from that index). IVs are annualised
+    fractions; ``bid_iv`` / ``ask_iv`` are ``None`` when the book has no such side (Binance
+    sends −1). Greeks as the venue computes them.
+    """
+
+    venue: str
+    symbol: str
+    mark: Decimal
+    index: Decimal
+    mark_iv: Decimal
+    bid_iv: Decimal | None
+    ask_iv: Decimal | None
+    delta: Decimal
+    gamma: Decimal
+    theta: Decimal
+    vega: Decimal
+    at: datetime
+
+    def to_mark_price(self) -> MarkPrice:
+        """The domain mark margin needs: mark, index (the forward) and mark IV, stamped ``at``."""
+        return MarkPrice(self.symbol, self.mark, self.at, self.index, self.mark_iv)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexPriceReport:
+    """The venue's price index of ``base`` in ``quote`` (Binance ``/sapi/v1/margin/priceIndex``:
+    what it values margin collateral at), with its calculation time on the venue's clock."""
+
+    venue: str
+    base: Asset
+    quote: Asset
+    price: Decimal
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,16 +145,20 @@ def test_engine_transfer_with_any_amount_conserves_total_or_refuses_precision(
     assert total1 == total0
 
 
-def test_sim_from_desk_with_options_positions_reports_them_skipped(desk: DeskConfig) -> None:
+def test_sim_from_desk_with_options_positions_holds_them_and_skips_nothing(
+    desk: DeskConfig,
+) -> None:
     engine, skipped = sim_exchange_from_desk(desk, "sim-b", ManualClock())
-    assert skipped == [
-        "position sim-b/options/BTC-270326-100000-C (not simulated)",
-        "position sim-b/options/BTC-270326-80000-P (not simulated)",
-        "position sim-b/options/ETH-270625-3500-C (not simulated)",
-    ]
+    assert skipped == []
+    assert {s: (p.qty, p.entry_price) for s, p in engine.option_book.positions.items()} == {
+        "BTC-270326-100000-C": (Decimal(-60), Decimal(7400)),
+        "BTC-270326-80000-P": (Decimal(-80), Decimal(3900)),
+        "ETH-270625-3500-C": (Decimal(900), Decimal(240)),
+    }
     assert not engine.config.portfolio_margin
     engine_a, _ = sim_exchange_from_desk(desk, "sim-a", ManualClock())
     assert engine_a.config.portfolio_margin
+    assert engine_a.option_book.positions == {}  # listed on both venues, held on sim-b only
 
 
 def test_sim_from_desk_with_frozen_prices_keeps_desk_marks_at_any_time(desk: DeskConfig) -> None:

@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl
 
 from core.domain import WalletKind
 from core.venues.ratelimit import SAPI_UID_FAMILY, budget_family, request_weight
+from core.venues.sim import options_api
 from core.venues.sim.engine import SimError, SimExchange, SimMarginOrder, SimPosition
 from core.venues.sim.faults import FaultKind
 
@@ -136,10 +137,19 @@ class BinanceDialect:
             ("GET", "/api/v3/account"): _Route(self._spot_account, True),
             ("POST", "/sapi/v1/asset/get-funding-asset"): _Route(self._funding_assets, True),
             ("GET", "/sapi/v1/margin/account"): _Route(self._margin_account, True),
+            ("GET", "/sapi/v1/margin/priceIndex"): _Route(self._margin_price_index, True),
             ("GET", "/fapi/v3/account"): _Route(self._um_account, True),
             ("GET", "/dapi/v1/account"): _Route(self._cm_account, True),
             ("GET", "/papi/v1/balance"): _Route(self._pm_balance, True),
-            ("GET", "/eapi/v1/marginAccount"): _Route(self._options_account, True),
+            ("GET", "/eapi/v1/marginAccount"): _Route(
+                lambda p: options_api.margin_account(e, p), True
+            ),
+            ("GET", "/eapi/v1/exchangeInfo"): _Route(
+                lambda p: options_api.exchange_info(e, p), False
+            ),
+            ("GET", "/eapi/v1/index"): _Route(lambda p: options_api.index(e, p), False),
+            ("GET", "/eapi/v1/mark"): _Route(lambda p: options_api.mark(e, p), False),
+            ("GET", "/eapi/v1/position"): _Route(lambda p: options_api.position(e, p), True),
             ("GET", "/fapi/v3/positionRisk"): _Route(self._um_position_risk, True),
             ("GET", "/dapi/v1/positionRisk"): _Route(self._cm_position_risk, True),
             ("GET", "/papi/v1/um/positionRisk"): _Route(self._pm_um_position_risk, True),
@@ -613,6 +623,19 @@ class BinanceDialect:
             for b, q in self._spot_symbols()
         ]
 
+    def _margin_price_index(self, p: Params) -> Json:
+        """GET /sapi/v1/margin/priceIndex?symbol=BTCUSDT: the index Binance values margin
+        collateral at, in the quote asset, with its calculation time (a frozen price keeps its
+        old time, which is how a stale feed shows)."""
+        base, quote = self.engine.spot_pair(self._require(p, "symbol")[0])
+        px, at_ns = self.engine.asset_price_usd(base)
+        quote_usd, _ = self.engine.asset_price_usd(quote)
+        return {
+            "calcTime": at_ns // 1_000_000,
+            "price": _s8(px / quote_usd),
+            "symbol": base + quote,
+        }
+
     # -- accounts -----------------------------------------------------------------------------
     def _spot_account(self, p: Params) -> Json:
         self.engine.settle()
@@ -844,29 +867,6 @@ class BinanceDialect:
                 }
             )
         return out
-
-    def _options_account(self, p: Params) -> Json:
-        self.engine.settle()
-        book = self.engine.wallets[WalletKind.OPTIONS]
-        return {
-            "asset": [
-                {
-                    "asset": a,
-                    "marginBalance": _s8(line.total),
-                    "equity": _s8(line.total),
-                    "available": _s8(line.free),
-                    "locked": _s8(line.locked),
-                    "unrealizedPNL": "0.00000000",
-                }
-                for a, line in book.items()
-            ],
-            "greek": [],
-            "time": self.engine.now_ms(),
-            "canTrade": True,
-            "canDeposit": True,
-            "canWithdraw": True,
-            "reduceOnly": False,
-        }
 
     def _liquidation_price(self, pos: SimPosition) -> str:
         """An isolated-style estimate at 20x: mark × (1 ∓ 1/20 ± 0.5 %). Binance computes cross

@@ -29,6 +29,7 @@ from core.clock import Clock
 from core.domain import WalletKind
 from core.redact import register_secret
 from core.venues.sim.faults import FaultPlan
+from core.venues.sim.options import OptionBook, OptionQuote, SimOption
 from core.venues.sim.prices import PricePath
 from core.venues.wallets import BINANCE_TRANSFER_TYPES, parse_binance_transfer_type
 
@@ -49,6 +50,7 @@ __all__ = [
 ]
 
 ZERO = Decimal(0)
+_Q8 = Decimal("0.00000001")
 
 # Binance request-weight budgets per minute by API family (Binance "LIMITS": spot 6000 IP
 # weight; sapi 12000 IP; USDⓈ-M 2400; COIN-M 2400; portfolio margin 6000; options 400/min...).
@@ -221,6 +223,8 @@ class SimConfig:
         (Decimal(20_000_000), Decimal(50)),
     )
     portfolio_margin: bool = False
+    # Prices stay at the desk's and options do not decay (``pmr sim serve --prices frozen``).
+    frozen_prices: bool = False
     # Credentials clients must present; never shown by repr() (they end up in logs otherwise).
     api_key: str = field(default="sim-key", repr=False)
     api_secret: str = field(default="sim-secret", repr=False)
@@ -277,6 +281,9 @@ class SimExchange:
         Initial USD price per asset; drives the seeded path.
     instruments
         Futures contracts (UM linear, CM inverse) with their basis to the index.
+    options
+        Binance European options (``eapi``), marked by Black-76 from their seeded marks
+        (:mod:`core.venues.sim.options`).
     config
         Latencies, limits, seed, convert book.
     stable_assets
@@ -297,6 +304,7 @@ class SimExchange:
         asset_decimals: Mapping[str, int],
         prices_usd: Mapping[str, Decimal],
         instruments: Iterable[SimInstrument] = (),
+        options: Iterable[SimOption] = (),
         config: SimConfig | None = None,
         stable_assets: frozenset[str] = frozenset({"USDT", "USDC"}),
         brackets: Mapping[str, tuple[tuple[Decimal, Decimal | None, Decimal, int], ...]]
@@ -342,6 +350,13 @@ class SimExchange:
         if network is not None:
             network.join(self)
         self.requests_served = 0
+        listed = tuple(options)  # marked from the seed instant on (core.venues.sim.options)
+        self.option_book = OptionBook(
+            listed,
+            seed_forwards={o.symbol: self.option_forward(o)[0] for o in listed},
+            seed_ns=clock.timestamp_ns(),
+            frozen_time=self.config.frozen_prices,
+        )
 
     # -- set-up -------------------------------------------------------------------------------
     def fund(
@@ -381,6 +396,12 @@ class SimExchange:
         if any((symbol, s) in self.positions for s in other_mode):
             raise ValueError(f"{symbol} cannot be one-way and hedge mode at once")
         self.positions[(symbol, side)] = SimPosition(symbol, q, Decimal(entry_price), side)
+
+    def open_option_position(self, symbol: str, qty: Decimal, entry_price: Decimal) -> None:
+        """Seed a held option (desk config ``[[positions]]`` in ``options``); short < 0."""
+        if symbol not in self.option_book.options:
+            raise KeyError(f"unknown option {symbol!r} on simulated venue {self.name}")
+        self.option_book.open_position(symbol, qty, entry_price)
 
     # -- helpers ------------------------------------------------------------------------------
     def _book(self, wallet: WalletKind) -> dict[str, WalletLine]:
@@ -479,6 +500,19 @@ class SimExchange:
         index_q = index / quote_usd if inst.kind == "linear" else index
         mark = (index_q * (1 + inst.basis_frac)).quantize(Decimal("0.00000001"))
         return mark, index_q.quantize(Decimal("0.00000001")), at
+
+    def option_forward(self, opt: SimOption) -> tuple[Decimal, int]:
+        """``(index, as_of_ns)``: the underlying's price in the option's quote (Binance
+        ``/eapi/v1/index``), stamped with the underlying's time (stale when it is frozen)."""
+        px, at = self.asset_price_usd(opt.underlying)
+        quote_usd, _ = self.asset_price_usd(opt.quote)
+        return (px / quote_usd).quantize(_Q8), at
+
+    def option_quote(self, symbol: str) -> OptionQuote:
+        """The mark, index, IV and greeks of a listed option now."""
+        opt = self.option_book.options[symbol]
+        forward, at = self.option_forward(opt)
+        return self.option_book.quote(symbol, forward, at, self.now_ns())
 
     def unrealized_pnl(self, pos: SimPosition) -> Decimal:
         """Linear: qty·size·(mark − entry) in quote; inverse: qty·face·(1/entry − 1/mark) in coin."""
