@@ -68,7 +68,8 @@ def test_core_config_with_import_never_loads_margin_routing_or_ledger() -> None:
 
 def test_every_venue_module_with_import_never_loads_margin_routing_or_ledger() -> None:
     modules = _core_modules("core.venues")
-    assert "core.venues.state" in modules and "core.venues.sim.options" in modules
+    assert "core.venues.state" in modules
+    assert "core.venues.sim.options" in modules
     loaded = _loaded_after(modules)
     for package in ("core.margin", "core.routing", "core.ledger", "core.execution"):
         assert _under(loaded, package) == [], package

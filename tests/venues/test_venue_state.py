@@ -18,6 +18,7 @@ from core.config import DeskConfig
 from core.domain import WalletKind
 from core.errors import ConfigError, DataError, StalePriceError, UnknownAssetError
 from core.margin.api import evaluate_pool
+from core.margin.collateral import desk_collateral_usd
 from core.params import Bracket, validate_brackets
 from core.venues.factory import DeskVenues, build_desk_venues
 from core.venues.state import DeskState, read_desk_state
@@ -168,3 +169,16 @@ def test_read_desk_state_with_a_pm_wallet_pool_or_no_usdt_price_is_a_config_erro
         read_desk_state(no_usdt, sims.venues, clock)
     with pytest.raises(ConfigError, match="no venue object"):
         read_desk_state(desk, {"sim-a": sims.venues["sim-a"]}, clock)
+
+
+def test_desk_collateral_from_the_venues_state_equals_the_declared_totals(
+    desk: DeskConfig, sims: DeskVenues, clock: ManualClock
+) -> None:
+    state = read_desk_state(desk, sims.venues, clock)
+    read = desk_collateral_usd(
+        desk, state.portfolio.balances, {s: p.mark for s, p in state.portfolio.prices.items()}
+    )
+    declared = desk_collateral_usd(
+        desk, desk.initial_balances(), {p.symbol: p.mark for p in desk.prices}
+    )
+    assert (read.by_pool, read.free) == (declared.by_pool, declared.free)
