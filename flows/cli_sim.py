@@ -126,7 +126,9 @@ def sim_serve(
 def sim_check(desk_file: DeskOption = EXAMPLE_DESK) -> None:
     """Run the desk's venue walk in-process and over loopback HTTP and compare the results.
 
-    The walk includes the unknown-outcome drills: a timeout and a proxy's HTML answer after the
+    The walk reads every wallet, position and mark (the options book too: positions, marks,
+    IVs and indices) and the desk's state as the venues report it (one line per venue, one per
+    option held). It includes the unknown-outcome drills: a timeout and a proxy's HTML answer after the
     transfer was applied (found by lookup), a transfer booked 30 s late (``not_found_yet``, then
     found), a lost one (``not_found`` only after the window, then resent), a Convert accept
     (``orderStatus`` by quote id) and a withdrawal (by ``withdrawOrderId``). Exits 1 if the two

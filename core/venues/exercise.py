@@ -2,8 +2,10 @@
 
 Used to show that the example desk gives the same results on simulated venues in-process and
 over loopback HTTP (tests, ``pmr sim check``) and as the workload of ``benchmarks/venue.py``.
-It warms every venue up, reads every wallet, position and mark, sends one transfer per internal
-route (the amount prepared first, as the executor does), converts once per conversion method of
+It warms every venue up, reads every wallet, position and mark (the options book included:
+positions, marks with IV and index), reads the desk's state from the venues
+(:func:`~core.venues.state.read_desk_state`: counts per venue, and every option held with its
+mark and IV), sends one transfer per internal route (the amount prepared first, as the executor does), converts once per conversion method of
 the desk's swaps (a Binance Convert quote accepted, a margin order), moves USDT on-chain for the
 first on-chain route, lets the simulated clock run past the latencies, looks the transfers up,
 then runs the unknown-outcome drills (:func:`lookup_drills`) and reads everything again.
@@ -24,8 +26,9 @@ from core.venues.ccxt_venue import CcxtVenue
 from core.venues.lookup import TransferClaims
 from core.venues.sim.engine import SimExchange
 from core.venues.sim.faults import FaultKind
+from core.venues.state import read_desk_state
 
-__all__ = ["exercise_desk", "lookup_drills", "snapshot"]
+__all__ = ["exercise_desk", "lookup_drills", "snapshot", "state_steps"]
 
 TRANSFER = "/sapi/v1/asset/transfer"
 ACCEPT = "/sapi/v1/convert/acceptQuote"
@@ -42,7 +45,7 @@ def snapshot(venue: CcxtVenue) -> dict[str, Any]:
             b.asset.code: [str(b.amount), str(b.loan), str(b.interest)]
             for b in venue.balances(wallet)
         }
-    for wallet in (WalletKind.UM, WalletKind.CM):
+    for wallet in (WalletKind.UM, WalletKind.CM, WalletKind.OPTIONS):
         out["positions"][wallet.value] = {
             (p.symbol if p.side is PositionSide.BOTH else f"{p.symbol}:{p.side.value}"): [
                 str(p.qty),
@@ -53,10 +56,39 @@ def snapshot(venue: CcxtVenue) -> dict[str, Any]:
             for p in venue.positions(wallet)
         }
         out["marks"][wallet.value] = {
-            m.symbol: [str(m.mark), str(m.index), m.at.isoformat()]
+            m.symbol: [str(m.mark), str(m.index), str(m.iv), m.at.isoformat()]
             for m in venue.mark_prices(wallet)
         }
     return out
+
+
+def state_steps(
+    desk: DeskConfig, venues: Mapping[str, CcxtVenue], clock: ManualClock
+) -> list[list[Any]]:
+    """The desk's state as the venues report it: what each venue holds, and its options book."""
+    state = read_desk_state(desk, venues, clock)
+    steps: list[list[Any]] = []
+    for name, vs in state.venues.items():
+        pf = vs.portfolio
+        steps.append(
+            [
+                "desk_state",
+                name,
+                f"balances={len(pf.balances)}",
+                f"positions={len(pf.positions)}",
+                f"prices={len(pf.prices)}",
+                f"bracket_drift={sum(d.venue == name for d in state.bracket_drift)}",
+            ]
+        )
+        for p in pf.positions:
+            if p.instrument.is_option:
+                price = pf.prices[p.instrument.symbol]
+                iv = "-" if price.iv is None else f"{price.iv.normalize():f}"
+                steps.append(
+                    ["option", name, p.instrument.symbol, f"{p.qty.normalize():f}",
+                     f"{price.mark.normalize():f}", iv]
+                )  # fmt: skip
+    return steps
 
 
 def _unknown(call: Any) -> str:
@@ -174,6 +206,7 @@ def exercise_desk(
     for name, venue in venues.items():
         venue.warm_up()
         record["before"][name] = snapshot(venue)
+    record["steps"].extend(state_steps(desk, venues, clock))
     internal = [r for r in desk.routes if r.kind == "internal"]
     for route in internal:
         venue = venues[route.venue]

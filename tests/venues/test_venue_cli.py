@@ -22,7 +22,7 @@ def test_sim_check_with_example_desk_reports_same_results() -> None:
     result = CliRunner().invoke(app, ["sim", "check"])
     assert result.exit_code == 0, result.output
     last = json.loads(result.output.strip().splitlines()[-1])
-    assert last == {"same_results": True, "steps": 23, "venues": ["sim-a", "sim-b"]}
+    assert last == {"same_results": True, "steps": 28, "venues": ["sim-a", "sim-b"]}
     # The drills: each unknown outcome resolved by a lookup, identically on both transports.
     assert "lookup_drill late_apply OutcomeUnknown not_found_yet confirmed" in result.output
     assert "lookup_drill lost OutcomeUnknown not_found_yet not_found pending" in result.output
