@@ -51,6 +51,7 @@ def test_sim_serve_process_answers_an_unmodified_ccxt_client() -> None:
         port = None
         for _ in range(20):
             line = proc.stdout.readline()
+            assert not line.startswith("note:"), line  # every position is simulated
             m = re.search(r"on 127\.0\.0\.1:(\d+)", line)
             if m:
                 port = int(m.group(1))
@@ -63,6 +64,18 @@ def test_sim_serve_process_answers_an_unmodified_ccxt_client() -> None:
         assert ex.fetch_balance()["USDT"]["free"] == 1_600_000
         transfer = ex.transfer("USDT", 10, "spot", "linear")
         assert transfer["id"]
+        # the options book (GET /eapi/v1/position, /eapi/v1/exchangeInfo, /eapi/v1/mark)
+        rows = ex.fetch_positions(None, {"method": "option"})
+        assert {r["info"]["symbol"]: r["info"]["quantity"] for r in rows} == {
+            "BTC-270326-100000-C": "-60.00000000",
+            "BTC-270326-80000-P": "-80.00000000",
+            "ETH-270625-3500-C": "900.00000000",
+        }
+        ex.options["fetchMarkets"] = {"types": ["option"]}
+        ex.load_markets(reload=True)
+        unified = "BTC/USDT:USDT-270326-100000-C"
+        assert ex.markets[unified]["strike"] == 100_000
+        assert ex.fetch_mark_price(unified)["info"]["markIV"] == "0.52000000"
     finally:
         proc.terminate()
         proc.wait(timeout=10)

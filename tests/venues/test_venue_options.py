@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.clock import ManualClock
 from core.config import DeskConfig, parse_desk
@@ -20,7 +22,7 @@ from core.errors import DataError, StalePriceError
 from core.venues.factory import DeskVenues, build_desk_venues, sim_exchange_from_desk
 from core.venues.parse_options import parse_option_marks, parse_option_positions
 from core.venues.sim.engine import SimConfig, SimExchange
-from core.venues.sim.options import SimOption
+from core.venues.sim.options import OptionBook, SimOption
 
 D = Decimal
 YEAR_S = 365 * 86_400
@@ -277,3 +279,28 @@ def test_sim_from_desk_with_options_binance_cannot_list_skips_them_saying_why() 
         "position sim-x/options/BTC-270326-90000-C (not simulated: Binance options are quoted "
         "and settled in USDT)",
     ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    strike=st.integers(20_000, 200_000),
+    iv=st.decimals("0.1", "1.5", places=2),
+    seed_mark=st.decimals("0", "30000", places=2),
+    call=st.booleans(),
+    moves=st.lists(st.floats(-0.5, 0.5), min_size=2, max_size=6),
+    days=st.integers(0, 400),
+)
+def test_option_book_marks_keep_the_seed_and_move_monotonically_with_the_forward(
+    strike: int, iv: Decimal, seed_mark: Decimal, call: bool, moves: list[float], days: int
+) -> None:
+    seed_ns = 1_767_225_600_000_000_000
+    opt = SimOption("BTC-270326-1-C" if call else "BTC-270326-1-P", "BTC", "USDT", D(strike),
+                    seed_ns + 450 * 86_400 * 10**9, call, iv, D(1), seed_mark)  # fmt: skip
+    book = OptionBook([opt], seed_forwards={opt.symbol: D(95_000)}, seed_ns=seed_ns)
+    assert book.quote(opt.symbol, D(95_000), seed_ns, seed_ns).mark == seed_mark
+    now = seed_ns + days * 86_400 * 10**9
+    forwards = sorted(D(repr(round(95_000 * (1 + m), 2))) for m in moves)
+    marks = [book.quote(opt.symbol, f, now, now).mark for f in forwards]
+    assert all(m >= 0 for m in marks)
+    ordered = marks if call else marks[::-1]
+    assert ordered == sorted(ordered)  # a call never falls as F rises, a put never rises
