@@ -3,8 +3,10 @@
 The monitor, reconciliation and stress tests must price what the venues hold now, not the desk
 file's starting state. :func:`read_desk_state` reads, from every venue of the desk:
 
-1. every wallet's balances (spot, funding, margin, um, cm, options; a Portfolio Margin account's
-   margin/um/cm through ``papi``);
+1. every wallet's balances (spot, funding, margin, um, cm; a Portfolio Margin account's
+   margin/um/cm through ``papi``; the options wallet where the desk uses it on that venue: a
+   pool, balance, position, route or swap names it, since Binance answers ``eapi`` only for
+   accounts with options enabled);
 2. every position: futures with their hedge-mode side (``positionRisk``) and options
    (``/eapi/v1/position``), mapped onto the desk's instrument definitions by symbol; a symbol the
    desk never declared is refused (``UnknownAssetError``), never skipped;
@@ -75,9 +77,15 @@ from core.venues.reports import PositionReport
 __all__ = ["BracketDrift", "DeskState", "VenueState", "read_desk_state", "read_venue_state"]
 
 # Wallets read on every venue. ``pm`` is left out: it is the sum of a Portfolio Margin
-# account's margin, um and cm wallets, which are read one by one (reading both double counts).
-STATE_WALLETS: tuple[WalletKind, ...] = tuple(w for w in WalletKind if w is not WalletKind.PM)
-_POSITION_WALLETS = (WalletKind.UM, WalletKind.CM, WalletKind.OPTIONS)
+# account's margin, um and cm wallets, which are read one by one (reading both double counts);
+# ``options`` is read where the desk uses it (``_uses_options``).
+STATE_WALLETS: tuple[WalletKind, ...] = (
+    WalletKind.SPOT,
+    WalletKind.FUNDING,
+    WalletKind.MARGIN,
+    WalletKind.UM,
+    WalletKind.CM,
+)
 _USD = "USD"  # the quote of inverse contracts: worth 1 USD, never read
 
 
@@ -184,6 +192,19 @@ def _check_pools(desk: DeskConfig, venue: str) -> None:
             )
 
 
+def _uses_options(desk: DeskConfig, venue: str) -> bool:
+    """Whether the desk names the options wallet of ``venue`` anywhere."""
+    w = WalletKind.OPTIONS
+    return (
+        any(p.venue == venue and w in p.wallets for p in desk.pools)
+        or any(b.venue == venue and b.wallet is w for b in desk.balances)
+        or any(p.venue == venue and p.wallet is w for p in desk.positions)
+        or any(s.venue == venue and s.wallet is w for s in desk.swaps)
+        or any(r.venue == venue and r.from_wallet is w for r in desk.routes)
+        or any(r.destination_venue == venue and r.to_wallet is w for r in desk.routes)
+    )
+
+
 def _positions(
     reports: Iterable[PositionReport], instruments: Mapping[str, Instrument]
 ) -> tuple[Position, ...]:
@@ -234,7 +255,12 @@ def _asset_prices(
 
 
 def _instrument_marks(
-    desk: DeskConfig, venue: Venue, positions: Iterable[Position], max_age_s: float
+    desk: DeskConfig,
+    venue: Venue,
+    positions: Iterable[Position],
+    max_age_s: float,
+    *,
+    options: bool,
 ) -> list[MarkPrice]:
     """Marks of the desk's futures (premiumIndex) and of its options (mark, IV, index)."""
     declared = {i.symbol: i.kind for i in desk.instruments}
@@ -243,10 +269,9 @@ def _instrument_marks(
         for m in venue.mark_prices(wallet, max_age_s=max_age_s):
             if m.symbol in declared:
                 out.append(m)
-    options = [s for s, k in declared.items() if k is InstrumentKind.OPTION]
-    held_options = {p.instrument.symbol for p in positions if p.instrument.is_option}
-    if options or held_options:
-        marks = venue.option_marks(sorted(set(options) | held_options), max_age_s=max_age_s)
+    listed = {s for s, k in declared.items() if k is InstrumentKind.OPTION}
+    if options and listed:
+        marks = venue.option_marks(sorted(listed), max_age_s=max_age_s)
         out.extend(m.to_mark_price() for m in marks)
     priced = {m.symbol for m in out}
     for p in positions:
@@ -321,12 +346,15 @@ def read_venue_state(
     age_s = desk.desk.max_price_age_s if max_age_s is None else max_age_s
     _check_pools(desk, name)
     instruments = desk.instrument_map()
-    balances = tuple(b for w in STATE_WALLETS for b in venue.balances(w))
-    positions = _positions((r for w in _POSITION_WALLETS for r in venue.positions(w)), instruments)
+    options = _uses_options(desk, name)
+    wallets = STATE_WALLETS + ((WalletKind.OPTIONS,) if options else ())
+    balances = tuple(b for w in wallets for b in venue.balances(w))
+    held = (WalletKind.UM, WalletKind.CM) + ((WalletKind.OPTIONS,) if options else ())
+    positions = _positions((r for w in held for r in venue.positions(w)), instruments)
     prices = _asset_prices(
         desk, name, venue, _needed_assets(desk, name, balances, positions), age_s
     )
-    prices += _instrument_marks(desk, venue, positions, age_s)
+    prices += _instrument_marks(desk, venue, positions, age_s, options=options)
     tables, drift = _venue_brackets(desk, name, venue.leverage_brackets(WalletKind.UM))
     as_of = ns_to_datetime(venue.venue_now_ns())
     portfolio = Portfolio.of(balances, positions, prices, as_of)

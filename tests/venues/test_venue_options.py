@@ -57,7 +57,7 @@ def test_option_marks_with_fresh_seed_give_the_desk_marks_ivs_and_indices(
     assert float(call.delta) == pytest.approx(0.5 * (1 + math.erf(d1 / math.sqrt(2))), abs=1e-8)
 
 
-def test_option_marks_after_six_hours_of_the_walk_follow_black76_from_the_seed(
+def test_option_marks_with_six_hours_of_the_walk_follow_black76_from_the_seed(
     desk: DeskConfig,
 ) -> None:
     clock = ManualClock()
@@ -102,7 +102,7 @@ def _one_option_engine(clock: ManualClock, *, seed_mark: str) -> SimExchange:
     )
 
 
-def test_option_quote_after_expiry_is_the_intrinsic_value() -> None:
+def test_option_quote_with_expiry_passed_is_the_intrinsic_value() -> None:
     # Seeded 2,000 above its Black-76 value; a day later the offset has faded: 100,000 − 90,000.
     clock = ManualClock()
     engine = _one_option_engine(clock, seed_mark="12000")
@@ -125,7 +125,7 @@ def test_option_marks_on_a_frozen_underlying_are_refused_as_stale(
     assert eth.at == clock.now()
 
 
-def test_options_positions_read_signed_quantities_where_ccxt_contracts_are_unsigned(
+def test_options_positions_with_shorts_read_signed_quantities_where_ccxt_reads_unsigned(
     sims: DeskVenues,
 ) -> None:
     b = sims.venues["sim-b"]
@@ -156,7 +156,7 @@ def test_ccxt_fetch_balance_with_type_option_silently_returns_spot(sims: DeskVen
     assert b.request_log[-1] == ("GET", "/eapi/v1/marginAccount")
 
 
-def test_options_margin_account_books_cash_and_values_positions_at_mark(
+def test_options_margin_account_with_held_options_books_cash_and_values_them_at_mark(
     sims: DeskVenues,
 ) -> None:
     info = sims.venues["sim-b"].exchange.eapiPrivateGetMarginAccount({})
@@ -169,7 +169,7 @@ def test_options_margin_account_books_cash_and_values_positions_at_mark(
     assert {g["underlying"] for g in info["greek"]} == {"BTCUSDT", "ETHUSDT"}
 
 
-def test_unmodified_ccxt_loads_option_markets_and_fetches_a_position_and_mark(
+def test_unmodified_ccxt_with_option_markets_enabled_loads_them_and_fetches_a_position(
     sims: DeskVenues,
 ) -> None:
     ex = sims.venues["sim-b"].exchange
@@ -290,7 +290,7 @@ def test_sim_from_desk_with_options_binance_cannot_list_skips_them_saying_why() 
     moves=st.lists(st.floats(-0.5, 0.5), min_size=2, max_size=6),
     days=st.integers(0, 400),
 )
-def test_option_book_marks_keep_the_seed_and_move_monotonically_with_the_forward(
+def test_option_book_with_any_seed_keeps_it_and_moves_monotonically_with_the_forward(
     strike: int, iv: Decimal, seed_mark: Decimal, call: bool, moves: list[float], days: int
 ) -> None:
     seed_ns = 1_767_225_600_000_000_000

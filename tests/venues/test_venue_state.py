@@ -126,7 +126,7 @@ def test_read_desk_state_with_stale_desk_brackets_lists_drift_and_margins_on_the
         assert read != evaluate_pool(outdated, pid, declared)  # the desk's 0.6 % would differ
 
 
-def test_read_desk_state_keeps_the_desks_initial_leverage_rule_not_the_venues_maximum(
+def test_read_desk_state_with_venue_max_leverage_keeps_the_desks_initial_margin_rule(
     desk: DeskConfig, sims: DeskVenues, clock: ManualClock
 ) -> None:
     # The simulator reports initialLeverage 20 for every bracket (Binance: the highest allowed).
@@ -182,3 +182,22 @@ def test_desk_collateral_from_the_venues_state_equals_the_declared_totals(
         desk, desk.initial_balances(), {p.symbol: p.mark for p in desk.prices}
     )
     assert (read.by_pool, read.free) == (declared.by_pool, declared.free)
+
+
+def test_read_desk_state_with_no_options_on_a_venue_sends_it_no_options_request(
+    desk: DeskConfig, sims: DeskVenues, clock: ManualClock
+) -> None:
+    """Binance answers eapi only for accounts with options enabled: sim-a's desk names none."""
+    logs = {name: d.request_log for name, d in sims.dialects.items()}
+    before = {name: len(log) for name, log in logs.items()}
+    read_desk_state(desk, sims.venues, clock)
+    paths = {name: [p for _, p in log[before[name] :]] for name, log in logs.items()}
+    assert not [p for p in paths["sim-a"] if p.startswith("/eapi/")]
+    assert {p for p in paths["sim-b"] if p.startswith("/eapi/")} == {
+        "/eapi/v1/marginAccount",
+        "/eapi/v1/position",
+        "/eapi/v1/mark",
+        "/eapi/v1/index",
+    }
+    assert "/papi/v1/um/leverageBracket" in paths["sim-a"]  # a Portfolio Margin account
+    assert "/fapi/v1/leverageBracket" in paths["sim-b"]
