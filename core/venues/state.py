@@ -150,7 +150,8 @@ class DeskState:
 
     @property
     def portfolio(self) -> Portfolio:
-        """Every venue in one ``Portfolio`` (the desk-wide view routing reads), at ``as_of``.
+        """Every venue in one ``Portfolio`` (the desk-wide view routing reads), as of the
+        latest venue read (prices are on the venues' clocks).
 
         A ``Portfolio`` holds one price per symbol; two venues that report different prices
         for one symbol (two exchanges never quite agree, and simulated venues on their own
@@ -162,24 +163,26 @@ class DeskState:
         balances: list[Balance] = []
         positions: list[Position] = []
         prices: dict[str, MarkPrice] = {}
+        read_on: dict[str, str] = {}
         for name, vs in self.venues.items():
             balances.extend(vs.portfolio.balances)
             positions.extend(vs.portfolio.positions)
             for symbol, p in vs.portfolio.prices.items():
                 seen = prices.get(symbol)
                 if seen is None:
-                    prices[symbol] = p
+                    prices[symbol], read_on[symbol] = p, name
                 elif (seen.mark, seen.index, seen.iv) != (p.mark, p.index, p.iv):
                     raise DataError(
                         "venues report different prices for one symbol; margin each pool on "
                         "its venue's portfolio (DeskState.pool_portfolio)",
                         symbol=symbol,
-                        venue=name,
+                        venues=f"{read_on[symbol]}, {name}",
                         marks=f"{seen.mark}, {p.mark}",
                     )
                 elif p.at < seen.at:
                     prices[symbol] = p
-        return Portfolio(tuple(balances), tuple(positions), prices, self.as_of)
+        as_of = max((vs.portfolio.as_of for vs in self.venues.values()), default=self.as_of)
+        return Portfolio(tuple(balances), tuple(positions), prices, as_of)
 
 
 def _check_pools(desk: DeskConfig, venue: str) -> None:
