@@ -31,7 +31,7 @@ def run(transport: Literal["inprocess", "http"], rounds: int) -> dict[str, float
     clock = ManualClock()
     with build_desk_venues(desk, clock, transport=transport) as dv:
         venue = dv.venues["sim-a"]
-        venue.load_markets()
+        venue.warm_up()
         venue.positions(WalletKind.UM)  # ccxt loads leverage brackets once
         start_requests = venue.http_requests
         t0 = time.perf_counter()
@@ -41,7 +41,12 @@ def run(transport: Literal["inprocess", "http"], rounds: int) -> dict[str, float
             venue.positions(WalletKind.UM)
             venue.mark_prices(WalletKind.UM)
             venue.transfer(
-                Asset("USDT"), Decimal("1.5"), WalletKind.SPOT, WalletKind.MARGIN, f"b{i}"
+                Asset("USDT"),
+                Decimal("1.5"),
+                WalletKind.SPOT,
+                WalletKind.MARGIN,
+                f"b{i}",
+                ts_deadline_ns=None,
             )
         elapsed = time.perf_counter() - t0
         n = venue.http_requests - start_requests

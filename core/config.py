@@ -54,7 +54,7 @@ from core.domain import (
 )
 from core.errors import ConfigError, DataError
 from core.files import read_text_file
-from core.margin.params import (
+from core.params import (
     DEFAULT_SCENARIO_BY_ASSET,
     BracketTables,
     CollateralRate,

@@ -22,9 +22,11 @@ __all__ = [
     "DataError",
     "ExecutionError",
     "InsufficientFunds",
+    "LookupWindowOpen",
     "NaNPriceError",
     "OutcomeUnknown",
     "PmrError",
+    "RateBudgetExhausted",
     "RateLimited",
     "RoutingError",
     "StalePriceError",
@@ -33,6 +35,7 @@ __all__ = [
     "UnknownAssetError",
     "VenueError",
     "VenueFatal",
+    "VenueNotReady",
     "VenueRejected",
     "VenueUnavailable",
 ]
@@ -106,12 +109,43 @@ class RateLimited(TransientVenueError):
         super().__init__(message, retry_after_s=retry_after_s, **context)
 
 
+class RateBudgetExhausted(RateLimited):
+    """Our own weight budget has no room before the caller's deadline: **nothing was sent**.
+
+    Raised by the adapter's limiter *before* a request is signed, when the wait for the API
+    family's window (or a 429/418 pause) would end past ``ts_deadline_ns``. ``retry_after_s``
+    says when the budget has room again, so the router can plan around it (another source, or
+    this one later); a resend after that wait is safe, since the venue never saw the request.
+    """
+
+
 class VenueUnavailable(TransientVenueError):
     """The venue is down or in maintenance (5xx, connection refused before sending)."""
 
 
 class OutcomeUnknown(TransientVenueError):
     """A write left us and no answer came back: look it up by key before any resend."""
+
+
+class LookupWindowOpen(TransientVenueError):
+    """A write's lookup found nothing *yet*: the venue may still book it until the window closes.
+
+    Raised by ``forget_*`` when asked to free a key whose last lookup did not prove absence
+    (``not_found_yet``, or no lookup at all). Look the key up again after ``retry_after_s``;
+    never resend before a lookup says ``not_found``.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: float, **context: object):
+        self.retry_after_s = retry_after_s
+        super().__init__(message, retry_after_s=retry_after_s, **context)
+
+
+class VenueNotReady(VenueError):
+    """The adapter is not warmed up (markets, currencies, clock offset): **nothing was sent**.
+
+    Writes never load market data implicitly (a timeout there would be mistaken for an unknown
+    write): call ``warm_up()`` at start; the caller's step is not attempted until it succeeds.
+    """
 
 
 class VenueRejected(VenueError):

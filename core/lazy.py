@@ -1,7 +1,7 @@
 """Lazy package exports (PEP 562), shared by packages whose submodules are heavy to import.
 
-Why: ``core.config`` imports ``core.margin.params`` and the CLI imports enums from
-``core.routing``; loading numpy/scipy/cvxpy for that made every ``pmr`` command slow.
+Why: the CLI imports enums and report types from ``core.margin`` and ``core.routing``; loading
+numpy/scipy/cvxpy for that made every ``pmr`` command slow.
 """
 
 from __future__ import annotations

@@ -126,10 +126,20 @@ def sim_serve(
 def sim_check(desk_file: DeskOption = EXAMPLE_DESK) -> None:
     """Run the desk's venue walk in-process and over loopback HTTP and compare the results.
 
-    Exits 1 if they differ. The last line is JSON.
+    The walk reads every wallet, position and mark (the options book too: positions, marks,
+    IVs and indices) and the desk's state as the venues report it (one line per venue, one per
+    option held). It includes the unknown-outcome drills: a timeout and a proxy's HTML answer after the
+    transfer was applied (found by lookup), a transfer booked 30 s late (``not_found_yet``, then
+    found), a lost one (``not_found`` only after the window, then resent), a Convert accept
+    (``orderStatus`` by quote id) and a withdrawal (by ``withdrawOrderId``). Exits 1 if the two
+    transports differ. The last line is JSON.
     """
+    from sqlmodel import Session
+
     from core.clock import ManualClock
     from core.config import load_desk
+    from core.ledger.claims import StoreTransferClaims
+    from core.ledger.store import init_db, make_engine
     from core.venues.exercise import exercise_desk
     from core.venues.factory import build_desk_venues
 
@@ -138,8 +148,16 @@ def sim_check(desk_file: DeskOption = EXAMPLE_DESK) -> None:
     transport: Literal["inprocess", "http"]
     for transport in ("inprocess", "http"):
         clock = ManualClock()
-        with build_desk_venues(desk, clock, transport=transport) as dv:
-            records[transport] = exercise_desk(desk, dv.venues, clock)
+        store = make_engine("sqlite://")  # a fresh in-memory ledger: lookups read claims from it
+        init_db(store)
+        with (
+            Session(store) as session,
+            build_desk_venues(desk, clock, transport=transport) as dv,
+        ):
+            records[transport] = exercise_desk(
+                desk, dv.venues, clock, engines=dv.engines, claims=StoreTransferClaims(session)
+            )
+        store.dispose()
     same = records["inprocess"] == records["http"]
     steps = records["http"]["steps"]
     for step in steps:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # loaded when the demo runs, so `pmr --help` stays fast
     from core.margin.report import MarginReport
     from core.routing.plan import Plan
 
-__all__ = ["DEFAULT_SHOCK", "breached_pools", "check_shock", "parse_shock", "run_demo"]
+__all__ = ["DEFAULT_SHOCK", "check_shock", "parse_shock", "run_demo"]
 
 DEFAULT_SHOCK = "ETH=-0.26,BTC=0.08"
 
@@ -73,11 +73,6 @@ def check_shock(desk: DeskConfig, moves: Mapping[str, float]) -> None:
             f"shock moves {', '.join(unknown)}, which the desk does not price; "
             f"assets it prices: {', '.join(priced)}"
         )
-
-
-def breached_pools(desk: DeskConfig, reports: Mapping[str, MarginReport]) -> list[str]:
-    """Pools whose ``desk_level`` is at or below their own ``call``: they need a margin call."""
-    return [pool.id for pool in desk.pools if reports[pool.id].margin_call_due]
 
 
 def _usd(value: Decimal | None) -> str:
@@ -163,6 +158,7 @@ def run_demo(
     check_shock(desk, shock)
     # The engines load only once the options are known to be good.
     from core.execution.planning import plan_inputs, pool_reports
+    from core.margin.levels import margin_calls_due
     from core.routing import Router
     from core.stress.shocks import shock_portfolio
     from flows.desk_summary import print_desk_summary
@@ -179,7 +175,7 @@ def run_demo(
     moves = ", ".join(f"{a} {m:+.0%}" for a, m in shock.items())
     out.print(_margin_table(f"After {moves}, vols {vol_up_frac:+.0%}", desk, after))
 
-    calls = breached_pools(desk, after)
+    calls = [due.pool_id for due in margin_calls_due(desk, after)]
     if not calls:
         out.print("No pool falls to its call level under this shock: nothing to cure.")
         return None

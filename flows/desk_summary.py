@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from flows.cli_common import out
@@ -11,16 +9,7 @@ from flows.cli_common import out
 if TYPE_CHECKING:
     from core.config import DeskConfig
 
-__all__ = ["desk_collateral_usd", "print_desk_summary"]
-
-
-def desk_collateral_usd(desk: DeskConfig) -> dict[tuple[str, str], Decimal]:
-    """Gross USD value of the initial balances per (venue, wallet), at the configured marks."""
-    marks = {p.symbol: p.mark for p in desk.prices}
-    totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-    for b in desk.balances:
-        totals[(b.venue, b.wallet.value)] += b.amount * marks.get(b.asset, Decimal(0))
-    return dict(totals)
+__all__ = ["print_desk_summary"]
 
 
 def print_desk_summary(desk: DeskConfig, *, source: str) -> None:
@@ -39,12 +28,14 @@ def print_desk_summary(desk: DeskConfig, *, source: str) -> None:
         venues.add_row(v.name, v.kind, v.exchange, creds)
     out.print(venues)
 
-    gross = desk_collateral_usd(desk)
+    from core.margin.collateral import desk_collateral_usd
+
+    marks = {p.symbol: p.mark for p in desk.prices}
+    gross = desk_collateral_usd(desk, desk.initial_balances(), marks)
     pools = Table(title="Pools", title_justify="left")
     for col in ("pool", "venue", "wallets", "model", "currency", "call / target", "gross USD"):
         pools.add_column(col, justify="right" if col == "gross USD" else "left")
     for p in desk.pools:
-        usd = sum((gross.get((p.venue, w.value), Decimal(0)) for w in p.wallets), Decimal(0))
         pools.add_row(
             p.id,
             p.venue,
@@ -52,18 +43,16 @@ def print_desk_summary(desk: DeskConfig, *, source: str) -> None:
             p.model.value,
             p.margin_currency,
             f"{p.thresholds.call} / {p.thresholds.target}",
-            f"{usd:,.0f}",
+            f"{gross.by_pool[p.id]:,.0f}",
         )
     out.print(pools)
 
-    pooled = {(p.venue, w.value) for p in desk.pools for w in p.wallets}
-    free = {k: v for k, v in gross.items() if k not in pooled}
-    if free:
+    if gross.free:
         wallets = Table(title="Free collateral (outside pools)", title_justify="left")
         wallets.add_column("venue/wallet")
         wallets.add_column("gross USD", justify="right")
-        for (venue, wallet), usd in sorted(free.items()):
-            wallets.add_row(f"{venue}/{wallet}", f"{usd:,.0f}")
+        for (venue, wallet), usd in gross.free.items():
+            wallets.add_row(f"{venue}/{wallet.value}", f"{usd:,.0f}")
         out.print(wallets)
 
     preauth = {pa.route: pa for pa in desk.preauth}

@@ -1,7 +1,7 @@
 """The one mapping from what a venue says about a transfer to the ledger's transfer state.
 
 Two vocabularies, on purpose: the venue reports what *its* records show
-(:class:`core.venues.base.TransferStatus`, "the venue's status"), the ledger records what *we*
+(:class:`core.venues.reports.VenueTransferStatus`, "the venue's status"), the ledger records what *we*
 know of one leg (:class:`core.ledger.vocab.TransferState`, "the ledger's state", which also has
 states no venue reports: ``pending`` before the request leaves, ``refused`` by a gate). Every
 receipt and every lookup goes through :func:`ledger_state_of`, so no caller maps them its own
@@ -13,16 +13,19 @@ venue status        ledger state        why
 ``pending``         ``sent``            accepted, not yet credited: look again later
 ``confirmed``       ``confirmed``       credited to the destination wallet
 ``failed``          ``failed``          the venue says it failed; funds stayed at origin
-``not_found``       ``failed``          the lookup found no record: it was never applied,
-                                        funds stayed at origin; a re-plan moves them
-                                        under new keys, this key is never resent
+``not_found_yet``   ``unknown``         no record yet, the lookup window is still open:
+                                        look again later, never resend
+``not_found``       ``failed``          no record and the window has closed: it was
+                                        never applied, funds stayed at origin; a re-plan
+                                        moves them under new keys, this key is never
+                                        resent
 ``ambiguous``       ``unknown``         several unclaimed records match: a human decides;
                                         never resent
 ==================  ==================  ==============================================
 
 Examples
 --------
->>> from core.venues.base import TransferStatus as VenueTransferStatus
+>>> from core.venues.reports import VenueTransferStatus
 >>> ledger_state_of(VenueTransferStatus.PENDING)
 <TransferState.SENT: 'sent'>
 """
@@ -32,7 +35,7 @@ from __future__ import annotations
 from typing import assert_never
 
 from core.ledger.vocab import TransferState
-from core.venues.base import TransferStatus as VenueTransferStatus
+from core.venues.reports import VenueTransferStatus
 
 __all__ = ["ledger_state_of"]
 
@@ -46,7 +49,7 @@ def ledger_state_of(status: VenueTransferStatus) -> TransferState:
             return TransferState.CONFIRMED
         case VenueTransferStatus.FAILED | VenueTransferStatus.NOT_FOUND:
             return TransferState.FAILED
-        case VenueTransferStatus.AMBIGUOUS:
+        case VenueTransferStatus.NOT_FOUND_YET | VenueTransferStatus.AMBIGUOUS:
             return TransferState.UNKNOWN
         case _:
             assert_never(status)

@@ -4,15 +4,17 @@ Public entry points (re-exported here, logic lives in the submodules):
 
 - ``evaluate_pool(desk, pool_id, portfolio)`` and ``evaluate_portfolio(portfolio, pool, params)``
   → ``MarginReport`` (``core.margin.api``);
+- ``margin_calls_due(desk, reports)``: the pools at or below their own ``call`` level, the one
+  breach rule (``core.margin.levels``);
 - ``build_risk_book`` + ``scenario_pnl`` with a ``ScenarioMatrix``: the vectorised core that
   stress tests call with their own joint scenarios (``core.margin.riskbook``, ``engine``).
 
-``core.margin.portfolio_file`` (the ``pmr margin --portfolio`` reader) imports ``core.config``
-and is therefore not imported here: ``core.config`` itself imports ``core.margin.params``.
+Arrows point one way: ``core.margin`` reads ``core.config`` (``portfolio_file``, the ``pmr margin
+--portfolio`` reader, and ``api`` for the desk type), never the reverse; the parameter types both
+need live below them in :mod:`core.params`.
 
-Names load lazily (PEP 562) for the same reason: importing ``core.config`` pulls in this
-package, and loading the numeric engine just to validate a TOML file made every ``pmr`` command
-slow.
+Names load lazily (PEP 562): loading the numeric engine (numpy, scipy) just to read a report
+type made every ``pmr`` command that touches one slow.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from core.margin.api import evaluate_book, evaluate_pool, evaluate_portfolio, params_for_pool
     from core.margin.book import PoolBook, build_book
     from core.margin.engine import EngineResult, RiskBook, scenario_pnl, worst_losses
+    from core.margin.levels import MarginCallDue, margin_calls_due
     from core.margin.params import MarginParams
     from core.margin.report import (
         DeskLevel,
@@ -44,8 +47,9 @@ if TYPE_CHECKING:
     )
 
 _LAZY: dict[str, str] = {
-    "DeskLevel": "core.margin.report",
+    "DeskLevel": "core.margin.levels",
     "EngineResult": "core.margin.engine",
+    "MarginCallDue": "core.margin.levels",
     "MarginParams": "core.margin.params",
     "MarginReport": "core.margin.report",
     "PoolBook": "core.margin.book",
@@ -55,7 +59,7 @@ _LAZY: dict[str, str] = {
     "ScenarioMatrix": "core.margin.scenarios",
     "SiloReport": "core.margin.report",
     "UnitRisk": "core.margin.report",
-    "VenueBand": "core.margin.report",
+    "VenueBand": "core.margin.levels",
     "build_book": "core.margin.book",
     "build_risk_book": "core.margin.riskbook",
     "crash_matrix": "core.margin.scenarios",
@@ -63,6 +67,7 @@ _LAZY: dict[str, str] = {
     "evaluate_pool": "core.margin.api",
     "evaluate_portfolio": "core.margin.api",
     "joint_matrix": "core.margin.scenarios",
+    "margin_calls_due": "core.margin.levels",
     "params_for_pool": "core.margin.api",
     "scenario_pnl": "core.margin.engine",
     "stack_grids": "core.margin.scenarios",
@@ -77,6 +82,7 @@ __getattr__ = lazy_getattr(__name__, _LAZY, globals())
 __all__ = [
     "DeskLevel",
     "EngineResult",
+    "MarginCallDue",
     "MarginParams",
     "MarginReport",
     "PoolBook",
@@ -94,6 +100,7 @@ __all__ = [
     "evaluate_pool",
     "evaluate_portfolio",
     "joint_matrix",
+    "margin_calls_due",
     "params_for_pool",
     "scenario_pnl",
     "stack_grids",

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ from core.domain import MarginModelKind, Pool, Portfolio
 from core.errors import ConfigError, DataError
 from core.margin.book import PoolBook, build_book
 from core.margin.models import StandardModel, model_for
-from core.margin.params import MarginParams
+from core.margin.params import Bracket, MarginParams
 from core.margin.report import (
     AssetReport,
     MarginReport,
@@ -25,7 +26,7 @@ from core.margin.report import (
     venue_band_for,
 )
 
-if TYPE_CHECKING:  # core.config imports core.margin.params; keep the import one-way at runtime
+if TYPE_CHECKING:  # the desk type only: margin never needs config at import time
     from core.config import DeskConfig
 
 __all__ = ["evaluate_book", "evaluate_pool", "evaluate_portfolio", "params_for_pool"]
@@ -35,18 +36,26 @@ _MONEY_Q = Decimal("1e-8")
 _RATIO_Q = Decimal("1e-9")
 
 
-def params_for_pool(desk: DeskConfig, pool_id: str) -> MarginParams:
-    """Collect a pool's margin parameters from the desk (pool collateral rates override the desk's)."""
+def params_for_pool(
+    desk: DeskConfig,
+    pool_id: str,
+    *,
+    brackets: Mapping[str, tuple[Bracket, ...]] | None = None,
+) -> MarginParams:
+    """Collect a pool's margin parameters from the desk (pool collateral rates override the
+    desk's; ``brackets``, the pool's venue's tables, override the desk's symbol by symbol:
+    ``core.venues.state.DeskState.brackets_for``)."""
     pool = desk.pool(pool_id)
     rates = dict(desk.collateral_rates)
     rates.update(pool.collateral_rates)
+    tables = {**desk.brackets, **(brackets or {})}
     return MarginParams(
         max_price_age_s=desk.desk.max_price_age_s,
         thresholds=pool.thresholds,
         venue_levels=pool.venue_levels,
         loan_leverage=pool.loan_leverage,
         collateral_rates=rates,
-        brackets=desk.brackets,
+        brackets=tables,
         scenario=desk.scenario,
         offsets=desk.offsets,
         crash=desk.crash,
@@ -54,8 +63,17 @@ def params_for_pool(desk: DeskConfig, pool_id: str) -> MarginParams:
     )
 
 
-def evaluate_pool(desk: DeskConfig, pool_id: str, portfolio: Portfolio) -> MarginReport:
+def evaluate_pool(
+    desk: DeskConfig,
+    pool_id: str,
+    portfolio: Portfolio,
+    *,
+    brackets: Mapping[str, tuple[Bracket, ...]] | None = None,
+) -> MarginReport:
     """Margin of pool ``pool_id`` of ``desk`` on ``portfolio`` (any wider set of wallets).
+
+    ``brackets``: maintenance tables read from the pool's venue, overriding the desk's for the
+    symbols they cover (``read_desk_state(...).brackets_for(pool_id)``).
 
     Raises
     ------
@@ -75,7 +93,7 @@ def evaluate_pool(desk: DeskConfig, pool_id: str, portfolio: Portfolio) -> Margi
     <VenueBand.NORMAL: 'normal'>
     """
     pool = desk.pool(pool_id).to_domain()
-    return evaluate_portfolio(portfolio, pool, params_for_pool(desk, pool_id))
+    return evaluate_portfolio(portfolio, pool, params_for_pool(desk, pool_id, brackets=brackets))
 
 
 def evaluate_portfolio(

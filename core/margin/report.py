@@ -6,7 +6,8 @@ measures in the coin). ``deficit(r*) = max(0, r*·MM − E)`` is what a margin c
 for a siloed (``standard``) pool it is the sum of each silo's own deficit, because collateral in
 one silo does not help another.
 
-A report names two statuses apart (DESIGN §3.2):
+A report names two statuses apart (DESIGN §3.2; the levels and the breach rule live in
+:mod:`core.margin.levels`, re-exported here):
 
 - ``venue_band``: where the *venue* puts the account, from the pool's ``VenueLevels``
   (Binance Portfolio Margin Pro, "maintenance margin ratio calculation": ratio > 1.5 normal;
@@ -26,13 +27,13 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from pydantic import TypeAdapter
 
 from core.domain import MarginModelKind, PositionSide
-from core.margin.params import Thresholds, VenueLevels
+from core.margin.levels import DeskLevel, VenueBand, desk_level_for, venue_band_for
+from core.params import Thresholds, VenueLevels
 
 __all__ = [
     "AssetReport",
@@ -58,63 +59,6 @@ def to_dec(x: float, *, quantum: Decimal = _MONEY_Q) -> Decimal:
     if not math.isfinite(x):
         raise ValueError(f"non-finite engine result {x!r}")
     return Decimal(repr(float(x))).quantize(quantum)
-
-
-class VenueBand(StrEnum):
-    """The venue's own status band of a pool (Binance PM Pro names, levels ``VenueLevels``)."""
-
-    NORMAL = "normal"
-    MARGIN_CALL = "margin_call"
-    REDUCE_ONLY = "reduce_only"
-    LIQUIDATION = "liquidation"
-    BANKRUPT = "bankrupt"
-
-
-class DeskLevel(StrEnum):
-    """The desk's own level of a pool (its ``Thresholds``); calls are raised from ``CALL`` down."""
-
-    OK = "ok"
-    WARN = "warn"
-    CALL = "call"
-    REDUCE_ONLY = "reduce_only"
-    LIQUIDATION = "liquidation"
-
-    @property
-    def needs_margin_call(self) -> bool:
-        """At or below the pool's ``call`` threshold: collateral must be brought in."""
-        return self in (DeskLevel.CALL, DeskLevel.REDUCE_ONLY, DeskLevel.LIQUIDATION)
-
-
-def venue_band_for(ratio: Decimal | None, equity_usd: Decimal, levels: VenueLevels) -> VenueBand:
-    """Return the venue's band of ``ratio`` (``None`` = no margin requirement)."""
-    if ratio is None:
-        return VenueBand.NORMAL if equity_usd >= 0 else VenueBand.BANKRUPT
-    r = float(ratio)
-    if r > levels.margin_call:
-        return VenueBand.NORMAL
-    if r > levels.reduce_only:
-        return VenueBand.MARGIN_CALL
-    if r > levels.liquidation:
-        return VenueBand.REDUCE_ONLY
-    if r > levels.bankrupt:
-        return VenueBand.LIQUIDATION
-    return VenueBand.BANKRUPT
-
-
-def desk_level_for(ratio: Decimal | None, equity_usd: Decimal, thresholds: Thresholds) -> DeskLevel:
-    """Return the desk's level of ``ratio`` (``None`` = no margin requirement)."""
-    if ratio is None:
-        return DeskLevel.OK if equity_usd >= 0 else DeskLevel.LIQUIDATION
-    r = float(ratio)
-    if r > thresholds.warn:
-        return DeskLevel.OK
-    if r > thresholds.call:
-        return DeskLevel.WARN
-    if r > thresholds.reduce_only:
-        return DeskLevel.CALL
-    if r > thresholds.liquidation:
-        return DeskLevel.REDUCE_ONLY
-    return DeskLevel.LIQUIDATION
 
 
 @dataclass(frozen=True, slots=True)

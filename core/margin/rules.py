@@ -12,7 +12,7 @@ from decimal import Decimal
 from core.domain import OptionRight
 from core.errors import DataError
 from core.margin.book import PricedPosition
-from core.margin.params import Bracket, OptionStandardParams, SizeScaledFutureParams
+from core.params import Bracket, OptionStandardParams, SizeScaledFutureParams
 
 __all__ = [
     "PositionMargin",

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.errors import DataError
-from core.margin.params import CrashScenario, ScenarioParams
+from core.params import CrashScenario, ScenarioParams
 
 __all__ = ["ScenarioMatrix", "UnitGrid", "crash_matrix", "joint_matrix", "stack_grids", "unit_grid"]
 

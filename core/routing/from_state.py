@@ -43,7 +43,7 @@ from typing import Protocol
 from core.config import DeskConfig, PoolCfg, PreauthCfg, RouteCfg, SwapCfg
 from core.domain import Portfolio, WalletKind
 from core.errors import DataError
-from core.margin.params import CollateralRate
+from core.params import CollateralRate
 from core.routing.budgets import exchange_weight_limits, leg_budget, weight_budgets
 from core.routing.checks import MIN_CREDIT_PER_USD, SMALLEST_USD
 from core.routing.legs import LegKind, LegTemplate

@@ -80,6 +80,9 @@ class ExchangeCapabilities:
         Per conversion method, the wallets it works in.
     conversion_names
         Per conversion method, the exchange's product name for messages.
+    price_quote
+        The asset the exchange quotes its price indices in (Binance: USDT,
+        ``/sapi/v1/margin/priceIndex``); its own USD price is not a venue read.
     """
 
     exchange: str
@@ -91,6 +94,7 @@ class ExchangeCapabilities:
     deposit_wallets: frozenset[WalletKind]
     conversion_wallets: Mapping[ConversionMethod, frozenset[WalletKind]]
     conversion_names: Mapping[ConversionMethod, str]
+    price_quote: str = "USDT"
 
     def swap_problem(self, method: ConversionMethod, wallet: WalletKind) -> str | None:
         """Why a conversion by ``method`` inside ``wallet`` is impossible, or ``None``."""

@@ -12,9 +12,13 @@ table that ignores the host, and fall back to ccxt's class only when no code is 
 
 The write rule (Binance REST docs, "HTTP return codes": a 5XX "is NOT a failure; the execution
 status is UNKNOWN"): for a write, any network-level failure after the request may have left us
-(timeout, reset, 5xx, -1006/-1007) is :class:`OutcomeUnknown`; the caller must look the transfer
-up by its key before any resend. A refusal the venue answered clearly (429/418, -1003, a 4xx with
+(timeout, reset, 5xx, -1006/-1007) is :class:`OutcomeUnknown`, and so is a 200 whose body we
+cannot read (HTML from a proxy, a truncated body, an answer without the write's id): the caller
+must look the write up by its key before any resend, never treat it as refused. A refusal the venue answered clearly (429/418, -1003, a 4xx with
 a code) means nothing was applied.
+
+Venue texts carry secrets (a ccxt error names the signed URL): the translator masks them with
+:func:`core.redact.redact`, in our message and in the chained ccxt exception alike.
 
 The clock rule (Binance spot REST docs, "Timing security"): a signed request is processed only if
 ``serverTime − recvWindow ≤ timestamp < serverTime + 1000 ms``; otherwise ``-1021`` and nothing is
@@ -45,17 +49,25 @@ from core.errors import (
     VenueRejected,
     VenueUnavailable,
 )
+from core.redact import redact, redact_exception
 
 __all__ = [
     "BINANCE_CODE_CLASSES",
     "ClockSkewRejected",
+    "DuplicateIdempotencyKey",
     "ErrorContext",
     "api_family",
     "binance_code_from_message",
     "classify_binance_code",
     "is_retryable",
     "translate_ccxt_errors",
+    "with_context",
 ]
+
+
+class DuplicateIdempotencyKey(VenueRejected):
+    """A write with this idempotency key was already sent (or the venue has it): look it up,
+    never resend. Raised before any request."""
 
 
 class ClockSkewRejected(TransientVenueError):
@@ -73,11 +85,12 @@ class ClockSkewRejected(TransientVenueError):
       venue refused again (the desk's clock is moving faster than it can be corrected: page a
       human about NTP);
     - a write (transfer, convert accept, withdrawal, margin order): the step is **not** resent
-      blindly. The local journal keeps the key, so a second send under it is refused with
-      ``DuplicateIdempotencyKey``. The executor looks the key up first
-      (``lookup_transfer(key)`` / ``lookup_margin_order(key)``), which reports ``not_found``;
-      then it frees the key (``forget_transfer``) and sends once more, now stamped on the
-      venue's clock. A convert quote may have expired meanwhile: ask for a new one.
+      from inside the adapter. The journal keeps the key, so a second send under it is refused
+      with ``DuplicateIdempotencyKey``, until the executor frees it (``forget_transfer`` /
+      ``forget_convert`` / ``forget_withdrawal`` / ``forget_margin_order``, allowed at once for
+      a ``-1021``: no lookup window to wait out, the venue never processed it) and sends once
+      more, now stamped on the venue's clock. A convert quote may have expired meanwhile: ask
+      for a new one.
 
     ``is_retryable`` is true for reads and false for writes.
     """
@@ -236,10 +249,21 @@ def translate_ccxt_errors(
     ctx: dict[str, object] = {"venue": venue, "op": op, **context}
     try:
         yield
-    except VenueError:
-        raise
+    except VenueError as exc:
+        # Raised by our own hooks inside ccxt's call (the limiter's deadline, the write guard):
+        # add the call's context (asset, amount, key ...) it could not know.
+        missing = {k: v for k, v in ctx.items() if k not in exc.context}
+        if not missing:
+            raise
+        raise with_context(exc, missing) from exc
     except ccxt.BaseError as exc:
         raise _translate(exc, is_write=is_write, headers=response_headers, ctx=ctx) from exc
+
+
+def with_context(exc: VenueError, extra: Mapping[str, object]) -> VenueError:
+    """A copy of ``exc`` (same class, same message) whose context also holds ``extra``."""
+    merged = {**extra, **exc.context}
+    return type(exc)(exc.message, **merged)
 
 
 def _translate(
@@ -249,7 +273,8 @@ def _translate(
     headers: Mapping[str, str] | None,
     ctx: dict[str, object],
 ) -> VenueError:
-    message = str(exc)
+    redact_exception(exc)  # the cause stays chained: its text must be as clean as ours
+    message = redact(str(exc))
     code = binance_code_from_message(message)
     if code is not None:
         ctx["binance_code"] = code
@@ -271,14 +296,24 @@ def _translate(
                     **ctx,
                 )
             return cls(f"venue refused or failed: {short}", **ctx)
-    # 3. No code: network-level failures. Writes that may have left are outcome-unknown.
+    # 3. A 2xx whose body is not JSON (HTML from a proxy, a truncated body): the venue may
+    #    have applied the write and we cannot read its id.
+    if isinstance(exc, ccxt.BadResponse):
+        if is_write:
+            return OutcomeUnknown(
+                "the venue answered a write with an unreadable body; it may have been applied: "
+                f"look it up by key before any resend: {short}",
+                **ctx,
+            )
+        return VenueUnavailable(f"unreadable answer: {short}", **ctx)
+    # 4. No code: network-level failures. Writes that may have left are outcome-unknown.
     if isinstance(exc, ccxt.NetworkError):
         if is_write and _request_left(exc):
             return OutcomeUnknown(
                 f"no answer to a write; look it up by key before any resend: {short}", **ctx
             )
         return VenueUnavailable(f"venue unreachable: {short}", **ctx)
-    # 4. ccxt's own classification for the rest.
+    # 5. ccxt's own classification for the rest.
     if isinstance(exc, ccxt.InsufficientFunds):
         return InsufficientFunds(f"insufficient funds: {short}", **ctx)
     if isinstance(exc, ccxt.AuthenticationError | ccxt.PermissionDenied | ccxt.AccountSuspended):

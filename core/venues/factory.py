@@ -25,11 +25,14 @@ import ccxt
 
 from core.clock import Clock
 from core.config import DeskConfig, VenueCfg
-from core.domain import InstrumentKind, PositionSide
+from core.domain import InstrumentKind, OptionRight, PositionSide, Settlement, WalletKind
 from core.errors import ConfigError
+from core.redact import register_secret
 from core.venues.capabilities import is_portfolio_margin_account
-from core.venues.ccxt_venue import CcxtVenue, rewrite_api_urls
+from core.venues.ccxt_plumbing import rewrite_api_urls
+from core.venues.ccxt_venue import CcxtVenue
 from core.venues.ratelimit import SAPI_UID_FAMILY
+from core.venues.reports import WarmUpReport
 from core.venues.sim.dialect import BinanceDialect
 from core.venues.sim.engine import (
     DEFAULT_WEIGHT_LIMITS_PER_MIN,
@@ -39,6 +42,7 @@ from core.venues.sim.engine import (
     SimNetwork,
 )
 from core.venues.sim.faults import SkewedClock
+from core.venues.sim.options import SimOption, binance_option_id_problem
 from core.venues.sim.server import SimHttpServer
 from core.venues.sim.transport import sim_session
 
@@ -71,6 +75,55 @@ def _sim_limits(cfg: VenueCfg) -> dict[str, int]:
     }
 
 
+def _sim_options(desk: DeskConfig) -> tuple[list[SimOption], dict[str, str]]:
+    """The desk's options a simulated Binance lists, and why each other one is not.
+
+    Binance European options are USDT-quoted and USDT-settled, with ids ``BASE-YYMMDD-STRIKE-
+    C|P``; the simulator marks one only when the desk gives its mark and IV (its seed).
+    """
+    prices = {p.symbol: p for p in desk.prices}
+    listed: list[SimOption] = []
+    why_not: dict[str, str] = {}
+    for inst in desk.instruments:
+        if inst.kind is not InstrumentKind.OPTION or inst.expiry is None or inst.strike is None:
+            continue  # (InstrumentCfg refuses an option without expiry or strike)
+        is_call = inst.right is OptionRight.CALL
+        price = prices.get(inst.symbol)
+        if inst.settlement is not Settlement.LINEAR or inst.quote != "USDT":
+            why_not[inst.symbol] = "Binance options are quoted and settled in USDT"
+            continue
+        problem = binance_option_id_problem(
+            inst.symbol,
+            underlying=inst.underlying,
+            expiry=inst.expiry,
+            strike=inst.strike,
+            is_call=is_call,
+        )
+        if problem is not None:
+            why_not[inst.symbol] = problem
+            continue
+        if price is None or price.iv is None:
+            why_not[inst.symbol] = "the desk gives no mark and IV to seed it"
+            continue
+        if not {inst.underlying, inst.quote} <= prices.keys():
+            why_not[inst.symbol] = "the desk does not price its underlying and quote in USD"
+            continue
+        listed.append(
+            SimOption(
+                symbol=inst.symbol,
+                underlying=inst.underlying,
+                quote=inst.quote,
+                strike=inst.strike,
+                expiry_ns=round(inst.expiry.timestamp() * 1e3) * 1_000_000,
+                is_call=is_call,
+                iv=price.iv,
+                unit=inst.contract_size,
+                seed_mark=price.mark,
+            )
+        )
+    return listed, why_not
+
+
 def sim_exchange_from_desk(
     desk: DeskConfig,
     venue: str,
@@ -86,8 +139,10 @@ def sim_exchange_from_desk(
     zero volatility) whatever the clock says: what a wall-clock server (``pmr sim serve
     --prices frozen``) needs for an HTTP client to see the same figures in every run.
 
-    Returns the engine and the list of config items the simulator does not hold (options
-    positions: Binance options are not simulated yet), so callers can say so.
+    Options are listed as Binance European options and marked by Black-76 from the desk's
+    marks (:mod:`core.venues.sim.options`). Returns the engine and the list of config items the
+    simulator does not hold (an option Binance could not list, a position in an instrument it
+    does not simulate), each with the reason, so callers can say so.
     """
     cfg = desk.venue(venue)
     if cfg.kind != "sim":
@@ -118,6 +173,7 @@ def sim_exchange_from_desk(
         for s in desk.swaps
         if s.venue == venue
     }
+    options, not_listed = _sim_options(desk)
     pm = is_portfolio_margin_account(desk, venue)
     config = SimConfig(
         seed=cfg.sim.seed,
@@ -126,6 +182,7 @@ def sim_exchange_from_desk(
         withdraw_latency_s=cfg.sim.withdraw_latency_s,
         weight_limits_per_min=_sim_limits(cfg),
         portfolio_margin=pm,
+        frozen_prices=frozen_prices,
         api_key=f"pmr-sim-{venue}",
         api_secret=api_secret or secrets.token_hex(16),
     )
@@ -135,6 +192,7 @@ def sim_exchange_from_desk(
         asset_decimals={a: c.decimals for a, c in desk.assets.items()},
         prices_usd={a: prices[a].mark for a in desk.assets if a in prices},
         instruments=instruments,
+        options=options,
         config=config,
         stable_assets=frozenset(a for a, c in desk.assets.items() if c.kind == "stablecoin"),
         brackets=brackets,
@@ -148,14 +206,24 @@ def sim_exchange_from_desk(
     for pos in desk.positions:
         if pos.venue != venue:
             continue
+        where = f"position {venue}/{pos.wallet.value}/{pos.symbol}"
         if pos.symbol in engine.instruments:
             engine.open_position(pos.symbol, pos.qty, pos.entry_price, _BINANCE_SIDE[pos.side])
+        elif pos.symbol in engine.option_book.options and pos.wallet is WalletKind.OPTIONS:
+            engine.open_option_position(pos.symbol, pos.qty, pos.entry_price)
+        elif pos.symbol in engine.option_book.options:
+            skipped.append(f"{where} (not simulated: Binance holds options in the options wallet)")
+        elif pos.symbol in not_listed:
+            skipped.append(f"{where} (not simulated: {not_listed[pos.symbol]})")
         else:
-            skipped.append(f"position {venue}/{pos.wallet.value}/{pos.symbol} (not simulated)")
+            skipped.append(f"{where} (not simulated)")
     return engine, skipped
 
 
 def _binance(api_key: str, secret: str) -> object:
+    # Every credential an exchange is built with is masked in logs and error texts from now on.
+    register_secret(api_key)
+    register_secret(secret)
     return ccxt.binance({"apiKey": api_key, "secret": secret, "enableRateLimit": False})
 
 
@@ -270,6 +338,13 @@ class DeskVenues:
     network: SimNetwork | None = None
     server: SimHttpServer | None = None
     skipped: list[str] = field(default_factory=list)
+
+    def warm_up(self) -> dict[str, WarmUpReport]:
+        """Warm every venue up (clock offset, markets, precision check): call once at start.
+
+        Raises ``ConfigError`` naming an asset whose desk precision is finer than its venue's.
+        """
+        return {name: venue.warm_up() for name, venue in self.venues.items()}
 
     def close(self) -> None:
         if self.server is not None:

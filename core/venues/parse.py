@@ -31,8 +31,13 @@ from core.domain import (
     to_decimal,
 )
 from core.errors import DataError, UnknownAssetError
-from core.margin.params import Bracket
-from core.venues.base import PositionReport, TransferHistoryRow, TransferStatus
+from core.params import Bracket
+from core.venues.reports import (
+    IndexPriceReport,
+    PositionReport,
+    TransferHistoryRow,
+    VenueTransferStatus,
+)
 from core.venues.wallets import parse_binance_transfer_type
 
 __all__ = [
@@ -45,6 +50,7 @@ __all__ = [
     "parse_pm_balances",
     "parse_positions",
     "parse_premium_index",
+    "parse_price_index",
     "parse_spot_balances",
     "parse_transfer_rows",
     "parse_transfer_status",
@@ -239,6 +245,24 @@ def parse_premium_index(venue: str, rows: Sequence[Raw] | Raw) -> tuple[MarkPric
     return tuple(out)
 
 
+def parse_price_index(venue: str, base: Asset, quote: Asset, raw: Raw) -> IndexPriceReport:
+    """GET /sapi/v1/margin/priceIndex → the price of ``base`` in ``quote`` at ``calcTime``.
+
+    The answer must be for the pair asked (``symbol``), and the price > 0.
+    """
+    where = f"{venue} /sapi/v1/margin/priceIndex"
+    pair = base.code + quote.code
+    if raw.get("symbol") != pair:
+        raise DataError("price index for another symbol", asked=pair, got=raw.get("symbol"))
+    price = _d(raw, "price", where)
+    if price <= 0:
+        raise DataError("price index must be > 0", symbol=pair, value=price, where=where)
+    if "calcTime" not in raw:
+        raise DataError("venue payload lacks a field", field="calcTime", where=where)
+    at = ns_to_datetime(int(raw["calcTime"]) * 1_000_000)
+    return IndexPriceReport(venue, base, quote, price, at)
+
+
 def parse_funding_rates(rows: Sequence[Raw] | Raw) -> dict[str, Decimal]:
     """premiumIndex → last funding rate per symbol (fraction per funding interval)."""
     items = [rows] if isinstance(rows, Mapping) else list(rows)
@@ -269,15 +293,15 @@ def parse_leverage_brackets(rows: Sequence[Raw]) -> dict[str, tuple[Bracket, ...
     return out
 
 
-def parse_transfer_status(raw: str) -> TransferStatus:
+def parse_transfer_status(raw: str) -> VenueTransferStatus:
     """Binance universal-transfer status → ours (no default: an unknown status raises)."""
     match raw:
         case "CONFIRMED":
-            return TransferStatus.CONFIRMED
+            return VenueTransferStatus.CONFIRMED
         case "PENDING":
-            return TransferStatus.PENDING
+            return VenueTransferStatus.PENDING
         case "FAILED":
-            return TransferStatus.FAILED
+            return VenueTransferStatus.FAILED
         case _:
             raise DataError("unknown Binance transfer status", field="status", value=raw)
 

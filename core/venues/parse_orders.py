@@ -14,9 +14,9 @@ from typing import Any, Literal
 from core.clock import ns_to_datetime
 from core.domain import Asset, to_decimal
 from core.errors import DataError
-from core.venues.base import MarginOrderResult
+from core.venues.reports import MarginOrderResult, VenueTransferStatus
 
-__all__ = ["parse_margin_order"]
+__all__ = ["parse_margin_order", "parse_order_status"]
 
 
 def parse_margin_order(
@@ -63,3 +63,27 @@ def parse_margin_order(
         to_amount=to_decimal(info[got_field], got_field, where=where),
         at=ns_to_datetime(int(ts_ms) * 1_000_000),
     )
+
+
+def parse_order_status(info: Mapping[str, Any]) -> VenueTransferStatus:
+    """What a margin order's Binance ``status`` means for the conversion it carries.
+
+    A MARKET order is final once ``FILLED``, or ``EXPIRED`` / ``CANCELED`` (the unfilled rest
+    expired): ``confirmed`` if anything filled (the result carries the filled amounts),
+    ``failed`` if nothing did; ``REJECTED`` is ``failed``; ``NEW``, ``PARTIALLY_FILLED``,
+    ``PENDING_NEW`` and ``PENDING_CANCEL`` are still ``pending``. Binance spot/margin "ENUM
+    definitions", order status. Unknown statuses raise.
+
+    >>> parse_order_status({"status": "EXPIRED", "executedQty": "0.00000000"}).value
+    'failed'
+    """
+    match info.get("status"):
+        case "NEW" | "PARTIALLY_FILLED" | "PENDING_NEW" | "PENDING_CANCEL":
+            return VenueTransferStatus.PENDING
+        case "FILLED" | "EXPIRED" | "CANCELED" | "EXPIRED_IN_MATCH":
+            filled = to_decimal(info.get("executedQty", "0"), "executedQty", where="order status")
+            return VenueTransferStatus.CONFIRMED if filled > 0 else VenueTransferStatus.FAILED
+        case "REJECTED":
+            return VenueTransferStatus.FAILED
+        case other:
+            raise DataError("unknown Binance order status", field="status", value=other)

@@ -10,7 +10,9 @@ agree on what a burst costs.
 
 The limiter never lets the sum of weights sent in any window of ``window_s`` exceed the limit:
 ``acquire`` waits (through the injected clock) until the oldest sends age out, and a 429/418
-pauses the family until ``Retry-After`` has passed.
+pauses the family until ``Retry-After`` has passed. A caller with a deadline never waits past
+it: ``acquire(..., ts_deadline_ns=...)`` raises ``RateBudgetExhausted`` (with
+``retry_after_s``) before anything is recorded or sent.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from core.clock import Clock
-from core.errors import VenueFatal
+from core.errors import RateBudgetExhausted, VenueFatal
 from core.venues.errors import api_family
 
 __all__ = [
@@ -84,6 +86,12 @@ ENDPOINT_WEIGHTS: Mapping[tuple[str, str], int] = MappingProxyType(
         ("GET", "/papi/v1/um/positionRisk"): 5,
         ("GET", "/papi/v1/cm/positionRisk"): 1,
         ("GET", "/eapi/v1/marginAccount"): 3,
+        ("GET", "/eapi/v1/exchangeInfo"): 1,
+        ("GET", "/eapi/v1/index"): 1,
+        ("GET", "/eapi/v1/mark"): 5,
+        ("GET", "/eapi/v1/position"): 5,
+        ("GET", "/sapi/v1/margin/priceIndex"): 10,
+        ("GET", "/papi/v1/um/leverageBracket"): 1,
     }
 )
 
@@ -123,6 +131,12 @@ class WeightLimiter:
         Weight budget per family (``{"sapi": 12000, ...}``); other families are unlimited.
     window_s
         Window length (Binance: one minute).
+    venue
+        Venue name, for error messages.
+
+    Units: weights are Binance *request weights* (the figures in ``ENDPOINT_WEIGHTS``, summed
+    per family over the rolling window), not requests; ``limits_per_window`` are Binance's
+    per-minute weight limits (``DEFAULT_WEIGHT_LIMITS_PER_MIN`` in the simulator).
 
     Examples
     --------
@@ -132,12 +146,22 @@ class WeightLimiter:
     0.0
     >>> lim.acquire("sapi", 900)  # waits until the first send leaves the window
     60.0
+    >>> lim.acquire("sapi", 900, ts_deadline_ns=lim.ready_at_ns("sapi", 900) - 1)
+    Traceback (most recent call last):
+    ...
+    core.errors.RateBudgetExhausted: rate budget has no room before the deadline; nothing was sent (...)
     """
 
     def __init__(
-        self, clock: Clock, limits_per_window: Mapping[str, int], *, window_s: float = 60.0
+        self,
+        clock: Clock,
+        limits_per_window: Mapping[str, int],
+        *,
+        window_s: float = 60.0,
+        venue: str = "",
     ) -> None:
         self._clock = clock
+        self._venue = venue
         self._window_ns = round(window_s * 1e9)
         self._windows = {fam: _Window(limit) for fam, limit in limits_per_window.items()}
         self.waited_s = 0.0
@@ -158,8 +182,42 @@ class WeightLimiter:
         self._expire(w, self._clock.timestamp_ns())
         return w.used
 
-    def acquire(self, family: str, weight: int) -> float:
-        """Wait until ``weight`` fits in ``family``'s window, record it, return seconds waited."""
+    def ready_at_ns(self, family: str, weight: int) -> int:
+        """When ``weight`` would fit in ``family``'s window (now, if it fits now); no side effect.
+
+        The earliest time at or after any 429/418 pause at which the weights still inside the
+        window plus ``weight`` stay within the limit: sends leave the window ``window_s`` after
+        they were recorded, oldest first.
+        """
+        now = self._clock.timestamp_ns()
+        w = self._windows.get(family)
+        if w is None:
+            return now
+        t = max(now, w.paused_until_ns)
+        live = [(ts, wt) for ts, wt in w.sent if ts > t - self._window_ns]
+        used = sum(wt for _, wt in live)
+        for ts, wt in live:
+            if used + weight <= w.limit:
+                break
+            t = ts + self._window_ns  # this send leaves the window then
+            used -= wt
+        return t
+
+    def acquire(self, family: str, weight: int, *, ts_deadline_ns: int | None = None) -> float:
+        """Wait until ``weight`` fits in ``family``'s window, record it, return seconds waited.
+
+        Parameters
+        ----------
+        family
+            Budget key (:func:`budget_family`).
+        weight
+            Binance request weight (:func:`request_weight`).
+        ts_deadline_ns
+            Latest time (ns on the limiter's clock) the request may leave. If the budget has no
+            room before then, :class:`~core.errors.RateBudgetExhausted` is raised at once,
+            carrying ``retry_after_s``, and nothing is recorded or waited for. ``None`` waits as
+            long as the window needs (at most ``window_s``, or a venue's ``Retry-After``).
+        """
         w = self._windows.get(family)
         if w is None:
             return 0.0
@@ -173,25 +231,26 @@ class WeightLimiter:
         start = self._clock.timestamp_ns()
         while True:
             now = self._clock.timestamp_ns()
-            if now < w.paused_until_ns:
-                self._clock.sleep((w.paused_until_ns - now) / 1e9)
-                continue
-            self._expire(w, now)
-            if w.used + weight <= w.limit:
+            ready = self.ready_at_ns(family, weight)
+            if ready <= now:
+                self._expire(w, now)
                 w.sent.append((now, weight))
                 w.used += weight
                 waited = (now - start) / 1e9
                 self.waited_s += waited
                 return waited
-            # Sleep until enough of the oldest sends leave the window.
-            need = w.used + weight - w.limit
-            freed = 0
-            for ts, wt in w.sent:
-                freed += wt
-                if freed >= need:
-                    wake = ts + self._window_ns + 1
-                    break
-            self._clock.sleep(max(wake - now, 1) / 1e9)
+            if ts_deadline_ns is not None and ready > ts_deadline_ns:
+                raise RateBudgetExhausted(
+                    "rate budget has no room before the deadline; nothing was sent",
+                    retry_after_s=(ready - now) / 1e9,
+                    venue=self._venue,
+                    family=family,
+                    weight=weight,
+                    used=self.used(family),
+                    limit=w.limit,
+                    deadline_in_s=round((ts_deadline_ns - now) / 1e9, 3),
+                )
+            self._clock.sleep((ready - now) / 1e9)
 
     def observe_used(self, family: str, used_by_venue: int) -> None:
         """Adopt the venue's own count (``X-MBX-USED-WEIGHT-1M``) when it is higher than ours.

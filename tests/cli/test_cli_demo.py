@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from core.config import parse_desk
 from core.margin import DeskLevel, VenueBand, evaluate_pool
+from core.margin.levels import margin_calls_due
 from flows.cli import app
-from flows.demo import breached_pools, parse_shock
+from flows.demo import parse_shock
 
 runner = CliRunner()
 
@@ -112,4 +113,4 @@ def test_breached_pools_follow_the_desk_level_even_when_the_venue_band_is_normal
     reports = {p.id: evaluate_pool(desk, p.id, state) for p in desk.pools}
     opt = reports["sim-b.opt"]
     assert (opt.venue_band, opt.desk_level) == (VenueBand.NORMAL, DeskLevel.CALL)
-    assert breached_pools(desk, reports) == ["sim-b.opt"]
+    assert [due.pool_id for due in margin_calls_due(desk, reports)] == ["sim-b.opt"]

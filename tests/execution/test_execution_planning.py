@@ -27,13 +27,14 @@ from core.ledger.store import ensure_venue
 from core.ledger.tables import MarginCallRow
 from core.ledger.transfers import intent_for_leg, record_transfer_intent
 from core.ledger.vocab import CallStatus, TransferState, VenueMode
+from core.margin.levels import margin_calls_due
 from core.routing import Router
 from core.routing.jsonio import plan_to_json
 from core.routing.plan import Plan
 from core.stress.shocks import shock_portfolio
-from core.venues.base import TransferStatus as VenueTransferStatus
+from core.venues.reports import VenueTransferStatus
 from flows.cli import app
-from flows.demo import DEFAULT_SHOCK, breached_pools, parse_shock
+from flows.demo import DEFAULT_SHOCK, parse_shock
 
 ROOT = Path(__file__).resolve().parents[2]
 DESK = ROOT / "examples" / "desk.toml"
@@ -125,7 +126,7 @@ def test_demo_cure_recorded_per_margin_call_reads_back_unchanged_with_leg_keys(
         state, desk.instrument_map(), parse_shock(DEFAULT_SHOCK), vol_up_frac=0.3
     )
     reports = pool_reports(desk, shocked)
-    pools = breached_pools(desk, reports)
+    pools = [due.pool_id for due in margin_calls_due(desk, reports)]
     assert pools == ["sim-a.pm", "sim-b.opt"]
     clock = ManualClock(1_795_737_600_000_000_000)  # 2026-11-27 00:00 UTC
     calls = {pool: new_margin_call_id(clock) for pool in pools}
@@ -171,6 +172,7 @@ def test_demo_cure_recorded_per_margin_call_reads_back_unchanged_with_leg_keys(
         (VenueTransferStatus.PENDING, TransferState.SENT),
         (VenueTransferStatus.CONFIRMED, TransferState.CONFIRMED),
         (VenueTransferStatus.FAILED, TransferState.FAILED),
+        (VenueTransferStatus.NOT_FOUND_YET, TransferState.UNKNOWN),  # look again, never resend
         (VenueTransferStatus.NOT_FOUND, TransferState.FAILED),
         (VenueTransferStatus.AMBIGUOUS, TransferState.UNKNOWN),
     ],
@@ -185,7 +187,7 @@ def test_venue_statuses_never_map_to_states_only_the_ledger_gives() -> None:
     """``pending`` (before the request leaves) and ``refused`` (a gate) are ours, not a venue's."""
     reached = {ledger_state_of(v) for v in VenueTransferStatus}
     assert reached.isdisjoint({TransferState.PENDING, TransferState.REFUSED})
-    assert len(list(VenueTransferStatus)) == 5  # a new venue status must be mapped above
+    assert len(list(VenueTransferStatus)) == 6  # a new venue status must be mapped above
 
 
 def test_execution_docstring_examples_run_as_written() -> None:

@@ -22,7 +22,12 @@ def test_sim_check_with_example_desk_reports_same_results() -> None:
     result = CliRunner().invoke(app, ["sim", "check"])
     assert result.exit_code == 0, result.output
     last = json.loads(result.output.strip().splitlines()[-1])
-    assert last == {"same_results": True, "steps": 17, "venues": ["sim-a", "sim-b"]}
+    assert last == {"same_results": True, "steps": 28, "venues": ["sim-a", "sim-b"]}
+    # The drills: each unknown outcome resolved by a lookup, identically on both transports.
+    assert "lookup_drill late_apply OutcomeUnknown not_found_yet confirmed" in result.output
+    assert "lookup_drill lost OutcomeUnknown not_found_yet not_found pending" in result.output
+    assert "lookup_drill convert OutcomeUnknown confirmed 999.70002" in result.output
+    assert "lookup_drill withdrawal OutcomeUnknown pending 20000" in result.output
 
 
 def test_sim_serve_with_missing_desk_exits_2_with_one_line() -> None:
@@ -46,6 +51,7 @@ def test_sim_serve_process_answers_an_unmodified_ccxt_client() -> None:
         port = None
         for _ in range(20):
             line = proc.stdout.readline()
+            assert not line.startswith("note:"), line  # every position is simulated
             m = re.search(r"on 127\.0\.0\.1:(\d+)", line)
             if m:
                 port = int(m.group(1))
@@ -58,6 +64,18 @@ def test_sim_serve_process_answers_an_unmodified_ccxt_client() -> None:
         assert ex.fetch_balance()["USDT"]["free"] == 1_600_000
         transfer = ex.transfer("USDT", 10, "spot", "linear")
         assert transfer["id"]
+        # the options book (GET /eapi/v1/position, /eapi/v1/exchangeInfo, /eapi/v1/mark)
+        rows = ex.fetch_positions(None, {"method": "option"})
+        assert {r["info"]["symbol"]: r["info"]["quantity"] for r in rows} == {
+            "BTC-270326-100000-C": "-60.00000000",
+            "BTC-270326-80000-P": "-80.00000000",
+            "ETH-270625-3500-C": "900.00000000",
+        }
+        ex.options["fetchMarkets"] = {"types": ["option"]}
+        ex.load_markets(reload=True)
+        unified = "BTC/USDT:USDT-270326-100000-C"
+        assert ex.markets[unified]["strike"] == 100_000
+        assert ex.fetch_mark_price(unified)["info"]["markIV"] == "0.52000000"
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -1,6 +1,7 @@
 """Clock skew (Binance -1021): the simulator enforces Binance's timing rule on signed requests,
 the adapter re-syncs to the venue's clock and retries a read, and a write is raised (typed, sent
-once) for the caller to look up before any resend. Desk clock 2 s ahead and 15 s behind."""
+once; its key freed only by the caller). ``warm_up`` syncs before its first signed request.
+Desk clock 2 s ahead and 15 s behind."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pytest
 from core.clock import ManualClock
 from core.domain import Asset, WalletKind
 from core.errors import DataError, OutcomeUnknown
-from core.venues.base import DuplicateIdempotencyKey, TransferStatus
+from core.ledger.claims import StoreTransferClaims
+from core.venues.base import DuplicateIdempotencyKey, VenueTransferStatus
 from core.venues.errors import ClockSkewRejected
 from core.venues.factory import DeskVenues
 from core.venues.sim.dialect import BinanceDialect
@@ -119,39 +121,57 @@ def test_read_with_skewed_desk_clock_resyncs_once_and_succeeds(
     expected = call(venue)  # warm: markets and anything ccxt caches (leverage brackets)
     sims.engines[name].faults.skew_desk_clock(skew_s)
     log = dialect.request_log
-    before = log.count(("GET", path))
+    before, syncs, time_calls = (
+        log.count(("GET", path)),
+        venue.clock_syncs,
+        log.count(("GET", time_path)),
+    )
     assert call(venue) == expected
     assert log.count(("GET", path)) == before + 2  # refused once, retried after the re-sync
-    assert log.count(("GET", time_path)) == 1
+    assert log.count(("GET", time_path)) == time_calls + 1
     assert dialect.clock_rejections == 1
     assert venue.time_difference_ms == round(skew_s * 1000)
-    assert venue.clock_syncs == 1
+    assert venue.clock_syncs == syncs + 1
     assert call(venue) == expected  # now stamped on the venue's clock: no refusal
     assert log.count(("GET", path)) == before + 3
     assert dialect.clock_rejections == 1
 
 
 @pytest.mark.parametrize("skew_s", SKEWS_S)
-def test_load_markets_with_skewed_desk_clock_resyncs_and_loads(
-    sims: DeskVenues, skew_s: float
+def test_load_markets_on_a_cold_adapter_with_skewed_desk_clock_resyncs_and_loads(
+    cold_sims: DeskVenues, skew_s: float
 ) -> None:
-    """The first signed request of a cold start (ccxt's /sapi/v1/capital/config/getall)."""
-    venue, dialect = sims.venues["sim-a"], sims.dialects["sim-a"]
-    sims.engines["sim-a"].faults.skew_desk_clock(skew_s)
+    """Without warm_up, the first signed request (ccxt's /sapi/v1/capital/config/getall) is
+    refused once, then the read re-syncs and loads."""
+    venue, dialect = cold_sims.venues["sim-a"], cold_sims.dialects["sim-a"]
+    cold_sims.engines["sim-a"].faults.skew_desk_clock(skew_s)
     assert venue.load_markets() > 0
     assert dialect.request_log.count(("GET", "/sapi/v1/capital/config/getall")) == 2
     assert dialect.clock_rejections == 1
 
 
 @pytest.mark.parametrize("skew_s", SKEWS_S)
-def test_transfer_with_skewed_desk_clock_raises_typed_error_sent_once_then_lookup_frees_key(
-    sims: DeskVenues, skew_s: float
+def test_warm_up_with_skewed_desk_clock_syncs_first_so_no_request_is_refused(
+    cold_sims: DeskVenues, skew_s: float
+) -> None:
+    venue, dialect = cold_sims.venues["sim-a"], cold_sims.dialects["sim-a"]
+    cold_sims.engines["sim-a"].faults.skew_desk_clock(skew_s)
+    report = venue.warm_up()
+    assert dialect.request_log[0] == ("GET", "/api/v3/time")
+    assert dialect.request_log.count(("GET", "/sapi/v1/capital/config/getall")) == 1
+    assert dialect.clock_rejections == 0
+    assert report.time_difference_ms == round(skew_s * 1000)
+    assert report.markets == venue.load_markets() > 0
+
+
+@pytest.mark.parametrize("skew_s", SKEWS_S)
+def test_transfer_with_skewed_desk_clock_raises_typed_error_sent_once_then_key_is_freed(
+    sims: DeskVenues, claims: StoreTransferClaims, skew_s: float
 ) -> None:
     venue, dialect, engine = sims.venues["sim-a"], sims.dialects["sim-a"], sims.engines["sim-a"]
-    venue.load_markets()
     engine.faults.skew_desk_clock(skew_s)
     with pytest.raises(ClockSkewRejected) as info:
-        venue.transfer(USDT, Decimal(1000), W.SPOT, W.MARGIN, "call-9/step-1")
+        venue.transfer(USDT, Decimal(1000), W.SPOT, W.MARGIN, "call-9/step-1", ts_deadline_ns=None)
     assert dialect.request_log.count(("POST", TRANSFER)) == 1
     assert engine.transfers == []  # -1021 is refused before processing: nothing applied
     assert info.value.context["binance_code"] == -1021
@@ -159,33 +179,36 @@ def test_transfer_with_skewed_desk_clock_raises_typed_error_sent_once_then_looku
     assert info.value.context["time_difference_ms"] == round(skew_s * 1000)
     # Never resent blindly: the key is held until it has been looked up.
     with pytest.raises(DuplicateIdempotencyKey):
-        venue.transfer(USDT, Decimal(1000), W.SPOT, W.MARGIN, "call-9/step-1")
+        venue.transfer(USDT, Decimal(1000), W.SPOT, W.MARGIN, "call-9/step-1", ts_deadline_ns=None)
     assert dialect.request_log.count(("POST", TRANSFER)) == 1
-    report = venue.lookup_transfer("call-9/step-1")
-    assert report.status is TransferStatus.NOT_FOUND
+    # Nothing in history (the window is still open, but -1021 means it was never processed),
+    # so the key may be freed at once and resent on the re-synced clock.
+    report = venue.lookup_transfer("call-9/step-1", claims=claims)
+    assert report.status is VenueTransferStatus.NOT_FOUND_YET
     venue.forget_transfer("call-9/step-1")
-    receipt = venue.transfer(USDT, Decimal(1000), W.SPOT, W.MARGIN, "call-9/step-1")
+    receipt = venue.transfer(
+        USDT, Decimal(1000), W.SPOT, W.MARGIN, "call-9/step-1", ts_deadline_ns=None
+    )
     assert dialect.request_log.count(("POST", TRANSFER)) == 2
     assert [t.tran_id for t in engine.transfers] == [int(receipt.venue_transfer_id)]
     assert engine.transfers[0].amount == Decimal(1000)
 
 
 def test_lookup_with_desk_clock_15s_ahead_finds_applied_transfer_on_venue_time(
-    sims: DeskVenues, clock: ManualClock
+    sims: DeskVenues, clock: ManualClock, claims: StoreTransferClaims
 ) -> None:
     """The send time is kept on the venue's clock: on the desk's it would sit 15 s after the
     venue's record, outside the 5 s look-back, and the applied transfer would be resent."""
     venue, engine = sims.venues["sim-a"], sims.engines["sim-a"]
-    venue.load_markets()
     engine.faults.skew_desk_clock(15.0)
     venue.balances(W.SPOT)  # refused, re-synced, retried
     assert venue.time_difference_ms == 15_000
     engine.faults.inject(FaultKind.TIMEOUT_APPLIED, TRANSFER, method="POST")
     with pytest.raises(OutcomeUnknown):
-        venue.transfer(USDT, Decimal(1000), W.SPOT, W.MARGIN, "call-9/step-2")
+        venue.transfer(USDT, Decimal(1000), W.SPOT, W.MARGIN, "call-9/step-2", ts_deadline_ns=None)
     clock.advance(1)
-    report = venue.lookup_transfer("call-9/step-2")
-    assert report.status is TransferStatus.CONFIRMED
+    report = venue.lookup_transfer("call-9/step-2", claims=claims)
+    assert report.status is VenueTransferStatus.CONFIRMED
     assert report.matched_by == "history"
     assert report.venue_transfer_id == str(engine.transfers[0].tran_id)
 
@@ -194,7 +217,6 @@ def test_mark_freshness_with_desk_clock_15s_behind_is_judged_on_venue_time(
     sims: DeskVenues,
 ) -> None:
     venue = sims.venues["sim-a"]
-    venue.load_markets()
     sims.engines["sim-a"].faults.skew_desk_clock(-15.0)
     # Marks are public (no -1021): before any re-sync they look 15 s in the future.
     with pytest.raises(DataError, match="stamped in the future"):
@@ -207,7 +229,6 @@ def test_mark_freshness_with_desk_clock_15s_behind_is_judged_on_venue_time(
 def test_read_with_clock_running_away_raises_after_one_resync(sims: DeskVenues) -> None:
     """A desk clock that jumps again between the re-sync and the retry is refused twice."""
     venue, engine, dialect = sims.venues["sim-a"], sims.engines["sim-a"], sims.dialects["sim-a"]
-    venue.load_markets()
     engine.faults.skew_desk_clock(2.0)
     real_sync = venue.sync_clock
 

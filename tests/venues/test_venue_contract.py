@@ -8,8 +8,11 @@ into the repository); the tests skip, saying why, when the folder is absent.
 
 Endpoints the simulator serves without a recording in the fixtures (exchangeInfo, capital
 config, margin pairs, transfer and its history, premiumIndex, leverageBracket, papi
-positionRisk, funding asset, margin account, convert accept, eapi account) are exercised through
-real ccxt parsing in the other venue tests, not compared with a recording.
+positionRisk, funding asset, margin account, convert accept, eapi account, mark, index and
+exchangeInfo, margin priceIndex) are exercised through real ccxt parsing in the other venue
+tests, not compared with a recording. For options the fixtures hold ccxt's recorded *requests*
+only (``fetchOptionPositions``, ``fetchPosition``): the adapter's and ccxt's requests to the
+simulator are compared with those.
 """
 
 from __future__ import annotations
@@ -134,7 +137,7 @@ def _replay(ex: Any, method: str, args: list[Any], body: Any) -> tuple[Any, list
 def _prepare_withdrawal(sims: DeskVenues, clock: ManualClock) -> None:
     a, b = sims.venues["sim-a"], sims.venues["sim-b"]
     address = b.deposit_address(Asset("USDT"), "TRX")
-    a.withdraw(Asset("USDT"), Decimal(50_000), address, "TRX", "contract-wd")
+    a.withdraw(Asset("USDT"), Decimal(50_000), address, "TRX", "contract-wd", ts_deadline_ns=None)
     clock.advance(sims.engines["sim-a"].config.withdraw_latency_s + 1)
 
 
@@ -182,7 +185,6 @@ def test_sim_response_with_recorded_twin_parses_to_same_shape(
     entry = next(e for e in recorded[method] if e["description"] == description)
     args = list(entry["input"])
     v = contract_sims.venues[venue]
-    v.load_markets()
     prepare(contract_sims, clock)
     ex = v.exchange
     ex.enableLastJsonResponse = True
@@ -293,3 +295,47 @@ def test_parse_futures_balances_with_recorded_linear_account_gives_checked_value
     out = {b.asset.code: b.amount for b in parse.parse_futures_balances("b", WalletKind.UM, raw)}
     assert sum(out.values()) == Decimal(raw["totalWalletBalance"])
     assert out["USDT"] == Decimal("31.02261200")
+
+
+# -- options: ccxt recorded only the requests (no option response is in the fixtures) ----------
+
+
+@pytest.fixture(scope="module")
+def recorded_requests(shared_dir: Path) -> dict[str, Any]:
+    path = shared_dir / "fixtures" / "ccxt" / "binance.request.json"
+    if not path.is_file():
+        pytest.skip(f"ccxt recorded requests not found at {path}")
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _recorded_request(data: dict[str, Any], method: str) -> tuple[str, dict[str, str]]:
+    """Path and query of a recorded request, without ccxt's skipped keys."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    (entry,) = data["methods"][method]
+    url = urlsplit(entry["url"])
+    skip = set(data["skipKeys"])
+    return url.path, {k: v for k, v in parse_qsl(url.query) if k not in skip}
+
+
+def test_option_positions_request_with_recorded_twin_is_the_same_endpoint_and_parameters(
+    recorded_requests: dict[str, Any], sims: DeskVenues
+) -> None:
+    """The adapter's ``positions(OPTIONS)`` sends what ccxt's recorded ``fetchOptionPositions``
+    sent to Binance (``GET /eapi/v1/position``, nothing but the signing keys), and ccxt's
+    ``fetchPosition(option)`` sends the Binance id as ``symbol``, as recorded."""
+    b, dialect = sims.venues["sim-b"], sims.dialects["sim-b"]
+    skip = set(recorded_requests["skipKeys"])
+    path, query = _recorded_request(recorded_requests, "fetchOptionPositions")
+    assert b.positions(WalletKind.OPTIONS)
+    assert dialect.request_log[-1] == ("GET", path)
+    assert {k: v for k, v in dialect.last_params.items() if k not in skip} == query == {}
+
+    path, query = _recorded_request(recorded_requests, "fetchPosition")
+    assert (path, query) == ("/eapi/v1/position", {"symbol": "ETH-231229-800-C"})
+    b.exchange.fetch_position("BTC/USDT:USDT-270326-100000-C")
+    assert dialect.request_log[-1] == ("GET", path)
+    assert {k: v for k, v in dialect.last_params.items() if k not in skip} == {
+        "symbol": "BTC-270326-100000-C"
+    }

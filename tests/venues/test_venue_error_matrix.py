@@ -23,6 +23,8 @@ from core.errors import (
     VenueError,
     VenueUnavailable,
 )
+from core.ledger.claims import StoreTransferClaims
+from core.venues.base import TransferClaims, VenueTransferRequest
 from core.venues.ccxt_venue import CcxtVenue
 from core.venues.errors import ClockSkewRejected
 from core.venues.factory import DeskVenues
@@ -34,46 +36,72 @@ DOGE = Asset("DOGE")
 
 # name → (call, path, method, is_write)
 Op = tuple[Callable[[CcxtVenue], Any], str, str, bool]
+# Reads may look transfers up, with claims from the real store.
+ReadOp = tuple[Callable[[CcxtVenue, TransferClaims], Any], str, str, bool]
 WRITES: dict[str, Op] = {
     "transfer": (
-        lambda v: v.transfer(USDT, Decimal(1000), W.SPOT, W.MARGIN, "k-matrix"),
+        lambda v: v.transfer(
+            USDT, Decimal(1000), W.SPOT, W.MARGIN, "k-matrix", ts_deadline_ns=None
+        ),
         "/sapi/v1/asset/transfer",
         "POST",
         True,
     ),
     "accept_quote": (
-        lambda v: v.accept_quote(v.convert_quote(Asset("USDC"), USDT, Decimal(1000))),
+        lambda v: v.accept_quote(
+            v.convert_quote(Asset("USDC"), USDT, Decimal(1000)), ts_deadline_ns=None
+        ),
         "/sapi/v1/convert/acceptQuote",
         "POST",
         True,
     ),
     "withdraw": (
-        lambda v: v.withdraw(USDT, Decimal(20000), "0x" + "ab" * 20, "TRX", "k-wd"),
+        lambda v: v.withdraw(
+            USDT, Decimal(20000), "0x" + "ab" * 20, "TRX", "k-wd", ts_deadline_ns=None
+        ),
         "/sapi/v1/capital/withdraw/apply",
         "POST",
         True,
     ),
     "margin_order": (  # sim-a is a Portfolio Margin account: papi
-        lambda v: v.margin_order(DOGE, USDT, Decimal(100_000), "k-mo"),
+        lambda v: v.margin_order(DOGE, USDT, Decimal(100_000), "k-mo", ts_deadline_ns=None),
         "/papi/v1/margin/order",
         "POST",
         True,
     ),
 }
-READS: dict[str, Op] = {
-    "balances_spot": (lambda v: v.balances(W.SPOT), "/api/v3/account", "GET", False),
-    "balances_pm": (lambda v: v.balances(W.MARGIN), "/papi/v1/balance", "GET", False),
-    "positions_cm": (lambda v: v.positions(W.CM), "/papi/v1/cm/positionRisk", "GET", False),
-    "marks_um": (lambda v: v.mark_prices(W.UM), "/fapi/v1/premiumIndex", "GET", False),
+READS: dict[str, ReadOp] = {
+    "balances_spot": (lambda v, c: v.balances(W.SPOT), "/api/v3/account", "GET", False),
+    "balances_pm": (lambda v, c: v.balances(W.MARGIN), "/papi/v1/balance", "GET", False),
+    "positions_cm": (lambda v, c: v.positions(W.CM), "/papi/v1/cm/positionRisk", "GET", False),
+    "marks_um": (lambda v, c: v.mark_prices(W.UM), "/fapi/v1/premiumIndex", "GET", False),
     "convert_quote": (
-        lambda v: v.convert_quote(Asset("USDC"), USDT, Decimal(1000)),
+        lambda v, c: v.convert_quote(Asset("USDC"), USDT, Decimal(1000)),
         "/sapi/v1/convert/getQuote",
         "POST",
         False,
     ),
     "lookup_margin_order": (
-        lambda v: v.lookup_margin_order("k-none", DOGE, USDT),
+        lambda v, c: v.lookup_margin_order("k-none", DOGE, USDT, ts_sent_ns=v.venue_now_ns()),
         "/papi/v1/margin/order",
+        "GET",
+        False,
+    ),
+    "lookup_withdrawal": (
+        lambda v, c: v.lookup_withdrawal("k-none", USDT, ts_sent_ns=v.venue_now_ns()),
+        "/sapi/v1/capital/withdraw/history",
+        "GET",
+        False,
+    ),
+    "lookup_transfer": (
+        lambda v, c: v.lookup_transfer(
+            "k-none",
+            VenueTransferRequest(
+                "k-none", USDT, Decimal(1), W.SPOT, W.MARGIN, v.venue_now_ns(), "MAIN_MARGIN"
+            ),
+            claims=c,
+        ),
+        "/sapi/v1/asset/transfer",
         "GET",
         False,
     ),
@@ -85,8 +113,7 @@ def _calls(sims: DeskVenues, method: str, path: str) -> int:
 
 
 def _warm(venue: CcxtVenue) -> None:
-    venue.load_markets()
-    venue.leverage_brackets(W.UM)  # ccxt loads brackets once for positions
+    venue.leverage_brackets(W.UM)  # ccxt loads brackets once for positions (venue warm already)
 
 
 @pytest.mark.parametrize("op", list(WRITES))
@@ -99,6 +126,10 @@ def _warm(venue: CcxtVenue) -> None:
         (FaultKind.RATE_LIMIT_429, RateLimited),
         (FaultKind.BAN_418, RateLimited),
         (FaultKind.INSUFFICIENT_FUNDS, InsufficientFunds),
+        (FaultKind.LATE_APPLY, OutcomeUnknown),
+        (FaultKind.GARBLED_AFTER_APPLY, OutcomeUnknown),
+        (FaultKind.HTML_AFTER_APPLY, OutcomeUnknown),
+        (FaultKind.NO_ID_AFTER_APPLY, OutcomeUnknown),
     ],
 )
 def test_write_with_fault_raises_typed_error_after_exactly_one_send(
@@ -126,20 +157,24 @@ def test_write_with_fault_raises_typed_error_after_exactly_one_send(
     ],
 )
 def test_read_with_persistent_transient_fault_retries_then_raises(
-    sims: DeskVenues, op: str, fault: FaultKind, expected: type[VenueError]
+    sims: DeskVenues,
+    claims: StoreTransferClaims,
+    op: str,
+    fault: FaultKind,
+    expected: type[VenueError],
 ) -> None:
     venue = sims.venues["sim-a"]
     _warm(venue)
     call, path, method, _ = READS[op]
     sims.engines["sim-a"].faults.inject(fault, path, method=method, times=3)
     with pytest.raises(expected):
-        call(venue)
+        call(venue, claims)
     assert _calls(sims, method, path) == 3
 
 
 @pytest.mark.parametrize("op", list(READS))
 def test_read_with_one_transient_fault_recovers_on_second_call(
-    sims: DeskVenues, clock: ManualClock, op: str
+    sims: DeskVenues, claims: StoreTransferClaims, clock: ManualClock, op: str
 ) -> None:
     venue = sims.venues["sim-a"]
     _warm(venue)
@@ -148,7 +183,7 @@ def test_read_with_one_transient_fault_recovers_on_second_call(
         FaultKind.RATE_LIMIT_429, path, method=method, retry_after_s=7
     )
     t0 = clock.timestamp_ns()
-    call(venue)
+    call(venue, claims)
     assert _calls(sims, method, path) == 2
     assert clock.timestamp_ns() - t0 >= 7_000_000_000  # waited out Retry-After
 
@@ -157,9 +192,10 @@ def test_transfer_with_halted_pair_raises_not_allowed_once(sims: DeskVenues) -> 
     venue = sims.venues["sim-a"]
     sims.engines["sim-a"].faults.halt_pair(W.SPOT, W.MARGIN)
     with pytest.raises(TransferNotAllowed):
-        venue.transfer(USDT, Decimal(1000), W.SPOT, W.MARGIN, "k-halt")
+        venue.transfer(USDT, Decimal(1000), W.SPOT, W.MARGIN, "k-halt", ts_deadline_ns=None)
     assert _calls(sims, "POST", "/sapi/v1/asset/transfer") == 1
-    venue.transfer(USDT, Decimal(1000), W.SPOT, W.UM, "k-open")  # other pairs still open
+    # other pairs still open
+    venue.transfer(USDT, Decimal(1000), W.SPOT, W.UM, "k-open", ts_deadline_ns=None)
 
 
 def test_every_write_with_venue_halt_raises_not_allowed(sims: DeskVenues) -> None:
@@ -192,9 +228,9 @@ def test_timeout_never_becomes_a_second_send(sims: DeskVenues, clock: ManualCloc
     engine = sims.engines["sim-a"]
     engine.faults.inject(FaultKind.TIMEOUT_APPLIED, "/sapi/v1/asset/transfer", method="POST")
     with pytest.raises(OutcomeUnknown):
-        venue.transfer(USDT, Decimal(1000), W.SPOT, W.MARGIN, "k-once")
+        venue.transfer(USDT, Decimal(1000), W.SPOT, W.MARGIN, "k-once", ts_deadline_ns=None)
     with pytest.raises(VenueError):  # same key again: refused locally, nothing sent
-        venue.transfer(USDT, Decimal(1000), W.SPOT, W.MARGIN, "k-once")
+        venue.transfer(USDT, Decimal(1000), W.SPOT, W.MARGIN, "k-once", ts_deadline_ns=None)
     assert len(engine.transfers) == 1
     assert _calls(sims, "POST", "/sapi/v1/asset/transfer") == 1
 
@@ -204,7 +240,7 @@ SKEW_WRITES: dict[str, tuple[Callable[[CcxtVenue], Any], Callable[[CcxtVenue, An
     "transfer": (lambda v: None, lambda v, _: WRITES["transfer"][0](v)),
     "accept_quote": (
         lambda v: v.convert_quote(Asset("USDC"), USDT, Decimal(1000)),
-        lambda v, quote: v.accept_quote(quote),
+        lambda v, quote: v.accept_quote(quote, ts_deadline_ns=None),
     ),
     "withdraw": (lambda v: None, lambda v, _: WRITES["withdraw"][0](v)),
     "margin_order": (lambda v: None, lambda v, _: WRITES["margin_order"][0](v)),
@@ -221,27 +257,28 @@ def test_write_with_skewed_desk_clock_raises_clock_skew_after_exactly_one_send(
     prepare, send = SKEW_WRITES[op]
     prepared = prepare(venue)
     _, path, method, _ = WRITES[op]
+    syncs = _calls(sims, "GET", "/api/v3/time")  # warm_up synced once
     sims.engines["sim-a"].faults.skew_desk_clock(skew_s)
     with pytest.raises(ClockSkewRejected) as info:
         send(venue, prepared)
     assert _calls(sims, method, path) == 1
     assert info.value.context["venue"] == "sim-a"
     assert info.value.context["resynced"] is True
-    assert _calls(sims, "GET", "/api/v3/time") == 1
+    assert _calls(sims, "GET", "/api/v3/time") == syncs + 1
 
 
 @pytest.mark.parametrize("skew_s", [2.0, -15.0], ids=["desk-2s-ahead", "desk-15s-behind"])
 @pytest.mark.parametrize("op", list(READS))
 def test_read_with_skewed_desk_clock_resyncs_and_succeeds_on_second_call(
-    sims: DeskVenues, op: str, skew_s: float
+    sims: DeskVenues, claims: StoreTransferClaims, op: str, skew_s: float
 ) -> None:
     venue = sims.venues["sim-a"]
     call, path, method, _ = READS[op]
-    call(venue)  # warm: markets and whatever ccxt caches for this read
+    call(venue, claims)  # warm: markets and whatever ccxt caches for this read
     before = _calls(sims, method, path)
     signed = sims.dialects["sim-a"].routes[(method, path)].signed
     sims.engines["sim-a"].faults.skew_desk_clock(skew_s)
-    call(venue)
+    call(venue, claims)
     # A signed read is refused once and retried once; a public one is never checked.
     assert _calls(sims, method, path) - before == (2 if signed else 1)
     assert sims.dialects["sim-a"].clock_rejections == (1 if signed else 0)

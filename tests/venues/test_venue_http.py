@@ -9,11 +9,16 @@ from typing import Any, Literal
 
 import ccxt
 import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session
 
 from core.clock import ManualClock, SystemClock
 from core.config import DeskConfig
 from core.domain import WalletKind
 from core.errors import VenueFatal
+from core.ledger.claims import StoreTransferClaims
+from core.ledger.store import make_engine
+from core.ledger.tables import LedgerTable
 from core.venues.ccxt_venue import rewrite_api_urls
 from core.venues.exercise import exercise_desk
 from core.venues.factory import build_desk_venues, sim_exchange_from_desk
@@ -102,8 +107,13 @@ def test_example_desk_with_inprocess_and_http_transports_gives_same_results(
     transport: Literal["inprocess", "http"]
     for transport in ("inprocess", "http"):
         clock = ManualClock()
-        with build_desk_venues(desk, clock, transport=transport) as dv:
-            records[transport] = exercise_desk(desk, dv.venues, clock)
+        with (
+            Session(_ledger()) as session,
+            build_desk_venues(desk, clock, transport=transport) as dv,
+        ):
+            records[transport] = exercise_desk(
+                desk, dv.venues, clock, engines=dv.engines, claims=StoreTransferClaims(session)
+            )
     assert records["inprocess"] == records["http"]
     rec = records["http"]
     kinds = [s[0] for s in rec["steps"]]
@@ -112,11 +122,32 @@ def test_example_desk_with_inprocess_and_http_transports_gives_same_results(
     withdraw = next(s for s in rec["steps"] if s[0] == "withdraw")
     assert withdraw[3] == [["49999", True]]  # 50,000 USDT less the 1 USDT fee, credited
     assert all(s[2] == "confirmed" for s in rec["steps"] if s[0] == "lookup")
+    drills = {s[1]: s[2:] for s in rec["steps"] if s[0] == "lookup_drill"}
+    assert drills == {
+        "convert": ["OutcomeUnknown", "confirmed", "999.70002"],  # 1000 USDC at 0.9998, 1 bp
+        "withdrawal": ["OutcomeUnknown", "pending", "20000"],  # processing for 1,200 s
+        "timeout_applied": ["OutcomeUnknown", "confirmed"],
+        "html_after_apply": ["OutcomeUnknown", "confirmed"],
+        "late_apply": ["OutcomeUnknown", "not_found_yet", "confirmed"],
+        "lost": ["OutcomeUnknown", "not_found_yet", "not_found", "pending"],
+    }
     before = Decimal(rec["before"]["sim-b"]["balances"]["spot"]["USDT"][0])
     after = Decimal(rec["after"]["sim-b"]["balances"]["spot"]["USDT"][0])
     # sim-b spot: +49,999 on-chain, −2 × 1000.12345678 sent to um and options.
     assert after - before == Decimal(49_999) - 2 * Decimal("1000.12345678")
+    # sim-a margin USDT: 24,980 from the DOGE margin order, 1000.12345678 each from spot and
+    # funding, and four drill transfers of 321.5 credited (timeout, HTML, late, the answered
+    # twin); the lost one's first send never landed and its resend is still in flight.
+    a0 = Decimal(rec["before"]["sim-a"]["balances"]["margin"]["USDT"][0])
+    a1 = Decimal(rec["after"]["sim-a"]["balances"]["margin"]["USDT"][0])
+    assert a1 - a0 == 24_980 + 2 * Decimal("1000.12345678") + 4 * Decimal("321.5")
     assert loopback_only  # the HTTP run really used sockets, all of them loopback
+
+
+def _ledger() -> Engine:
+    engine = make_engine("sqlite://")
+    LedgerTable.metadata.create_all(engine)
+    return engine
 
 
 def test_sim_server_binds_loopback_only(desk: DeskConfig, clock: ManualClock) -> None:

@@ -1,5 +1,6 @@
-"""Rate limits: our limiter never exceeds the weight budget, and the simulator enforces Binance's
-429 → 418 escalation with Retry-After."""
+"""Rate limits: our limiter never exceeds the weight budget, never waits past a caller's
+deadline (it raises ``RateBudgetExhausted`` before anything is sent), and the simulator enforces
+Binance's 429 → 418 escalation with Retry-After."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from hypothesis import strategies as st
 
 from core.clock import ManualClock
 from core.domain import Asset, WalletKind
-from core.errors import VenueFatal
+from core.errors import RateBudgetExhausted, VenueFatal, VenueUnavailable
 from core.venues.factory import DeskVenues
 from core.venues.ratelimit import WeightLimiter, budget_family, request_weight
+from core.venues.sim.faults import FaultKind
 
 WINDOW_NS = 60_000_000_000
 
@@ -80,9 +82,15 @@ def test_adapter_with_500_transfer_burst_stays_under_sim_limit_and_is_never_thro
     """
     venue = sims.venues["sim-b"]
     dialect = sims.dialects["sim-b"]
-    venue.load_markets()
     for i in range(500):
-        venue.transfer(Asset("USDT"), Decimal(1), WalletKind.SPOT, WalletKind.UM, f"burst-{i}")
+        venue.transfer(
+            Asset("USDT"),
+            Decimal(1),
+            WalletKind.SPOT,
+            WalletKind.UM,
+            f"burst-{i}",
+            ts_deadline_ns=None,
+        )
         assert dialect.used_weight("sapi-uid") <= 180_000
         assert dialect.used_weight("sapi") <= 6000
     assert len(sims.engines["sim-b"].transfers) == 500
@@ -110,9 +118,9 @@ def test_sim_with_ignored_429_escalates_to_418_ban(sims: DeskVenues, clock: Manu
     assert dialect.handle("POST", "/sapi/v1/asset/transfer", "", "", {}).status == 401  # unsigned
 
 
-def test_sim_429_answer_carries_retry_after_and_binance_code(sims: DeskVenues) -> None:
-    dialect = sims.dialects["sim-b"]
-    limit = sims.engines["sim-b"].config.weight_limits_per_min["api"]
+def test_sim_429_answer_carries_retry_after_and_binance_code(cold_sims: DeskVenues) -> None:
+    dialect = cold_sims.dialects["sim-b"]
+    limit = cold_sims.engines["sim-b"].config.weight_limits_per_min["api"]
     answer = None
     for _ in range(limit // 20 + 1):
         answer = dialect.handle("GET", "/api/v3/exchangeInfo", "", "", {})
@@ -128,12 +136,13 @@ def test_adapter_with_other_client_spending_weight_adopts_venue_count(
     """Another client on the same budget: the venue's X-SAPI-USED-UID-WEIGHT-1M header wins."""
     venue = sims.venues["sim-b"]
     dialect = sims.dialects["sim-b"]
-    venue.load_markets()
     others = 180_000 // 900 - 1  # someone else spends all but one transfer of the UID budget
     for _ in range(others):
         dialect.handle("POST", "/sapi/v1/asset/transfer", "", "", {})
     ours_before = venue.limiter.used("sapi-uid")
-    venue.transfer(Asset("USDT"), Decimal(1), WalletKind.SPOT, WalletKind.UM, "shared-1")
+    venue.transfer(
+        Asset("USDT"), Decimal(1), WalletKind.SPOT, WalletKind.UM, "shared-1", ts_deadline_ns=None
+    )
     assert (
         venue.limiter.used("sapi-uid")
         == dialect.used_weight("sapi-uid")
@@ -142,7 +151,9 @@ def test_adapter_with_other_client_spending_weight_adopts_venue_count(
     )
     # The next transfer now has to wait for the window instead of drawing a 429.
     t0 = clock.timestamp_ns()
-    venue.transfer(Asset("USDT"), Decimal(1), WalletKind.SPOT, WalletKind.UM, "shared-2")
+    venue.transfer(
+        Asset("USDT"), Decimal(1), WalletKind.SPOT, WalletKind.UM, "shared-2", ts_deadline_ns=None
+    )
     assert clock.timestamp_ns() > t0
     assert dialect.throttled == 0
 
@@ -158,3 +169,113 @@ def test_transfers_spend_the_uid_budget_and_reads_the_ip_budget() -> None:
     assert budget_family("POST", "/sapi/v1/capital/withdraw/apply") == "sapi-uid"
     assert budget_family("GET", "/sapi/v1/asset/transfer") == "sapi"
     assert budget_family("GET", "/fapi/v3/account") == "fapi"
+
+
+def test_limiter_with_deadline_before_the_window_frees_raises_without_recording() -> None:
+    clock = ManualClock()
+    limiter = WeightLimiter(clock, {"sapi-uid": 1800}, venue="sim-x")
+    limiter.acquire("sapi-uid", 900)
+    clock.advance(10)
+    limiter.acquire("sapi-uid", 900)
+    clock.advance(5)  # t = 15 s: the budget is full until the first send leaves at t = 60 s
+    with pytest.raises(RateBudgetExhausted) as info:
+        limiter.acquire("sapi-uid", 900, ts_deadline_ns=clock.timestamp_ns() + 44_999_999_999)
+    assert info.value.retry_after_s == 45.0
+    assert info.value.context["venue"] == "sim-x"
+    assert info.value.context["family"] == "sapi-uid"
+    assert limiter.used("sapi-uid") == 1800  # nothing recorded
+    assert clock.timestamp_ns() == ManualClock().timestamp_ns() + 15_000_000_000  # no wait
+    # A deadline the window meets is waited for, exactly to the first send's expiry.
+    assert (
+        limiter.acquire("sapi-uid", 900, ts_deadline_ns=clock.timestamp_ns() + 45 * 10**9) == 45.0
+    )
+
+
+def test_limiter_with_deadline_inside_a_retry_after_pause_raises() -> None:
+    clock = ManualClock()
+    limiter = WeightLimiter(clock, {"api": 6000})
+    limiter.pause("api", 30)
+    with pytest.raises(RateBudgetExhausted) as info:
+        limiter.acquire("api", 1, ts_deadline_ns=clock.timestamp_ns() + 10 * 10**9)
+    assert info.value.retry_after_s == 30.0
+    assert limiter.used("api") == 0
+
+
+@given(
+    weights=st.lists(st.integers(1, 900), min_size=1, max_size=60),
+    gaps_ms=st.lists(st.integers(0, 5000), min_size=60, max_size=60),
+    deadline_ms=st.integers(0, 90_000),
+)
+@settings(max_examples=60, deadline=None)
+def test_limiter_with_any_deadline_never_waits_past_it(
+    weights: list[int], gaps_ms: list[int], deadline_ms: int
+) -> None:
+    """Whatever the history, ``acquire`` either returns by the deadline or raises at once, and
+    ``retry_after_s`` is exactly when the request would have fitted."""
+    clock = ManualClock()
+    limiter = WeightLimiter(clock, {"sapi": 1800})
+    for w, gap in zip(weights, gaps_ms, strict=False):
+        clock.advance(gap / 1000)
+        start = clock.timestamp_ns()
+        deadline = start + deadline_ms * 1_000_000
+        ready = limiter.ready_at_ns("sapi", w)
+        if ready > deadline:
+            with pytest.raises(RateBudgetExhausted) as info:
+                limiter.acquire("sapi", w, ts_deadline_ns=deadline)
+            assert clock.timestamp_ns() == start
+            assert info.value.retry_after_s == (ready - start) / 1e9
+        else:
+            limiter.acquire("sapi", w, ts_deadline_ns=deadline)
+            assert clock.timestamp_ns() == ready <= deadline
+
+
+def test_transfer_past_the_uid_budget_with_a_deadline_is_refused_before_sending(
+    sims: DeskVenues, clock: ManualClock
+) -> None:
+    """The 201st 900-weight transfer in a minute: with a 5 s deadline it is not sent (no 60 s
+    wait inside ``transfer``); the error says when the budget frees, and the key stays free."""
+    venue, dialect, engine = sims.venues["sim-b"], sims.dialects["sim-b"], sims.engines["sim-b"]
+    for _ in range(180_000 // 900 - 1):  # another client spends all but one transfer
+        dialect.handle("POST", "/sapi/v1/asset/transfer", "", "", {})
+    venue.transfer(
+        Asset("USDT"), Decimal(1), WalletKind.SPOT, WalletKind.UM, "t-200", ts_deadline_ns=None
+    )
+    posts, t0 = dialect.request_log.count(("POST", "/sapi/v1/asset/transfer")), clock.timestamp_ns()
+    with pytest.raises(RateBudgetExhausted) as info:
+        venue.transfer(
+            Asset("USDT"),
+            Decimal(1),
+            WalletKind.SPOT,
+            WalletKind.UM,
+            "t-201",
+            ts_deadline_ns=t0 + 5 * 10**9,
+        )
+    assert info.value.retry_after_s == 60.0  # the adopted venue count leaves the window then
+    assert info.value.context["op"] == "transfer"
+    assert info.value.context["key"] == "t-201"
+    assert dialect.request_log.count(("POST", "/sapi/v1/asset/transfer")) == posts
+    assert clock.timestamp_ns() == t0
+    assert len(engine.transfers) == 1
+    clock.advance(info.value.retry_after_s)
+    receipt = venue.transfer(
+        Asset("USDT"),
+        Decimal(1),
+        WalletKind.SPOT,
+        WalletKind.UM,
+        "t-201",
+        ts_deadline_ns=clock.timestamp_ns(),
+    )
+    assert receipt.key == "t-201"
+    assert dialect.throttled == 0
+
+
+def test_read_with_deadline_shorter_than_backoff_raises_after_one_attempt(
+    sims: DeskVenues, clock: ManualClock
+) -> None:
+    venue, dialect = sims.venues["sim-a"], sims.dialects["sim-a"]
+    sims.engines["sim-a"].faults.inject(FaultKind.SERVER_ERROR, "/api/v3/account", times=3)
+    t0 = clock.timestamp_ns()
+    with pytest.raises(VenueUnavailable):
+        venue.balances(WalletKind.SPOT, ts_deadline_ns=t0 + 200_000_000)  # backoff is 0.5 s
+    assert dialect.request_log.count(("GET", "/api/v3/account")) == 1
+    assert clock.timestamp_ns() == t0

@@ -78,7 +78,7 @@ def test_convert_accept_with_expired_quote_is_rejected(
     quote = venue.convert_quote(Asset("USDC"), Asset("USDT"), Decimal(1000))
     clock.advance(11)
     with pytest.raises(VenueRejected, match="-345239"):
-        venue.accept_quote(quote)
+        venue.accept_quote(quote, ts_deadline_ns=None)
 
 
 def test_convert_accept_moves_both_assets(sims: DeskVenues) -> None:
@@ -87,7 +87,7 @@ def test_convert_accept_moves_both_assets(sims: DeskVenues) -> None:
     spot = engine.wallets[WalletKind.SPOT]
     usdc0, usdt0 = spot["USDC"].free, spot["USDT"].free
     quote = venue.convert_quote(Asset("USDC"), Asset("USDT"), Decimal(1000))
-    result = venue.accept_quote(quote)
+    result = venue.accept_quote(quote, ts_deadline_ns=None)
     assert result.status == "SUCCESS"
     assert spot["USDC"].free == usdc0 - 1000
     assert spot["USDT"].free == usdt0 + quote.to_amount
@@ -99,7 +99,9 @@ def test_withdrawal_with_latency_credits_other_venue_only_after_latency(
     a, b = sims.venues["sim-a"], sims.venues["sim-b"]
     address = b.deposit_address(Asset("USDT"), "TRX")
     t0 = clock.now()
-    receipt = a.withdraw(Asset("USDT"), Decimal(100_000), address, "TRX", "wd-1")
+    receipt = a.withdraw(
+        Asset("USDT"), Decimal(100_000), address, "TRX", "wd-1", ts_deadline_ns=None
+    )
     assert receipt.amount == Decimal(100_000)
     assert b.deposits(Asset("USDT"), t0) == ()
     clock.advance(1199)
@@ -114,8 +116,9 @@ def test_withdrawal_with_latency_credits_other_venue_only_after_latency(
 def test_withdrawal_with_same_client_id_is_applied_once(sims: DeskVenues) -> None:
     a = sims.venues["sim-a"]
     engine = sims.engines["sim-a"]
-    first = a.withdraw(Asset("USDT"), Decimal(20_000), "0x" + "cd" * 20, "TRX", "wd-same")
-    a._journal.pop("wd-same", None)
+    first = a.withdraw(
+        Asset("USDT"), Decimal(20_000), "0x" + "cd" * 20, "TRX", "wd-same", ts_deadline_ns=None
+    )
     second = engine.withdraw("USDT", "20000", "0x" + "cd" * 20, "TRX", "wd-same")
     assert second.id == first.withdrawal_id
     assert len(engine.withdrawals) == 1
@@ -142,16 +145,20 @@ def test_engine_transfer_with_any_amount_conserves_total_or_refuses_precision(
     assert total1 == total0
 
 
-def test_sim_from_desk_with_options_positions_reports_them_skipped(desk: DeskConfig) -> None:
+def test_sim_from_desk_with_options_positions_holds_them_and_skips_nothing(
+    desk: DeskConfig,
+) -> None:
     engine, skipped = sim_exchange_from_desk(desk, "sim-b", ManualClock())
-    assert skipped == [
-        "position sim-b/options/BTC-270326-100000-C (not simulated)",
-        "position sim-b/options/BTC-270326-80000-P (not simulated)",
-        "position sim-b/options/ETH-270625-3500-C (not simulated)",
-    ]
+    assert skipped == []
+    assert {s: (p.qty, p.entry_price) for s, p in engine.option_book.positions.items()} == {
+        "BTC-270326-100000-C": (Decimal(-60), Decimal(7400)),
+        "BTC-270326-80000-P": (Decimal(-80), Decimal(3900)),
+        "ETH-270625-3500-C": (Decimal(900), Decimal(240)),
+    }
     assert not engine.config.portfolio_margin
     engine_a, _ = sim_exchange_from_desk(desk, "sim-a", ManualClock())
     assert engine_a.config.portfolio_margin
+    assert engine_a.option_book.positions == {}  # listed on both venues, held on sim-b only
 
 
 def test_sim_from_desk_with_frozen_prices_keeps_desk_marks_at_any_time(desk: DeskConfig) -> None:

@@ -67,10 +67,12 @@ def test_transfer_with_unknown_wallet_name_raises_before_any_request(sims: DeskV
     venue = sims.venues["sim-a"]
     before = venue.http_requests
     with pytest.raises(DataError, match="unknown wallet kind 'future'"):
-        venue.transfer(Asset("USDT"), Decimal(1), W.SPOT, "future", "k-unknown")  # type: ignore[arg-type]
+        venue.transfer(
+            Asset("USDT"), Decimal(1), W.SPOT, "future", "k-unknown", ts_deadline_ns=None
+        )  # type: ignore[arg-type]
     with pytest.raises(TransferNotAllowed):
-        venue.transfer(Asset("USDT"), Decimal(1), W.UM, W.CM, "k-um-cm")
-    assert venue.http_requests == before == 0
+        venue.transfer(Asset("USDT"), Decimal(1), W.UM, W.CM, "k-um-cm", ts_deadline_ns=None)
+    assert venue.http_requests == before
 
 
 def test_ccxt_transfer_with_future_account_name_goes_out_as_isolated_margin(
@@ -79,25 +81,24 @@ def test_ccxt_transfer_with_future_account_name_goes_out_as_isolated_margin(
     """The ccxt 4.5.90 behaviour DESIGN §6 warns about, reproduced on the simulator."""
     venue = sims.venues["sim-a"]
     dialect = sims.dialects["sim-a"]
-    venue.load_markets()
     ex = venue.exchange
     with pytest.raises(Exception, match="-1130"):
         ex.transfer("USDT", 1, "spot", "future")
-    body = ex.last_request_body
-    assert "type=MAIN_ISOLATED_MARGIN" in body
-    assert "toSymbol=FUTURE" in body
+    assert dialect.last_params["type"] == "MAIN_ISOLATED_MARGIN"
+    assert dialect.last_params["toSymbol"] == "FUTURE"
     assert dialect.request_log[-1] == ("POST", "/sapi/v1/asset/transfer")
     # ccxt's own names for the futures wallets are 'linear'/'swap' and 'inverse':
     ex.transfer("USDT", 1, "spot", "linear")
-    assert "type=MAIN_UMFUTURE" in ex.last_request_body
+    assert dialect.last_params["type"] == "MAIN_UMFUTURE"
     ex.transfer("BTC", 0.1, "spot", "inverse")
-    assert "type=MAIN_CMFUTURE" in ex.last_request_body
+    assert dialect.last_params["type"] == "MAIN_CMFUTURE"
+    # The adapter's hooks leave no copy of the signed request on the exchange object.
+    assert ex.last_request_body is ex.last_request_headers is ex.last_request_url is None
 
 
 def test_adapter_transfer_with_sim_isolated_refusal_is_a_venue_rejection(sims: DeskVenues) -> None:
     """The same -1130 through the adapter is a typed rejection, not a raw ccxt error."""
     venue = sims.venues["sim-a"]
-    venue.load_markets()
     from core.venues.errors import translate_ccxt_errors
 
     with (

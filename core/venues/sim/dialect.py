@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl
 
 from core.domain import WalletKind
 from core.venues.ratelimit import SAPI_UID_FAMILY, budget_family, request_weight
+from core.venues.sim import options_api
 from core.venues.sim.engine import SimError, SimExchange, SimMarginOrder, SimPosition
 from core.venues.sim.faults import FaultKind
 
@@ -50,15 +51,44 @@ TIMESTAMP_AHEAD_LIMIT_MS = 1000
 
 @dataclass(frozen=True, slots=True)
 class SimResponse:
-    """What the venue answers. ``outcome='no_answer'`` means the client sees a timeout."""
+    """What the venue answers. ``outcome='no_answer'`` means the client sees a timeout.
+
+    ``raw`` replaces the JSON body with bytes sent as they are (under ``content_type``): what a
+    proxy or a broken answer looks like.
+    """
 
     status: int
     body: Json
     headers: Mapping[str, str] = field(default_factory=dict)
     outcome: Literal["answer", "no_answer"] = "answer"
+    raw: bytes | None = None
+    content_type: str = "application/json"
 
     def body_bytes(self) -> bytes:
+        if self.raw is not None:
+            return self.raw
         return json.dumps(self.body, separators=(",", ":")).encode()
+
+
+# What a CDN or proxy in front of the venue answers instead of the venue's JSON.
+_PROXY_HTML = (
+    b"<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>"
+    b"<h1>Checking your browser before accessing the site.</h1></body></html>"
+)
+
+
+def _after_apply(kind: FaultKind, payload: SimResponse) -> SimResponse:
+    """The 200 a client gets for a request the venue *did* process, broken by ``kind``."""
+    match kind:
+        case FaultKind.GARBLED_AFTER_APPLY:
+            whole = payload.body_bytes()
+            return SimResponse(200, None, payload.headers, raw=whole[: max(1, len(whole) // 2)])
+        case FaultKind.HTML_AFTER_APPLY:
+            return SimResponse(200, None, raw=_PROXY_HTML, content_type="text/html; charset=UTF-8")
+        case FaultKind.NO_ID_AFTER_APPLY:
+            return SimResponse(200, {}, payload.headers)
+        case _:
+            return payload
 
 
 def _s(x: Decimal | int) -> str:
@@ -92,6 +122,7 @@ class BinanceDialect:
         self.request_log: list[tuple[str, str]] = []
         self.throttled = 0  # 429/418 answers given (rate limit or injected)
         self.clock_rejections = 0  # -1021 answers given (request stamped outside the window)
+        self.last_params: dict[str, str] = {}  # the last request's parameters, signature removed
         self.routes: dict[tuple[str, str], _Route] = {
             ("GET", "/api/v3/ping"): _Route(lambda p: {}, False),
             ("GET", "/api/v3/time"): _Route(lambda p: {"serverTime": e.now_ms()}, False),
@@ -106,10 +137,19 @@ class BinanceDialect:
             ("GET", "/api/v3/account"): _Route(self._spot_account, True),
             ("POST", "/sapi/v1/asset/get-funding-asset"): _Route(self._funding_assets, True),
             ("GET", "/sapi/v1/margin/account"): _Route(self._margin_account, True),
+            ("GET", "/sapi/v1/margin/priceIndex"): _Route(self._margin_price_index, True),
             ("GET", "/fapi/v3/account"): _Route(self._um_account, True),
             ("GET", "/dapi/v1/account"): _Route(self._cm_account, True),
             ("GET", "/papi/v1/balance"): _Route(self._pm_balance, True),
-            ("GET", "/eapi/v1/marginAccount"): _Route(self._options_account, True),
+            ("GET", "/eapi/v1/marginAccount"): _Route(
+                lambda p: options_api.margin_account(e, p), True
+            ),
+            ("GET", "/eapi/v1/exchangeInfo"): _Route(
+                lambda p: options_api.exchange_info(e, p), False
+            ),
+            ("GET", "/eapi/v1/index"): _Route(lambda p: options_api.index(e, p), False),
+            ("GET", "/eapi/v1/mark"): _Route(lambda p: options_api.mark(e, p), False),
+            ("GET", "/eapi/v1/position"): _Route(lambda p: options_api.position(e, p), True),
             ("GET", "/fapi/v3/positionRisk"): _Route(self._um_position_risk, True),
             ("GET", "/dapi/v1/positionRisk"): _Route(self._cm_position_risk, True),
             ("GET", "/papi/v1/um/positionRisk"): _Route(self._pm_um_position_risk, True),
@@ -142,6 +182,7 @@ class BinanceDialect:
         """Answer one HTTP request the way Binance would."""
         method = method.upper()
         with self.engine.lock:
+            self.engine.settle()  # whatever came due (credits, late bookings) before answering
             self.engine.requests_served += 1
             self.request_log.append((method, path))
             route = self.routes.get((method, path))
@@ -158,6 +199,7 @@ class BinanceDialect:
                     return early
             params = dict(parse_qsl(query, keep_blank_values=True))
             params.update(parse_qsl(body, keep_blank_values=True))
+            self.last_params = {k: v for k, v in params.items() if k != "signature"}
             if route.signed:
                 denied = self._authenticate(method, query, body, headers)
                 if denied is not None:
@@ -169,13 +211,18 @@ class BinanceDialect:
                 return self._error(
                     SimError(400, -5013, "Asset transfer failed: insufficient balance")
                 )
+            if fault is not None and fault.kind is FaultKind.LATE_APPLY:
+                # Received and queued: booked delay_s later, while the client has timed out.
+                self.engine.defer(fault.delay_s, lambda: route.handler(params))
+                return SimResponse(0, None, outcome="no_answer")
             try:
                 payload = route.handler(params)
             except SimError as exc:
                 return self._error(exc)
             if fault is not None and fault.kind is FaultKind.TIMEOUT_APPLIED:
                 return SimResponse(0, None, outcome="no_answer")
-            return SimResponse(200, payload, self._weight_headers(family))
+            answer = SimResponse(200, payload, self._weight_headers(family))
+            return answer if fault is None else _after_apply(fault.kind, answer)
 
     def _error(self, exc: SimError) -> SimResponse:
         return SimResponse(exc.http_status, {"code": exc.code, "msg": exc.msg})
@@ -198,7 +245,14 @@ class BinanceDialect:
                 )
             case FaultKind.SERVER_ERROR:
                 return SimResponse(503, {"msg": "Service Unavailable"})
-            case FaultKind.TIMEOUT_APPLIED | FaultKind.INSUFFICIENT_FUNDS:
+            case (
+                FaultKind.TIMEOUT_APPLIED
+                | FaultKind.INSUFFICIENT_FUNDS
+                | FaultKind.LATE_APPLY
+                | FaultKind.GARBLED_AFTER_APPLY
+                | FaultKind.HTML_AFTER_APPLY
+                | FaultKind.NO_ID_AFTER_APPLY
+            ):
                 return None
 
     def _authenticate(
@@ -569,6 +623,19 @@ class BinanceDialect:
             for b, q in self._spot_symbols()
         ]
 
+    def _margin_price_index(self, p: Params) -> Json:
+        """GET /sapi/v1/margin/priceIndex?symbol=BTCUSDT: the index Binance values margin
+        collateral at, in the quote asset, with its calculation time (a frozen price keeps its
+        old time, which is how a stale feed shows)."""
+        base, quote = self.engine.spot_pair(self._require(p, "symbol")[0])
+        px, at_ns = self.engine.asset_price_usd(base)
+        quote_usd, _ = self.engine.asset_price_usd(quote)
+        return {
+            "calcTime": at_ns // 1_000_000,
+            "price": _s8(px / quote_usd),
+            "symbol": base + quote,
+        }
+
     # -- accounts -----------------------------------------------------------------------------
     def _spot_account(self, p: Params) -> Json:
         self.engine.settle()
@@ -800,29 +867,6 @@ class BinanceDialect:
                 }
             )
         return out
-
-    def _options_account(self, p: Params) -> Json:
-        self.engine.settle()
-        book = self.engine.wallets[WalletKind.OPTIONS]
-        return {
-            "asset": [
-                {
-                    "asset": a,
-                    "marginBalance": _s8(line.total),
-                    "equity": _s8(line.total),
-                    "available": _s8(line.free),
-                    "locked": _s8(line.locked),
-                    "unrealizedPNL": "0.00000000",
-                }
-                for a, line in book.items()
-            ],
-            "greek": [],
-            "time": self.engine.now_ms(),
-            "canTrade": True,
-            "canDeposit": True,
-            "canWithdraw": True,
-            "reduceOnly": False,
-        }
 
     def _liquidation_price(self, pos: SimPosition) -> str:
         """An isolated-style estimate at 20x: mark × (1 ∓ 1/20 ± 0.5 %). Binance computes cross
@@ -1092,8 +1136,15 @@ class BinanceDialect:
         }
 
     def _convert_status(self, p: Params) -> Json:
-        (order_id,) = self._require(p, "orderId")
-        order = self.engine.convert_orders.get(int(order_id))
+        """GET /sapi/v1/convert/orderStatus by ``orderId`` or ``quoteId`` (one of the two)."""
+        order_id, quote_id = p.get("orderId"), p.get("quoteId")
+        if bool(order_id) == bool(quote_id):
+            raise SimError(400, -1102, "Send exactly one of 'orderId' and 'quoteId'.")
+        if quote_id:
+            found = self.engine.quote_orders.get(quote_id)
+        else:
+            found = int(order_id) if order_id and order_id.isdigit() else None
+        order = None if found is None else self.engine.convert_orders.get(found)
         if order is None:
             raise SimError(400, -345233, "Order does not exist.")
         q = order.quote
@@ -1222,8 +1273,10 @@ class BinanceDialect:
         return datetime.fromtimestamp(ts_ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
     def _withdraw_history(self, p: Params) -> Json:
+        """GET /sapi/v1/capital/withdraw/history, filtered by ``coin`` and ``withdrawOrderId``."""
         self.engine.settle()
         coin = p.get("coin")
+        client_id = p.get("withdrawOrderId")
         return [
             {
                 "id": w.id,
@@ -1244,7 +1297,7 @@ class BinanceDialect:
                 "completeTime": self._fmt_time(w.complete_ns) if w.status == 6 else "",
             }
             for w in self.engine.withdrawals
-            if coin in (None, w.asset)
+            if coin in (None, w.asset) and client_id in (None, w.client_id)
         ]
 
     def _deposit_history(self, p: Params) -> Json:

@@ -9,22 +9,27 @@ ccxt, in-process or over loopback HTTP.
 Time is an injected :class:`~core.clock.Clock`: transfers are debited at once and credited
 ``transfer_latency_s`` later; withdrawals reach the other venue ``withdraw_latency_s`` later.
 Pending work is settled lazily whenever the engine is touched, so a ``ManualClock`` drives it.
+Work can also be *deferred* (:meth:`SimExchange.defer`): a request the venue books late (the
+``LATE_APPLY`` fault) runs when its time comes, stamped with that time.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import itertools
 import threading
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Literal
 
 from core.clock import Clock
 from core.domain import WalletKind
+from core.redact import register_secret
 from core.venues.sim.faults import FaultPlan
+from core.venues.sim.options import OptionBook, OptionQuote, SimOption
 from core.venues.sim.prices import PricePath
 from core.venues.wallets import BINANCE_TRANSFER_TYPES, parse_binance_transfer_type
 
@@ -45,6 +50,7 @@ __all__ = [
 ]
 
 ZERO = Decimal(0)
+_Q8 = Decimal("0.00000001")
 
 # Binance request-weight budgets per minute by API family (Binance "LIMITS": spot 6000 IP
 # weight; sapi 12000 IP; USDⓈ-M 2400; COIN-M 2400; portfolio margin 6000; options 400/min...).
@@ -217,8 +223,11 @@ class SimConfig:
         (Decimal(20_000_000), Decimal(50)),
     )
     portfolio_margin: bool = False
-    api_key: str = "sim-key"
-    api_secret: str = "sim-secret"
+    # Prices stay at the desk's and options do not decay (``pmr sim serve --prices frozen``).
+    frozen_prices: bool = False
+    # Credentials clients must present; never shown by repr() (they end up in logs otherwise).
+    api_key: str = field(default="sim-key", repr=False)
+    api_secret: str = field(default="sim-secret", repr=False)
 
 
 class SimNetwork:
@@ -272,6 +281,9 @@ class SimExchange:
         Initial USD price per asset; drives the seeded path.
     instruments
         Futures contracts (UM linear, CM inverse) with their basis to the index.
+    options
+        Binance European options (``eapi``), marked by Black-76 from their seeded marks
+        (:mod:`core.venues.sim.options`).
     config
         Latencies, limits, seed, convert book.
     stable_assets
@@ -292,6 +304,7 @@ class SimExchange:
         asset_decimals: Mapping[str, int],
         prices_usd: Mapping[str, Decimal],
         instruments: Iterable[SimInstrument] = (),
+        options: Iterable[SimOption] = (),
         config: SimConfig | None = None,
         stable_assets: frozenset[str] = frozenset({"USDT", "USDC"}),
         brackets: Mapping[str, tuple[tuple[Decimal, Decimal | None, Decimal, int], ...]]
@@ -302,6 +315,8 @@ class SimExchange:
         self.name = name
         self.clock = clock
         self.config = config or SimConfig()
+        register_secret(self.config.api_key)  # masked in every log line and error text
+        register_secret(self.config.api_secret)
         self.lock = network.lock if network is not None else threading.RLock()
         self.faults = FaultPlan()
         self.asset_decimals = dict(asset_decimals)
@@ -326,10 +341,22 @@ class SimExchange:
         self._ids = itertools.count(1)
         self._tran_ids = itertools.count(100_000_001)
         self._pending_credit: deque[SimTransfer] = deque()
+        self.quote_orders: dict[str, int] = {}  # accepted quote id → convert order id
+        self._deferred: list[tuple[int, int, Callable[[], object]]] = []  # heap by due time
+        self._deferred_seq = itertools.count()
+        self._as_of_ns: int | None = None  # set while deferred work runs at its own time
+        self.deferred_errors: list[SimError] = []  # late requests the venue refused
         self.network = network
         if network is not None:
             network.join(self)
         self.requests_served = 0
+        listed = tuple(options)  # marked from the seed instant on (core.venues.sim.options)
+        self.option_book = OptionBook(
+            listed,
+            seed_forwards={o.symbol: self.option_forward(o)[0] for o in listed},
+            seed_ns=clock.timestamp_ns(),
+            frozen_time=self.config.frozen_prices,
+        )
 
     # -- set-up -------------------------------------------------------------------------------
     def fund(
@@ -370,6 +397,12 @@ class SimExchange:
             raise ValueError(f"{symbol} cannot be one-way and hedge mode at once")
         self.positions[(symbol, side)] = SimPosition(symbol, q, Decimal(entry_price), side)
 
+    def open_option_position(self, symbol: str, qty: Decimal, entry_price: Decimal) -> None:
+        """Seed a held option (desk config ``[[positions]]`` in ``options``); short < 0."""
+        if symbol not in self.option_book.options:
+            raise KeyError(f"unknown option {symbol!r} on simulated venue {self.name}")
+        self.option_book.open_position(symbol, qty, entry_price)
+
     # -- helpers ------------------------------------------------------------------------------
     def _book(self, wallet: WalletKind) -> dict[str, WalletLine]:
         # A Binance PM account's transfer entry point is its cross-margin wallet.
@@ -387,10 +420,38 @@ class SimExchange:
             raise SimError(400, -5003, "You don't have this asset.")
 
     def now_ns(self) -> int:
-        return self.clock.timestamp_ns()
+        """The venue's time: the clock's, or a deferred request's own time while it runs."""
+        return self._as_of_ns if self._as_of_ns is not None else self.clock.timestamp_ns()
 
     def now_ms(self) -> int:
-        return self.clock.timestamp_ns() // 1_000_000
+        return self.now_ns() // 1_000_000
+
+    def defer(self, delay_s: float, work: Callable[[], object]) -> None:
+        """Run ``work`` ``delay_s`` from now, stamped with that time (a request booked late).
+
+        A ``SimError`` it raises (the late request refused, e.g. insufficient funds by then) is
+        kept in ``deferred_errors``: nobody is listening for the answer any more.
+        """
+        due = self.clock.timestamp_ns() + round(delay_s * 1e9)
+        heapq.heappush(self._deferred, (due, next(self._deferred_seq), work))
+
+    def deferred_pending(self) -> int:
+        """Requests still waiting to be booked late."""
+        return len(self._deferred)
+
+    def _run_deferred(self) -> None:
+        if self._as_of_ns is not None:
+            return  # already inside deferred work: it settles at its own time
+        now = self.clock.timestamp_ns()
+        while self._deferred and self._deferred[0][0] <= now:
+            due, _, work = heapq.heappop(self._deferred)
+            self._as_of_ns = due
+            try:
+                work()
+            except SimError as exc:
+                self.deferred_errors.append(exc)
+            finally:
+                self._as_of_ns = None
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -408,6 +469,7 @@ class SimExchange:
 
     def settle_local(self) -> None:
         """Settle this venue only (the network calls it on every member)."""
+        self._run_deferred()
         now = self.now_ns()
         while self._pending_credit and self._pending_credit[0].credit_ns <= now:
             t = self._pending_credit.popleft()
@@ -438,6 +500,19 @@ class SimExchange:
         index_q = index / quote_usd if inst.kind == "linear" else index
         mark = (index_q * (1 + inst.basis_frac)).quantize(Decimal("0.00000001"))
         return mark, index_q.quantize(Decimal("0.00000001")), at
+
+    def option_forward(self, opt: SimOption) -> tuple[Decimal, int]:
+        """``(index, as_of_ns)``: the underlying's price in the option's quote (Binance
+        ``/eapi/v1/index``), stamped with the underlying's time (stale when it is frozen)."""
+        px, at = self.asset_price_usd(opt.underlying)
+        quote_usd, _ = self.asset_price_usd(opt.quote)
+        return (px / quote_usd).quantize(_Q8), at
+
+    def option_quote(self, symbol: str) -> OptionQuote:
+        """The mark, index, IV and greeks of a listed option now."""
+        opt = self.option_book.options[symbol]
+        forward, at = self.option_forward(opt)
+        return self.option_book.quote(symbol, forward, at, self.now_ns())
 
     def unrealized_pnl(self, pos: SimPosition) -> Decimal:
         """Linear: qty·size·(mark − entry) in quote; inverse: qty·face·(1/entry − 1/mark) in coin."""
@@ -579,6 +654,7 @@ class SimExchange:
         self._line(self._book(q.wallet), q.to_asset).free += q.to_amount
         order = SimConvertOrder(self.next_id() + 9_000_000_000, q, self.now_ns())
         self.convert_orders[order.order_id] = order
+        self.quote_orders[quote_id] = order.order_id
         return order
 
     # -- margin orders ------------------------------------------------------------------------

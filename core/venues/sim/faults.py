@@ -9,6 +9,14 @@ what real Binance does (REST docs, "LIMITS" and "HTTP return codes"):
 - ``BAN_418``: HTTP 418 (IP auto-banned after ignoring 429s) with ``Retry-After``.
 - ``INSUFFICIENT_FUNDS``: HTTP 400 ``{"code": -5013}`` whatever the balance.
 - ``SERVER_ERROR``: HTTP 503 without a Binance code (execution status unknown for writes).
+- ``LATE_APPLY``: the answer never arrives (the client times out) and the venue books the
+  request ``delay_s`` later: a lookup inside that gap finds nothing *yet*.
+- ``GARBLED_AFTER_APPLY``: the request is processed and the 200 answer is truncated JSON.
+- ``HTML_AFTER_APPLY``: the request is processed and a proxy answers 200 with an HTML page.
+- ``NO_ID_AFTER_APPLY``: the request is processed and the 200 answer is ``{}`` (no id).
+
+The last three are what a CDN, a proxy or a venue incident returns: the write may have been
+applied, but the client cannot read its id, so it is an unknown outcome, never a failure.
 
 Transfer halts (per wallet pair or the whole venue) and stale prices are states of the engine,
 set through :class:`FaultPlan` as well. So is a **skewed desk clock**
@@ -39,17 +47,26 @@ class FaultKind(StrEnum):
     BAN_418 = "ban_418"
     INSUFFICIENT_FUNDS = "insufficient_funds"
     SERVER_ERROR = "server_error"
+    LATE_APPLY = "late_apply"
+    GARBLED_AFTER_APPLY = "garbled_after_apply"
+    HTML_AFTER_APPLY = "html_after_apply"
+    NO_ID_AFTER_APPLY = "no_id_after_apply"
 
 
 @dataclass(slots=True)
 class Fault:
-    """``times`` more requests matching ``method`` and ``path_prefix`` get ``kind``."""
+    """``times`` more requests matching ``method`` and ``path_prefix`` get ``kind``.
+
+    ``retry_after_s`` is the 429/418 ``Retry-After``; ``delay_s`` how long after the request a
+    ``LATE_APPLY`` books it.
+    """
 
     kind: FaultKind
     path_prefix: str
     method: str | None = None
     times: int = 1
     retry_after_s: int = 5
+    delay_s: float = 30.0
 
     def matches(self, method: str, path: str) -> bool:
         return path.startswith(self.path_prefix) and (
@@ -88,11 +105,16 @@ class FaultPlan:
         method: str | None = None,
         times: int = 1,
         retry_after_s: int = 5,
+        delay_s: float = 30.0,
     ) -> None:
         """Make the next ``times`` matching requests fail with ``kind``."""
         if times < 1:
             raise ValueError(f"times must be >= 1, got {times}")
-        self._faults.append(Fault(FaultKind(kind), path_prefix, method, times, retry_after_s))
+        if delay_s < 0:
+            raise ValueError(f"delay_s must be >= 0, got {delay_s}")
+        self._faults.append(
+            Fault(FaultKind(kind), path_prefix, method, times, retry_after_s, delay_s)
+        )
 
     def schedule_random(
         self,
@@ -115,7 +137,7 @@ class FaultPlan:
                 f.times -= 1
                 if f.times == 0:
                     del self._faults[i]
-                return Fault(f.kind, f.path_prefix, f.method, 1, f.retry_after_s)
+                return Fault(f.kind, f.path_prefix, f.method, 1, f.retry_after_s, f.delay_s)
         if self._random is not None:
             rng, p, kinds, prefix, only = self._random
             wanted = only is None or only.upper() == method.upper()

@@ -60,7 +60,7 @@ class _Handler(BaseHTTPRequestHandler):
             return  # no status line: the client's request left and nothing came back
         payload = answer.body_bytes()
         self.send_response(answer.status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", answer.content_type)
         for k, v in answer.headers.items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(payload)))

@@ -66,7 +66,7 @@ class SimTransport(BaseAdapter):
         resp.status_code = answer.status
         resp.reason = _REASONS.get(answer.status, "")
         resp._content = answer.body_bytes()
-        resp.headers = CaseInsensitiveDict({"Content-Type": "application/json", **answer.headers})
+        resp.headers = CaseInsensitiveDict({"Content-Type": answer.content_type, **answer.headers})
         resp.url = request.url or ""
         resp.request = request
         resp.encoding = "utf-8"
