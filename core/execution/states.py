@@ -1,8 +1,8 @@
 """The one mapping from what a venue says about a transfer to the ledger's transfer state.
 
 Two vocabularies, on purpose: the venue reports what *its* records show
-(:class:`core.venues.reports.VenueTransferStatus`, "the venue's status"), the ledger records what *we*
-know of one leg (:class:`core.ledger.vocab.TransferState`, "the ledger's state", which also has
+(:class:`core.venues.reports.VenueTransferStatus`, "the venue's status"), the ledger records
+what *we* know of one leg (:class:`core.ledger.vocab.TransferState`, "the ledger's state", which also has
 states no venue reports: ``pending`` before the request leaves, ``refused`` by a gate). Every
 receipt and every lookup goes through :func:`ledger_state_of`, so no caller maps them its own
 way.

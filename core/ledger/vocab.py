@@ -26,9 +26,10 @@ __all__ = [
 class TransferState(StrEnum):
     """Life of a transfer row in the ledger (DESIGN §7): what *we* know of one leg.
 
-    Not the venue's word for it: a venue reports a ``core.venues.base`` transfer status
-    (pending / confirmed / failed / not found / ambiguous), and ``core.execution.states`` maps
-    that report onto these states, once, for every caller.
+    Not the venue's word for it: a venue reports a ``VenueTransferStatus``
+    (``core.venues.reports``: pending / confirmed / failed / not found yet / not found /
+    ambiguous), and ``core.execution.states`` maps that report onto these states, once, for
+    every caller.
 
     ``pending`` is written *before* the request leaves, so a crash between send and record
     leaves a row that the executor must look up by its idempotency key before any resend.
