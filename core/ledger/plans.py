@@ -299,6 +299,26 @@ def latest_plan_version(session: Session, call_id: str) -> int | None:
     return session.exec(stmt).one()
 
 
+def _check_new_version(session: Session, call_id: str, version: int) -> None:
+    """Refuse a new version for a call no longer open, or one that skips a version."""
+    call = session.get(MarginCallRow, call_id)
+    if call is not None and call.status != CallStatus.OPEN.value:
+        raise DataError(
+            f"margin call is {call.status}: a closed call gets no new plan",
+            margin_call_id=call_id,
+            version=version,
+        )
+    previous = select(PlanRow.id).where(
+        PlanRow.margin_call_id == call_id, PlanRow.version == version - 1
+    )
+    if version > 1 and session.exec(previous).first() is None:
+        raise DataError(
+            "a re-plan follows the version it replaces, which is not recorded",
+            margin_call_id=call_id,
+            version=version,
+        )
+
+
 def record_plan(
     session: Session,
     call_id: str,
@@ -330,27 +350,7 @@ def record_plan(
         with session.begin_nested():
             created = _insert_unless_conflict(session, PlanRow.__table__, _values(plan_row))  # type: ignore[attr-defined]
             if created:
-                call = session.get(MarginCallRow, call_id)
-                if call is not None and call.status != CallStatus.OPEN.value:
-                    raise DataError(
-                        f"margin call is {call.status}: a closed call gets no new plan",
-                        margin_call_id=call_id,
-                        version=version,
-                    )
-                if (
-                    version > 1
-                    and session.exec(
-                        select(PlanRow.id).where(
-                            PlanRow.margin_call_id == call_id, PlanRow.version == version - 1
-                        )
-                    ).first()
-                    is None
-                ):
-                    raise DataError(
-                        "a re-plan follows the version it replaces, which is not recorded",
-                        margin_call_id=call_id,
-                        version=version,
-                    )
+                _check_new_version(session, call_id, version)
                 session.add_all(steps)
                 session.flush()  # steps before the legs that reference them
                 session.add_all(legs)
