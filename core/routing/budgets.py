@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from types import MappingProxyType
 
 from core.routing.legs import LegKind
+from core.venues.capabilities import BINANCE_LEG_ENDPOINTS, BINANCE_WEIGHT_LIMITS_PER_MIN
 from core.venues.ratelimit import budget_family
 
 __all__ = [
@@ -45,46 +45,29 @@ __all__ = [
     "weight_budgets",
 ]
 
-#: The request each leg kind sends on Binance, as the adapter sends it (``core.venues``):
-#: universal transfer, sub-account universal transfer, Convert (quote then accept; both
-#: UID-weighted, the accept is the one that moves funds), a margin order (``papi`` on a
-#: Portfolio Margin account, ``sapi`` otherwise), and the withdrawal.
-BINANCE_LEG_ENDPOINTS: Mapping[tuple[LegKind, bool], tuple[str, str]] = MappingProxyType(
-    {
-        (LegKind.INTERNAL, False): ("POST", "/sapi/v1/asset/transfer"),
-        (LegKind.INTERNAL, True): ("POST", "/sapi/v1/asset/transfer"),
-        (LegKind.SUB_ACCOUNT, False): ("POST", "/sapi/v1/sub-account/universalTransfer"),
-        (LegKind.SUB_ACCOUNT, True): ("POST", "/sapi/v1/sub-account/universalTransfer"),
-        (LegKind.CONVERT, False): ("POST", "/sapi/v1/convert/acceptQuote"),
-        (LegKind.CONVERT, True): ("POST", "/sapi/v1/convert/acceptQuote"),
-        (LegKind.MARGIN_ORDER, False): ("POST", "/sapi/v1/margin/order"),
-        (LegKind.MARGIN_ORDER, True): ("POST", "/papi/v1/margin/order"),
-        (LegKind.WITHDRAWAL, False): ("POST", "/sapi/v1/capital/withdraw/apply"),
-        (LegKind.WITHDRAWAL, True): ("POST", "/sapi/v1/capital/withdraw/apply"),
-    }
-)
-
 
 def leg_budget(kind: LegKind, venue: str, *, portfolio_margin: bool) -> str:
     """The budget a leg of ``kind`` on ``venue`` spends: ``<venue>/<limiter family>``."""
-    method, path = BINANCE_LEG_ENDPOINTS[(kind, portfolio_margin)]
+    method, path = BINANCE_LEG_ENDPOINTS[(kind.value, portfolio_margin)]
     return f"{venue}/{budget_family(method, path)}"
 
 
 def exchange_weight_limits(exchange: str) -> Mapping[str, int]:
     """The exchange's published weight limits per minute, by limiter family.
 
-    Binance's figures (spot ``api`` 6,000 IP weight, ``sapi`` 12,000 IP, the UID-weighted sapi
-    endpoints 180,000 per account, ``fapi``/``dapi`` 2,400, ``papi`` 6,000); the live adapter
-    is built with the same table.
-    """
-    # The table lives beside the simulator, which charges the same weights; the live factory
-    # reads it from there too (core.venues.factory).
-    from core.venues.sim.engine import DEFAULT_WEIGHT_LIMITS_PER_MIN
+    Binance's figures (``core.venues.capabilities.BINANCE_WEIGHT_LIMITS_PER_MIN``: spot ``api``
+    6,000 IP weight, ``sapi`` 12,000 IP, the UID-weighted sapi endpoints 180,000 per account,
+    ``fapi``/``dapi`` 2,400, ``papi`` 6,000); the live adapter and the simulator use the same
+    table.
 
+    Raises
+    ------
+    KeyError
+        An exchange whose limits pmr does not know.
+    """
     if exchange != "binance":
         raise KeyError(exchange)
-    return DEFAULT_WEIGHT_LIMITS_PER_MIN
+    return BINANCE_WEIGHT_LIMITS_PER_MIN
 
 
 def weight_budgets(

@@ -228,3 +228,40 @@ def desk_capability_problems(desk: DeskConfig) -> Iterable[str]:
             problem = src.route_problem(r.kind, r.from_wallet, r.to_wallet, portfolio_margin=pm_src)
         if problem is not None:
             yield f"routes[{i}] ({r.id}): {problem}"
+
+
+#: Binance's published request-weight limits per minute by API family (Binance "LIMITS": spot
+#: ``api`` 6,000 IP weight, ``sapi`` 12,000 IP, UID-weighted sapi endpoints (transfers,
+#: withdrawals, Convert) 180,000 per account, USDⓈ-M ``fapi`` and COIN-M ``dapi`` 2,400,
+#: Portfolio Margin ``papi`` 6,000, options ``eapi`` 6,000). The live adapter's limiter, the
+#: simulator and the router's weight budgets all read this one table.
+BINANCE_WEIGHT_LIMITS_PER_MIN: Mapping[str, int] = MappingProxyType(
+    {
+        "api": 6000,
+        "sapi": 12000,
+        "fapi": 2400,
+        "dapi": 2400,
+        "papi": 6000,
+        "eapi": 6000,
+        "sapi-uid": 180_000,
+    }
+)
+
+#: The request that moves funds for each leg kind (``core.routing.legs.LegKind`` values) on
+#: Binance, keyed by (kind, portfolio-margin account): universal transfer, sub-account
+#: universal transfer, Convert accept (the quote is UID-weighted too; the accept moves funds),
+#: a margin order (``papi`` on a Portfolio Margin account, ``sapi`` otherwise), a withdrawal.
+BINANCE_LEG_ENDPOINTS: Mapping[tuple[str, bool], tuple[str, str]] = MappingProxyType(
+    {
+        ("internal", False): ("POST", "/sapi/v1/asset/transfer"),
+        ("internal", True): ("POST", "/sapi/v1/asset/transfer"),
+        ("sub_account", False): ("POST", "/sapi/v1/sub-account/universalTransfer"),
+        ("sub_account", True): ("POST", "/sapi/v1/sub-account/universalTransfer"),
+        ("convert", False): ("POST", "/sapi/v1/convert/acceptQuote"),
+        ("convert", True): ("POST", "/sapi/v1/convert/acceptQuote"),
+        ("margin_order", False): ("POST", "/sapi/v1/margin/order"),
+        ("margin_order", True): ("POST", "/papi/v1/margin/order"),
+        ("withdrawal", False): ("POST", "/sapi/v1/capital/withdraw/apply"),
+        ("withdrawal", True): ("POST", "/sapi/v1/capital/withdraw/apply"),
+    }
+)

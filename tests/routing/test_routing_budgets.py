@@ -123,3 +123,12 @@ def test_budget_in_the_limiters_units_lets_fifty_transfers_through_where_sim_ip_
     # ... and the limiter, with the same limit, lets the planned 50 transfers through at once
     limiter = WeightLimiter(ManualClock(), {"sapi-uid": 180_000})
     assert sum(limiter.acquire("sapi-uid", 900) for _ in range(50)) == 0.0
+
+
+def test_every_leg_kind_has_its_binance_endpoint_in_the_capabilities() -> None:
+    # the table is Binance knowledge kept with the venue's capabilities, keyed by plain values
+    for kind in LegKind:
+        for pm in (False, True):
+            method, path = BINANCE_LEG_ENDPOINTS[(kind.value, pm)]
+            assert method == "POST"
+            assert path.startswith(("/sapi/", "/papi/"))

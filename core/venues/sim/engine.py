@@ -28,6 +28,7 @@ from typing import Literal
 from core.clock import Clock
 from core.domain import WalletKind
 from core.redact import register_secret
+from core.venues.capabilities import BINANCE_WEIGHT_LIMITS_PER_MIN
 from core.venues.sim.faults import FaultPlan
 from core.venues.sim.options import OptionBook, OptionQuote, SimOption
 from core.venues.sim.prices import PricePath
@@ -52,17 +53,9 @@ __all__ = [
 ZERO = Decimal(0)
 _Q8 = Decimal("0.00000001")
 
-# Binance request-weight budgets per minute by API family (Binance "LIMITS": spot 6000 IP
-# weight; sapi 12000 IP; USDⓈ-M 2400; COIN-M 2400; portfolio margin 6000; options 400/min...).
-DEFAULT_WEIGHT_LIMITS_PER_MIN: Mapping[str, int] = {
-    "api": 6000,
-    "sapi": 12000,
-    "fapi": 2400,
-    "dapi": 2400,
-    "papi": 6000,
-    "eapi": 6000,
-    "sapi-uid": 180_000,  # Binance: UID-weighted sapi endpoints, 180,000 per minute
-}
+# The published limits live with the capabilities (one table for the adapter, the simulator and
+# the router); the simulator charges the same.
+DEFAULT_WEIGHT_LIMITS_PER_MIN: Mapping[str, int] = BINANCE_WEIGHT_LIMITS_PER_MIN
 
 # Withdrawal fees charged by the simulator (asset units), close to Binance's usual ones.
 _DEFAULT_WITHDRAW_FEES: Mapping[str, Decimal] = {
