@@ -18,12 +18,15 @@ from sqlmodel import Session, select
 
 from core.domain import Asset, WalletKind
 from core.ledger.audit_log import append_audit_event, verify_audit_chain
+from core.ledger.chain import AuditKey
 from core.ledger.store import ensure_venue, session_scope
 from core.ledger.tables import AuditEventRow, TransferRow
 from core.ledger.transfers import TransferIntent, record_transfer_intent, transfer_key
 from core.ledger.vocab import TransferMode, VenueMode
 
 pytestmark = pytest.mark.postgres
+
+KEY = AuditKey.from_text("concurrency-test-audit-key-0123456789", source="test")
 
 
 def _run_together(workers: list[Callable[[], None]]) -> list[BaseException]:
@@ -53,17 +56,17 @@ def test_audit_appends_from_four_writers_form_one_unbroken_chain(pg_engine: Engi
                 with session_scope(pg_engine) as s:
                     append_audit_event(
                         s, event_id=f"w{w}-{i}", kind="TransferRequested", ts_event=i,
-                        ts_init=i, payload={"writer": w, "i": i},
+                        ts_init=i, payload={"writer": w, "i": i}, key=KEY,
                     )  # fmt: skip
 
         return run
 
     assert _run_together([writer(w) for w in range(4)]) == []
     with Session(pg_engine) as s:
-        verdict = verify_audit_chain(s)
+        verdict = verify_audit_chain(s, key=KEY)
         n = s.exec(select(func.count()).select_from(AuditEventRow)).one()
-    assert verdict.ok, str(verdict)
-    assert (verdict.checked, n) == (60, 60)
+    assert verdict.complete, str(verdict)
+    assert (verdict.checked, verdict.keyed, n) == (60, 60, 60)
 
 
 def test_same_intent_recorded_by_four_workers_at_once_is_created_exactly_once(
