@@ -174,23 +174,22 @@ def _note(e: AuditedEvent) -> str | None:
     match e:
         case MarginCallRaised():
             ratio = "n/a" if e.ratio is None else f"{e.ratio}"
-            return f"{e.pool_id} ratio {ratio} < target {e.target_ratio}, deficit {e.deficit_usd:,} USD"
+            return f"{e.pool_id} at {ratio} < {e.target_ratio}: {e.deficit_usd:,} USD short"
         case PlanMade():
-            extra = f"; {e.reason}" if e.reason else ""
-            return f"{e.policy}: {e.n_steps} steps, uncovered {e.uncovered_usd:,} USD{extra}"
+            short = f", {e.uncovered_usd:,} USD uncovered" if e.uncovered_usd else ""
+            why = f"; {e.reason}" if e.reason else ""
+            return f"{e.policy}, {e.n_steps} steps{short}{why}"
         case LegRefused():
             return e.reason
         case LegFailed() | LegUnknown():
             return f"{e.error_kind}: {e.error_message}"
         case LegEvent():
-            where = (
-                e.venue_id if e.to_venue_id == e.venue_id else f"{e.venue_id} -> {e.to_venue_id}"
-            )
-            return f"{where} {e.from_wallet.value} -> {e.to_wallet.value}"
+            where = e.venue_id if e.to_venue_id == e.venue_id else f"{e.venue_id}→{e.to_venue_id}"
+            return f"{where} {e.from_wallet.value}→{e.to_wallet.value}"
         case RatioRestored():
-            return f"{e.pool_id} ratio {e.ratio} >= target {e.target_ratio}"
+            return f"{e.pool_id} at {e.ratio} >= {e.target_ratio}"
         case CallEscalated():
-            return f"{e.reason}; uncovered {e.uncovered_usd:,} USD"
+            return f"{e.reason}; {e.uncovered_usd:,} USD uncovered"
         case _:  # pragma: no cover - every kind is listed above
             return None
 

@@ -38,11 +38,10 @@ def test_story_of_a_cured_call_has_every_decision_and_leg_in_order(session: Sess
     assert unknown.at == datetime(2026, 3, 12, 9, 30, 10, 95000, tzinfo=UTC)
     assert story.lines[9].result == "failed"  # the lookup's verdict
     assert story.lines[6].note == "per-transfer cap 25,000 USD < 50,000 USD"
-    assert (
-        story.lines[10].note == "strict: 2 steps, uncovered 0 USD; v1 s2.0 failed, v1 s3.0 refused"
-    )
+    assert story.lines[10].note == "strict, 2 steps; v1 s2.0 failed, v1 s3.0 refused"
+    assert story.lines[5].note == "sim-b→sim-a spot→pm"
     assert story.lines[14].cost_usd == Decimal(25)
-    assert story.lines[0].note == "sim-a.pm ratio 1.18 < target 1.5, deficit 250,000 USD"
+    assert story.lines[0].note == "sim-a.pm at 1.18 < 1.5: 250,000 USD short"
     assert (story.outcome, story.elapsed_ms, story.plan_versions) == ("restored", 10900, (1, 2))
     assert story.legs_by_result == {"confirmed": 4, "failed": 1, "refused": 1}
     assert (story.delivered_usd, story.cost_usd) == (Decimal(250000), Decimal(25))
