@@ -178,7 +178,8 @@ def _note(e: AuditedEvent) -> str | None:
         case PlanMade():
             short = f", {e.uncovered_usd:,} USD uncovered" if e.uncovered_usd else ""
             why = f"; {e.reason}" if e.reason else ""
-            return f"{e.policy}, {e.n_steps} steps{short}{why}"
+            steps = f"{e.n_steps} step{'' if e.n_steps == 1 else 's'}"
+            return f"{e.policy}, {steps}{short}{why}"
         case LegRefused():
             return e.reason
         case LegFailed() | LegUnknown():
