@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from core.errors import ConfigError
-from core.ledger.chain import DEFAULT_KEY_ENV
 from flows.cli_common import handles_pmr_errors, out
 
 if TYPE_CHECKING:  # SQLAlchemy loads inside the commands, so `pmr --help` stays fast
@@ -41,6 +40,9 @@ if TYPE_CHECKING:  # SQLAlchemy loads inside the commands, so `pmr --help` stays
 __all__ = ["audit_anchor", "audit_show", "audit_verify", "parse_expect_head", "register"]
 
 EXIT_BROKEN_CHAIN = 1
+# core.ledger.chain.DEFAULT_KEY_ENV, spelled out: importing any core.ledger module at start-up
+# loads SQLAlchemy (the package's __init__), which `pmr --help` must not pay for.
+DEFAULT_KEY_ENV = "PMR_AUDIT_KEY"
 _EXPECT_HEAD = re.compile(r"(\d+):([0-9a-f]{64})")
 
 UrlOption = Annotated[

@@ -16,7 +16,9 @@ from audit_story import CALL, KEY, record_story
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
+from core.ledger.chain import DEFAULT_KEY_ENV
 from core.ledger.store import init_db, make_engine, session_scope
+from flows import cli_audit
 from flows.cli import app
 
 runner = CliRunner()
@@ -50,6 +52,10 @@ def _run(args: list[str], path: Path, **env: str | None) -> tuple[int, str]:
 def _sql(path: Path, statement: str) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute(statement)
+
+
+def test_audit_cli_default_key_variable_is_cores() -> None:
+    assert cli_audit.DEFAULT_KEY_ENV == DEFAULT_KEY_ENV == "PMR_AUDIT_KEY"
 
 
 def test_audit_verify_with_key_prints_verdict_head_and_key_id_never_the_key(store: Path) -> None:
