@@ -30,12 +30,15 @@ from core.errors import DataError
 from core.ledger.anchors import anchor_label, anchor_points, latest_anchor, record_anchor
 from core.ledger.chain import (
     GENESIS_HASH,
+    AnchorPoint,
     AuditKey,
     ChainVerdict,
     HashScheme,
     canonical_payload,
     event_hash,
+    rewrite_fault,
     scheme_for,
+    truncation_fault,
     verify_chain,
 )
 from core.ledger.tables import AuditAnchorRow, AuditEventRow
@@ -220,11 +223,17 @@ def verify_since_latest_anchor(session: Session, *, key: AuditKey | None) -> Cha
     row = session.get(AuditEventRow, anchor.seq, populate_existing=True)
     if row is None or row.hash != anchor.hash:
         head_seq, head_hash = audit_head(session)
-        what = "is missing" if row is None else "has a different hash"
-        fault = f"the event {anchor_label(anchor)} recorded {what}: the chain was rewritten"
-        if row is None and head_seq < anchor.seq:
-            fault = f"{anchor_label(anchor)} recorded seq={anchor.seq} but the head is seq={head_seq}: the tail was deleted (the chain was truncated)"
-        return ChainVerdict(False, 0, head_seq, head_hash, broken_at_seq=anchor.seq, reason=fault)
+        point = AnchorPoint(anchor.seq, anchor.hash, anchor_label(anchor))
+        if row is not None:
+            fault, at = rewrite_fault(point), anchor.seq
+        elif head_seq < anchor.seq:
+            fault, at = truncation_fault(head_seq + 1, point), head_seq + 1
+        else:
+            fault, at = (
+                f"event seq={anchor.seq} of {point.label} is missing: events were deleted",
+                anchor.seq,
+            )
+        return ChainVerdict(False, 0, head_seq, head_hash, broken_at_seq=at, reason=fault)
     return verify_chain(
         iter_audit_events(session, after_seq=anchor.seq),
         key=key,

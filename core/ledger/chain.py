@@ -64,7 +64,9 @@ __all__ = [
     "canonical_payload",
     "event_hash",
     "link_refs",
+    "rewrite_fault",
     "scheme_for",
+    "truncation_fault",
     "verify_chain",
 ]
 
@@ -426,15 +428,26 @@ def verify_chain(
     if beyond:  # anchored past the head: the rows after it were removed
         last = pinned[max(beyond)][0]
         first = walk.prev_seq + 1
-        missing = (
-            f"event seq={first} is" if first == last.seq else f"events seq={first}..{last.seq} are"
-        )
-        fault = (
-            f"{missing} missing, though {last.label} is at seq={last.seq}: "
-            "the tail was deleted (the chain was truncated)"
-        )
+        fault = truncation_fault(first, last)
         return walk.verdict(fault, at=first)
     return walk.verdict()
+
+
+def truncation_fault(first_missing: int, anchor: AnchorPoint) -> str:
+    """The verdict's words for events ``first_missing..anchor.seq`` gone past the head."""
+    if first_missing == anchor.seq:
+        missing = f"event seq={first_missing} is"
+    else:
+        missing = f"events seq={first_missing}..{anchor.seq} are"
+    return (
+        f"{missing} missing, though {anchor.label} is at seq={anchor.seq}: "
+        "the tail was deleted (the chain was truncated)"
+    )
+
+
+def rewrite_fault(anchor: AnchorPoint) -> str:
+    """The verdict's words for an event whose hash is not the one ``anchor`` recorded."""
+    return f"hash differs from the anchored head ({anchor.label}): the chain was rewritten"
 
 
 def _link_fault(link: ChainLink, walk: _Walk, key: AuditKey | None) -> str:
@@ -490,5 +503,5 @@ def _anchor_fault(link: ChainLink, anchors: list[AnchorPoint]) -> str:
     """Say which anchor ``link`` contradicts, or return ""."""
     for anchor in anchors:
         if anchor.hash != link.hash:
-            return f"hash differs from the anchored head ({anchor.label}): the chain was rewritten"
+            return rewrite_fault(anchor)
     return ""

@@ -59,7 +59,8 @@ def test_deleted_tail_after_an_anchor_is_named_with_the_anchor(session: Session)
         "the tail was deleted (the chain was truncated)"
     )
     # The incremental check sees it too, and nothing is anchored over the damage.
-    assert verify_since_latest_anchor(session, key=KEY).broken_at_seq == 16
+    since = verify_since_latest_anchor(session, key=KEY)
+    assert (since.broken_at_seq, since.reason) == (15, verdict.reason)
     with pytest.raises(DataError, match=r"refusing to anchor a broken chain: .*truncated"):
         anchor_head(session, recorded_by="reconcile", at=T0 + timedelta(minutes=10), key=KEY)
 
@@ -155,3 +156,29 @@ def test_incremental_and_full_verification_agree_on_edits_after_the_anchor(
         else:  # before the anchor: the incremental check trusts what was anchored
             assert since.ok
     engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("UPDATE audit_event SET hash = '" + "ef" * 32 + "' WHERE seq = 10",
+         "hash differs from the anchored head (anchor #{id} (test, 2026-03-12T09:30:00+00:00)): "
+         "the chain was rewritten"),
+        ("DELETE FROM audit_event WHERE seq = 10",
+         "event seq=10 of anchor #{id} (test, 2026-03-12T09:30:00+00:00) is missing: "
+         "events were deleted"),
+    ],
+)  # fmt: skip
+def test_incremental_verification_checks_the_anchored_event_itself(
+    session: Session, damage: str, reason: str
+) -> None:
+    for i in range(1, 13):
+        append_audit_event(session, event_id=f"ev-{i}", kind="Note", ts_event=i, ts_init=i,
+                           payload={"i": i}, key=KEY)  # fmt: skip
+        if i == 10:
+            anchor = anchor_head(session, recorded_by="test", at=T0, key=KEY)
+    session.execute(text(damage))
+    since = verify_since_latest_anchor(session, key=KEY)
+    assert (since.ok, since.broken_at_seq) == (False, 10)
+    assert since.reason == reason.format(id=anchor.id)
+    assert not verify_audit_chain(session, key=KEY).ok
