@@ -1,4 +1,4 @@
--- pmr store: PostgreSQL DDL (DESIGN §8), at schema revision 0003.
+-- pmr store: PostgreSQL DDL (DESIGN §8), at schema revision 0004.
 --
 -- This file, core/ledger/tables.py and the migrations in core/ledger/migrations/versions/
 -- describe the same schema; tests/ledger/test_ledger_schema_sql.py builds a database from each on
@@ -343,12 +343,26 @@ CREATE TABLE IF NOT EXISTS audit_event (
     payload JSONB NOT NULL,
     prev_hash VARCHAR(64) NOT NULL,
     hash VARCHAR(64) NOT NULL,
+    hash_scheme VARCHAR(16) DEFAULT 'sha256' NOT NULL,
     CONSTRAINT pk_audit_event PRIMARY KEY (seq),
+    CONSTRAINT ck_audit_event_hash_scheme CHECK (hash_scheme IN ('sha256', 'hmac-sha256')),
     CONSTRAINT uq_audit_event_event_id UNIQUE (event_id),
     CONSTRAINT uq_audit_event_hash UNIQUE (hash)
 );
 CREATE INDEX IF NOT EXISTS ix_audit_event_kind ON audit_event (kind);
 CREATE INDEX IF NOT EXISTS ix_audit_event_margin_call_id ON audit_event (margin_call_id);
+
+-- audit_anchor: The audit chain's head `(seq, hash)` as it was at `anchored_at`, kept off the chain.
+CREATE TABLE IF NOT EXISTS audit_anchor (
+    id BIGSERIAL NOT NULL,
+    seq BIGINT NOT NULL,
+    hash VARCHAR(64) NOT NULL,
+    anchored_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    recorded_by VARCHAR(64) NOT NULL,
+    mac VARCHAR(64),
+    CONSTRAINT pk_audit_anchor PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS ix_audit_anchor_seq ON audit_anchor (seq);
 
 -- recon_drift: A difference between what the ledger expected and what a venue reported.
 CREATE TABLE IF NOT EXISTS recon_drift (
@@ -382,4 +396,4 @@ CREATE TABLE IF NOT EXISTS alembic_version (
     CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
 INSERT INTO alembic_version (version_num)
-SELECT '0003' WHERE NOT EXISTS (SELECT 1 FROM alembic_version);
+SELECT '0004' WHERE NOT EXISTS (SELECT 1 FROM alembic_version);

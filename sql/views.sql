@@ -1,4 +1,4 @@
--- pmr post-mortem views (DESIGN §8). PostgreSQL only: they use percentile_cont and FILTER.
+-- pmr post-mortem views (DESIGN §8). PostgreSQL only: they use percentile_cont, FILTER and JSONB.
 --
 -- Each block is a named statement read by core.ledger.queries (`-- name:` + `-- why:`);
 -- `pmr db init` creates them on PostgreSQL with CREATE OR REPLACE, so re-running is safe.
@@ -128,3 +128,69 @@ SELECT
     count(*) FILTER (WHERE t.status = 'refused') AS n_refused
 FROM transfer AS t
 GROUP BY 1, t.venue_id, t.mode;
+
+-- name: venue_failure_rates
+-- why: which venue lets margin calls down: of the legs that reached it, how many failed and
+--      how many timed out (outcome unknown, even when a lookup settled them later: only the
+--      audit trail remembers those), beside the legs our own gates refused before sending.
+-- A leg counts as sent once it left (sent, confirmed, failed, unknown); pending legs never
+-- left and refused legs never reach a venue. Timeouts come from LegUnknown audit events
+-- (joined on the leg's key), refusals from refused rows and LegRefused events; troubled_frac counts each leg
+-- once, whether it failed, is still unknown, or timed out and was then resolved.
+CREATE OR REPLACE VIEW venue_failure_rates AS
+WITH timed_out AS (
+    SELECT DISTINCT e.transfer_key
+    FROM audit_event AS e
+    WHERE e.kind = 'LegUnknown' AND e.transfer_key IS NOT NULL
+),
+legs AS (
+    SELECT
+        t.venue_id,
+        count(*) FILTER (WHERE t.status IN ('sent', 'confirmed', 'failed', 'unknown')) AS n_sent,
+        count(*) FILTER (WHERE t.status = 'confirmed') AS n_confirmed,
+        count(*) FILTER (WHERE t.status = 'failed') AS n_failed,
+        count(*) FILTER (WHERE t.status = 'unknown') AS n_unknown_now,
+        count(*) FILTER (WHERE o.transfer_key IS NOT NULL) AS n_timed_out,
+        count(*) FILTER (
+            WHERE t.status IN ('failed', 'unknown') OR o.transfer_key IS NOT NULL
+        ) AS n_troubled,
+        count(*) FILTER (WHERE t.status = 'pending') AS n_pending,
+        string_agg(DISTINCT t.error_kind, ', ' ORDER BY t.error_kind)
+            FILTER (WHERE t.status = 'failed') AS failed_error_kinds,
+        max(t.finished_at) FILTER (WHERE t.status = 'failed') AS last_failed_at
+    FROM transfer AS t
+    LEFT JOIN timed_out AS o ON o.transfer_key = t.idempotency_key
+    GROUP BY t.venue_id
+),
+refused AS (
+    -- A refused leg is a transfer row in state 'refused' (the executor records it) and a
+    -- LegRefused audit event; either alone counts, each leg once.
+    SELECT r.venue_id, count(DISTINCT r.leg_key) AS n_refused
+    FROM (
+        SELECT t.venue_id, t.idempotency_key AS leg_key
+        FROM transfer AS t
+        WHERE t.status = 'refused'
+        UNION
+        SELECT e.payload ->> 'venue_id', e.transfer_key
+        FROM audit_event AS e
+        WHERE e.kind = 'LegRefused'
+    ) AS r
+    GROUP BY r.venue_id
+)
+SELECT
+    v.id AS venue_id,
+    coalesce(l.n_sent, 0) AS n_sent,
+    coalesce(l.n_confirmed, 0) AS n_confirmed,
+    coalesce(l.n_failed, 0) AS n_failed,
+    coalesce(l.n_unknown_now, 0) AS n_unknown_now,
+    coalesce(l.n_timed_out, 0) AS n_timed_out,
+    coalesce(l.n_pending, 0) AS n_pending,
+    coalesce(r.n_refused, 0) AS n_refused,
+    l.n_failed::numeric / nullif(l.n_sent, 0) AS failed_frac,
+    l.n_timed_out::numeric / nullif(l.n_sent, 0) AS timed_out_frac,
+    l.n_troubled::numeric / nullif(l.n_sent, 0) AS troubled_frac,
+    l.failed_error_kinds,
+    l.last_failed_at
+FROM venue AS v
+LEFT JOIN legs AS l ON l.venue_id = v.id
+LEFT JOIN refused AS r ON r.venue_id = v.id;

@@ -45,6 +45,7 @@ from core.domain import (
     Settlement,
     WalletKind,
 )
+from core.ledger.chain import HashScheme
 from core.ledger.coltypes import JsonPayload, Money, UtcDateTime
 from core.ledger.vocab import (
     CallStatus,
@@ -60,6 +61,7 @@ from core.routing.legs import LegKind
 
 __all__ = [
     "NAMING_CONVENTION",
+    "AuditAnchorRow",
     "AuditEventRow",
     "BalanceRow",
     "LedgerTable",
@@ -91,7 +93,7 @@ NAME_LEN = 64  # venue / pool / plan / call ids (core.domain name pattern allows
 CODE_LEN = 16  # asset codes, wallet kinds, statuses, modes
 SYMBOL_LEN = 64  # instrument symbols such as BTC-27MAR26-90000-C
 KEY_LEN = 32  # idempotency keys: 128-bit hex, fits OKX clientId (<= 32 alphanumerics)
-HASH_LEN = 64  # SHA-256 hex
+HASH_LEN = 64  # SHA-256 / HMAC-SHA256 hex
 
 
 class LedgerTable(
@@ -511,12 +513,14 @@ class TransferRow(LedgerTable, table=True):
 class AuditEventRow(LedgerTable, table=True):
     """One immutable event, hash-chained to its predecessor so tampering shows (DESIGN §7).
 
-    ``hash = sha256(canonical(seq, event_id, kind, ts_event, ts_init, refs, payload, prev_hash))``
-    (see ``core.ledger.chain``). No foreign keys: the trail must stand alone, and it records
-    events (a denied transfer, say) whose subject never got a row of its own.
+    ``hash = HMAC-SHA256(key, canonical(seq, event_id, kind, ts_event, ts_init, refs, payload,
+    prev_hash))``, or plain SHA-256 of the same bytes on rows written without a key
+    (``hash_scheme``; see ``core.ledger.chain``). No foreign keys: the trail must stand alone,
+    and it records events (a refused leg, say) whose subject never got a row of its own.
     """
 
     __tablename__ = "audit_event"
+    __table_args__ = (_check("hash_scheme", HashScheme),)
 
     seq: int = Field(
         primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False}
@@ -531,6 +535,31 @@ class AuditEventRow(LedgerTable, table=True):
     payload: dict[str, Any] = Field(sa_type=JsonPayload)
     prev_hash: str = Field(max_length=HASH_LEN)
     hash: str = Field(max_length=HASH_LEN, unique=True)
+    # Revision 0003; rows written before it are plain SHA-256 (the server default).
+    hash_scheme: str = Field(
+        default=HashScheme.SHA256.value,
+        max_length=CODE_LEN,
+        sa_column_kwargs={"server_default": HashScheme.SHA256.value},
+    )
+
+
+class AuditAnchorRow(LedgerTable, table=True):
+    """The audit chain's head ``(seq, hash)`` as it was at ``anchored_at``, kept off the chain.
+
+    A deleted tail leaves a consistent chain; an anchor past the new head shows it
+    (``core.ledger.anchors``). ``mac`` is the HMAC of the anchor under the audit key, so a
+    forger who rewrites the chain cannot rewrite its anchors to match; null when recorded
+    without a key. Operators also keep the printed head outside the database.
+    """
+
+    __tablename__ = "audit_anchor"
+
+    id: int | None = _id()
+    seq: int = Field(sa_type=BigInteger, index=True)
+    hash: str = Field(max_length=HASH_LEN)
+    anchored_at: datetime = _at()
+    recorded_by: str = Field(max_length=NAME_LEN)  # "reconcile", "pmr audit anchor", ...
+    mac: str | None = Field(default=None, max_length=HASH_LEN)
 
 
 class ReconDriftRow(LedgerTable, table=True):

@@ -1,4 +1,8 @@
-"""The audit trail is a hash chain: intact chains verify, every kind of tampering shows."""
+"""The audit trail is a hash chain: intact chains verify, every kind of tampering shows.
+
+These tests write the unkeyed (plain SHA-256) scheme, the one earlier releases wrote and the
+offline demo still writes; ``test_ledger_audit_hmac.py`` covers the keyed scheme.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ def _stored_payload(raw: Any) -> dict[str, Any]:
 
 def _append_story(session: Session) -> list[str]:
     """A margin call's first five events, as the executor would write them."""
-    key = leg_key(CALL, 1, 0, 0)
+    leg = leg_key(CALL, 1, 0, 0)  # the leg's idempotency key
     events: list[tuple[str, dict[str, object]]] = [
         ("MarginCallRaised", {"pool": "sim-a.pm", "ratio": Decimal("1.18"), "at": T0}),
         ("PlanRecorded", {"policy": "strict", "credit_usd": Decimal("250000")}),
@@ -40,7 +44,8 @@ def _append_story(session: Session) -> list[str]:
         row = append_audit_event(
             session, event_id=f"ev-{i}", kind=kind, ts_event=T0_NS + i * 1_000_000,
             ts_init=T0_NS + i * 1_000_000 + 500, payload=payload, margin_call_id=CALL,
-            plan_id="plan-1" if i else None, transfer_key=key if kind.startswith("Transfer") else None,
+            plan_id="plan-1" if i else None, transfer_key=leg if kind.startswith("Transfer") else None,
+            key=None,
         )  # fmt: skip
         hashes.append(row.hash)
     session.commit()
@@ -121,17 +126,17 @@ def test_audit_chain_with_truncated_tail_fails_against_anchored_head(session: Se
 def test_append_with_same_event_id_is_idempotent_and_conflict_raises(session: Session) -> None:
     first = append_audit_event(
         session, event_id="ev-x", kind="TransferRequested", ts_event=T0_NS, ts_init=T0_NS,
-        payload={"amount": Decimal("5")},
+        payload={"amount": Decimal("5")}, key=None,
     )  # fmt: skip
     again = append_audit_event(
         session, event_id="ev-x", kind="TransferRequested", ts_event=T0_NS, ts_init=T0_NS + 9,
-        payload={"amount": Decimal("5")},
+        payload={"amount": Decimal("5")}, key=None,
     )  # fmt: skip
     assert again.seq == first.seq == 1
     with pytest.raises(DataError, match="different content"):
         append_audit_event(
             session, event_id="ev-x", kind="TransferRequested", ts_event=T0_NS, ts_init=T0_NS,
-            payload={"amount": Decimal("6")},
+            payload={"amount": Decimal("6")}, key=None,
         )  # fmt: skip
 
 
@@ -153,7 +158,7 @@ def test_append_with_unsafe_payload_is_refused_and_writes_nothing(
     with pytest.raises(DataError, match=match):
         append_audit_event(
             session, event_id="ev-bad", kind="X", ts_event=T0_NS, ts_init=T0_NS,
-            payload=payload,  # type: ignore[arg-type]
+            payload=payload, key=None,  # type: ignore[arg-type]
         )  # fmt: skip
     assert audit_head(session) == (0, GENESIS_HASH)
 
@@ -168,7 +173,7 @@ def test_canonical_json_with_reordered_keys_is_identical() -> None:
 def test_append_with_lookalike_but_harmless_keys_is_accepted(session: Session) -> None:
     row = append_audit_event(
         session, event_id="ev-tokens", kind="RateLimitTaken", ts_event=T0_NS, ts_init=T0_NS,
-        payload={"rate_limit_tokens": 5, "secretary": "n/a", "keyboard": "en"},
+        payload={"rate_limit_tokens": 5, "secretary": "n/a", "keyboard": "en"}, key=None,
     )  # fmt: skip
     assert row.payload["rate_limit_tokens"] == 5
     assert verify_audit_chain(session).ok

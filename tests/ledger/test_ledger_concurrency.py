@@ -23,6 +23,7 @@ from sqlmodel import Session, select
 
 from core.domain import Asset, WalletKind
 from core.ledger.audit_log import append_audit_event, verify_audit_chain
+from core.ledger.chain import AuditKey
 from core.ledger.keys import leg_key
 from core.ledger.plans import load_plan, record_margin_call, record_plan
 from core.ledger.store import ensure_venue, init_db, make_engine, session_scope
@@ -36,6 +37,8 @@ from core.ledger.transfers import (
 from core.ledger.vocab import TransferMode, VenueMode
 
 WORKERS = 8
+
+KEY = AuditKey.from_text("concurrency-test-audit-key-0123456789", source="test")
 
 
 def _run_together(workers: list[Callable[[], None]]) -> list[BaseException]:
@@ -66,17 +69,17 @@ def test_audit_appends_from_four_writers_form_one_unbroken_chain(pg_engine: Engi
                 with session_scope(pg_engine) as s:
                     append_audit_event(
                         s, event_id=f"w{w}-{i}", kind="TransferRequested", ts_event=i,
-                        ts_init=i, payload={"writer": w, "i": i},
+                        ts_init=i, payload={"writer": w, "i": i}, key=KEY,
                     )  # fmt: skip
 
         return run
 
     assert _run_together([writer(w) for w in range(4)]) == []
     with Session(pg_engine) as s:
-        verdict = verify_audit_chain(s)
+        verdict = verify_audit_chain(s, key=KEY)
         n = s.exec(select(func.count()).select_from(AuditEventRow)).one()
-    assert verdict.ok, str(verdict)
-    assert (verdict.checked, n) == (60, 60)
+    assert verdict.complete, str(verdict)
+    assert (verdict.checked, verdict.keyed, n) == (60, 60, 60)
 
 
 @pytest.mark.postgres

@@ -33,6 +33,7 @@ from sqlmodel import Session
 
 from core.errors import ConfigError, DataError, PmrError
 from core.ledger.audit_log import append_audit_event, verify_audit_chain
+from core.ledger.chain import AuditKey
 from core.ledger.migrations.__main__ import main as migrations_main
 from core.ledger.migrations.__main__ import model_differences
 from core.ledger.migrations.apply import migrate_store
@@ -46,7 +47,14 @@ from core.ledger.migrations.config import (
 )
 from core.ledger.migrations.status import SchemaStatus, baseline_metadata, read_status
 from core.ledger.plans import latest_plan_version, load_plan
-from core.ledger.store import init_db, load_snapshot, make_engine, session_scope, upgrade_db
+from core.ledger.store import (
+    init_db,
+    load_snapshot,
+    make_engine,
+    session_scope,
+    upgrade_db,
+    view_statements,
+)
 from core.ledger.tables import LedgerTable, VenueRow, WalletRow
 
 HEAD = head_revision()
@@ -113,7 +121,8 @@ def test_upgrade_with_previous_release_store_full_of_rows_keeps_every_row_and_th
     report = upgrade_db(store)
 
     assert (report.stamped, report.revision_before, report.revision) == (BASELINE, BASELINE, HEAD)
-    assert report.created == ("plan_leg",)
+    # The tables revisions after the baseline added (0003: plan_leg; 0004: audit_anchor), and nothing else.
+    assert set(report.created) == set(LedgerTable.metadata.tables) - set(baseline_metadata().tables)
     with store.connect() as conn:
         after_raw = {t: raw_rows(conn, t, old_columns[t], at_head=True) for t in ROWS}
         assert after_raw == before_raw
@@ -131,6 +140,9 @@ def test_upgrade_with_previous_release_store_full_of_rows_keeps_every_row_and_th
         ).all()
         assert new_columns == [(None, None, None, None, None)]
         assert conn.exec_driver_sql("SELECT count(*) FROM plan_leg").scalar() == 0
+        # 0004: the old chain was hashed with plain SHA-256, and says so
+        schemes = conn.exec_driver_sql("SELECT DISTINCT hash_scheme FROM audit_event").all()
+        assert schemes == [("sha256",)]
         assert read_status(conn).state == "current"
     with Session(store) as s:
         verdict = verify_audit_chain(s, expected_head=(3, HASH_3))
@@ -141,20 +153,21 @@ def test_upgrade_with_previous_release_store_full_of_rows_keeps_every_row_and_th
             load_plan(s, "call-1")
     assert [p.qty for p in snapshot.positions] == [Decimal("-3.5"), Decimal("2.5")]
     if store.dialect.name == "postgresql":  # the old views were dropped and re-created
-        assert report.views == ("transfer_latency_by_route", "source_mix_per_call",
-                                "transfer_failure_rates")  # fmt: skip
+        assert report.views == tuple(view_statements())
         with store.connect() as conn:
             delivered = conn.execute(text("SELECT delivered_usd FROM source_mix_per_call")).scalar()
         assert delivered == Decimal("50000")
     assert snapshot.balances[1].amount == Decimal("12345678901234567.123456789012345678")
-    # Today's code keeps writing the old chain, and a second upgrade has nothing to do.
+    # Today's code extends the old chain with keyed events, and a second upgrade has nothing to do.
+    key = AuditKey.from_text("desk-audit-key-" + "0" * 17, source="test")
     with session_scope(store) as s:
         append_audit_event(
             s, event_id="evt-after-upgrade", kind="PlanEscalated", ts_event=1, ts_init=2,
-            payload={"reason": "post-upgrade"}, margin_call_id="call-1",
+            payload={"reason": "post-upgrade"}, margin_call_id="call-1", key=key,
         )  # fmt: skip
     with Session(store) as s:
-        assert verify_audit_chain(s).checked == 4
+        verdict = verify_audit_chain(s, key=key)
+    assert (verdict.ok, verdict.checked, verdict.plain, verdict.keyed) == (True, 4, 3, 1)
     again = upgrade_db(store)
     assert (again.applied, again.stamped, again.revision_before) == ((), None, HEAD)
 

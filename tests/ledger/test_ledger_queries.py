@@ -76,7 +76,7 @@ def test_repository_sql_files_all_parse_with_a_why_line() -> None:
     }
     views = view_statements()
     assert set(views) == {"transfer_latency_by_route", "source_mix_per_call",
-                          "transfer_failure_rates"}  # fmt: skip
+                          "transfer_failure_rates", "venue_failure_rates"}  # fmt: skip
     assert all(q.why for q in queries.values())
     assert all(sql.startswith("CREATE OR REPLACE VIEW") for sql in views.values())
     assert (SQL_DIR / "schema.sql").is_file()
@@ -121,7 +121,7 @@ def _seed(session: Session) -> None:
     for i in range(3):
         append_audit_event(
             session, event_id=f"e{i}", kind="TransferRequested", ts_event=i, ts_init=i,
-            payload={"i": i}, margin_call_id="mc-1" if i != 1 else "mc-0",
+            payload={"i": i}, margin_call_id="mc-1" if i != 1 else "mc-0", key=None,
         )  # fmt: skip
     session.flush()
 

@@ -6,7 +6,8 @@ from the other venue (a withdrawal, then an internal transfer once deposited); t
 fails (transfers halted on ``sim-b``), so its second leg is never sent and plan 2 (version 2 of
 the call) replaces it with 50k from the funding wallet in two legs (funding → spot → pm), and a
 leg on a route outside the allow-list, which the gate refuses. Around it, a day of ordinary
-spot → pm transfers gives the latency view something to measure.
+spot → pm transfers gives the latency view something to measure. A third venue, ``sim-c``,
+times out often: its legs and their audit events feed the per-venue failure view.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from audit_story import KEY
 from ledger_helpers import T0
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from core.domain import Asset, WalletKind
+from core.execution.events import LegEvent, LegRefused, LegUnknown, derive_event_id, record_event
 from core.ledger.keys import leg_key
 from core.ledger.plans import record_margin_call, record_plan
 from core.ledger.store import ensure_venue, init_db
@@ -163,6 +166,7 @@ def story(pg_engine: Engine) -> Engine:
         "transfer_latency_by_route",
         "source_mix_per_call",
         "transfer_failure_rates",
+        "venue_failure_rates",
     }
     with Session(pg_engine) as s:
         for venue in ("sim-a", "sim-b"):
@@ -275,3 +279,74 @@ def test_failure_rate_view_with_two_days_splits_by_utc_day(story: Engine) -> Non
     assert float(second["failed_frac"]) == pytest.approx(1 / 15, rel=1e-12)
     assert float(second["unknown_frac"]) == pytest.approx(1 / 15, rel=1e-12)
     assert first["failed_frac"] == 0
+
+
+# -- venue_failure_rates: sim-c, whose legs time out -----------------------------------------
+#: key -> (final status, error kind, timed out first?) for manual sim-c legs
+SIM_C: dict[str, tuple[TransferState | None, str | None, bool]] = {
+    "c0" * 16: (TransferState.CONFIRMED, None, False),
+    "c1" * 16: (TransferState.CONFIRMED, None, True),  # timed out, the lookup found it done
+    "c2" * 16: (TransferState.CONFIRMED, None, False),
+    "c3" * 16: (TransferState.FAILED, "TransferNotAllowed", True),  # timed out, never applied
+    "c4" * 16: (TransferState.UNKNOWN, None, True),  # still unknown
+    "c5" * 16: (None, None, False),  # pending: never left
+    "c7" * 16: (TransferState.FAILED, "InsufficientFunds", False),
+}
+REFUSED_KEY = "c6" * 16  # a leg the pre-authorisation gate refused: no transfer row
+
+
+def _sim_c_leg(cls: type[LegEvent], key: str, at_s: int, **extra: Any) -> LegEvent:
+    ts = int((T0 + timedelta(seconds=at_s)).timestamp()) * 10**9
+    return cls(
+        event_id=derive_event_id(cls, key), ts_event=ts, ts_init=ts, transfer_key=key,
+        mode=TransferMode.TRANSFER, venue_id="sim-c", from_wallet=WalletKind.SPOT,
+        to_venue_id="sim-c", to_wallet=WalletKind.PM, asset=Asset("USDT"), amount=Decimal(1000),
+        **extra,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def timeouts(story: Engine) -> Engine:
+    with Session(story) as s:
+        ensure_venue(s, "sim-c", exchange="sim", mode=VenueMode.SIM, at=T0)
+        for i, (key, (status, error_kind, timed_out)) in enumerate(SIM_C.items()):
+            at = T0 + timedelta(minutes=i)
+            intent = TransferIntent(
+                key=key, mode=TransferMode.TRANSFER, venue_id="sim-c",
+                from_wallet=WalletKind.SPOT, to_wallet=WalletKind.PM, asset=Asset("USDT"),
+                amount=Decimal(1000), amount_usd=Decimal(1000),
+            )  # fmt: skip
+            record_transfer_intent(s, intent, at=at)
+            if timed_out:
+                record_event(s, _sim_c_leg(LegUnknown, key, 60 * i + 10, latency_ms=Decimal(10000),
+                                           error_kind="OutcomeUnknown", error_message="timeout"),
+                             key=KEY)  # fmt: skip
+            if status is not None:
+                record_transfer_result(s, key, status, at=at + timedelta(seconds=11), sent_at=at,
+                                       latency_ms=120.0, error_kind=error_kind)  # fmt: skip
+        record_event(s, _sim_c_leg(LegRefused, REFUSED_KEY, 600, reason="rolling 24 h cap"),
+                     key=KEY)  # fmt: skip
+        s.commit()
+    return story
+
+
+def test_venue_failure_view_with_timeouts_counts_each_leg_once(timeouts: Engine) -> None:
+    rows = {r["venue_id"]: r for r in _rows(timeouts, "SELECT * FROM venue_failure_rates")}
+    c = rows["sim-c"]
+    counts = ("n_sent", "n_confirmed", "n_failed", "n_unknown_now", "n_timed_out", "n_pending",
+              "n_refused")  # fmt: skip
+    # Sent: c0 c1 c2 c3 c4 c7; timed out: c1 c3 c4; troubled: c1 c3 c4 c7.
+    assert tuple(c[k] for k in counts) == (6, 3, 2, 1, 3, 1, 1)
+    assert c["timed_out_frac"] == Decimal("0.5")
+    for column, expected in (("failed_frac", 2 / 6), ("troubled_frac", 4 / 6)):
+        assert float(c[column]) == pytest.approx(expected, rel=1e-12)
+    assert c["failed_error_kinds"] == "InsufficientFunds, TransferNotAllowed"
+    assert c["last_failed_at"] == T0 + timedelta(minutes=6, seconds=11)  # c7
+    # The margin-call story: sim-a sent the cure's 3 legs, plan 2's two funding legs and 12 of
+    # its day's 13 (one is pending); plan 2's leg outside the allow-list was refused.
+    a = rows["sim-a"]
+    assert tuple(a[k] for k in counts) == (17, 15, 1, 1, 0, 1, 1)
+    assert float(a["failed_frac"]) == pytest.approx(1 / 17, rel=1e-12)
+    assert float(a["troubled_frac"]) == pytest.approx(2 / 17, rel=1e-12)
+    b = rows["sim-b"]
+    assert (b["n_sent"], b["n_failed"], b["failed_frac"]) == (1, 1, Decimal(1))

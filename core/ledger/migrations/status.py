@@ -29,6 +29,7 @@ from sqlmodel import Session
 
 from core.errors import ConfigError
 from core.ledger.audit_log import verify_audit_chain
+from core.ledger.chain import AuditKey
 from core.ledger.migrations.config import BASELINE, head_revision, script_directory
 from core.ledger.migrations.pgschema import db_error_reason, ensure_search_path_schema
 from core.ledger.store import redact_url, sqlite_file
@@ -213,7 +214,9 @@ def describe_store(engine: Engine) -> list[str]:
                 lines.append(f"  {name:<18} {count:>10} rows")
             if status.state == "current":
                 with Session(bind=conn) as session:
-                    lines.append(str(verify_audit_chain(session)))
+                    # Keyed events are authenticated when $PMR_AUDIT_KEY holds the key.
+                    key = AuditKey.from_env()
+                    lines.append(str(verify_audit_chain(session, key=key)))
             else:
                 lines.append("audit chain: not verified until the store is at head")
             return lines
