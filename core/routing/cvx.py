@@ -1,4 +1,4 @@
-"""Typed doors into cvxpy and highspy for ``mypy --strict``.
+"""Typed doors into cvxpy and highspy for ``mypy --strict``, and the router's one cvxpy import.
 
 cvxpy re-exports its atoms with ``from ... import *`` and declares ``is_dcp`` without the
 ``dpp`` keyword, and highspy ships no annotations, so strict mypy cannot see them. These
@@ -8,13 +8,22 @@ one-line wrappers keep the rest of the router fully typed instead of sprinkling 
 from __future__ import annotations
 
 import warnings
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import cvxpy
 import highspy
 import numpy as np
 
-__all__ = ["csum", "is_dpp", "multiply", "new_highs", "set_value", "solve_highs"]
+if TYPE_CHECKING:
+    import cvxpy
+else:  # the router's one import of cvxpy, without scipy.stats (core.lazy.import_cvxpy)
+    from core.lazy import import_cvxpy
+
+    cvxpy = import_cvxpy()
+
+__all__ = ["cp", "csum", "is_dpp", "multiply", "new_highs", "set_value", "solve_highs"]
+
+#: cvxpy, for the router's modules: ``from core.routing.cvx import cp``.
+cp = cvxpy
 
 _cvx: Any = cvxpy
 _highspy: Any = highspy

@@ -18,10 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import cvxpy as cp
 import numpy as np
 import numpy.typing as npt
-from cvxpy.lin_ops import lin_op as lo
+
+from core.routing.cvx import cp
+
+# cvxpy's id of the constant column in a parametrised problem's tensor
+lo = cp.lin_ops.lin_op
 
 __all__ = [
     "FastProblemData",

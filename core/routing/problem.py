@@ -27,14 +27,13 @@ import os
 import sys
 from dataclasses import dataclass, replace
 
-import cvxpy as cp
 import numpy as np
 import numpy.typing as npt
 
 from core.errors import RoutingError
 from core.routing.arrays import Arrays, Structure, compile_arrays, structure_of
 from core.routing.backends import Backend
-from core.routing.cvx import csum, is_dpp, new_highs, solve_highs
+from core.routing.cvx import cp, csum, is_dpp, new_highs, solve_highs
 from core.routing.fastdata import (
     FastProblemData,
     LpArrays,

@@ -14,13 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
 from core.errors import RoutingError
 from core.routing.arrays import Arrays, Structure
-from core.routing.cvx import csum, is_dpp, multiply, set_value
+from core.routing.cvx import cp, csum, is_dpp, multiply, set_value
 
 __all__ = [
     "ApiWeightBudget",
