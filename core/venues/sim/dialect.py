@@ -29,7 +29,7 @@ from core.domain import WalletKind
 from core.venues.ratelimit import SAPI_UID_FAMILY, budget_family, request_weight
 from core.venues.sim import options_api
 from core.venues.sim.engine import SimError, SimExchange, SimMarginOrder, SimPosition
-from core.venues.sim.faults import FaultKind
+from core.venues.sim.faults import Fault, FaultKind
 
 __all__ = [
     "RECV_WINDOW_DEFAULT_MS",
@@ -89,6 +89,15 @@ def _after_apply(kind: FaultKind, payload: SimResponse) -> SimResponse:
             return SimResponse(200, {}, payload.headers)
         case _:
             return payload
+
+
+def _empty_like(payload: Json) -> Json:
+    """An empty history page in the shape of ``payload`` (``HISTORY_EMPTY``)."""
+    if isinstance(payload, list):
+        return []
+    if isinstance(payload, dict) and "rows" in payload:
+        return {**payload, "total": 0, "rows": []}
+    return payload
 
 
 def _s(x: Decimal | int) -> str:
@@ -179,56 +188,110 @@ class BinanceDialect:
     def handle(
         self, method: str, path: str, query: str, body: str, headers: Mapping[str, str]
     ) -> SimResponse:
-        """Answer one HTTP request the way Binance would."""
+        """Answer one HTTP request the way Binance would.
+
+        A held answer (``HELD_*`` faults) waits for its release *outside* the venue's lock, so
+        other clients, and the test's own reads, go on meanwhile.
+        """
         method = method.upper()
         with self.engine.lock:
-            self.engine.settle()  # whatever came due (credits, late bookings) before answering
-            self.engine.requests_served += 1
-            self.request_log.append((method, path))
-            route = self.routes.get((method, path))
-            if route is None:
-                return SimResponse(404, {"code": -1, "msg": f"Unknown endpoint {method} {path}"})
-            family = budget_family(method, path)
-            limited = self._rate_limit(family, request_weight(method, path))
-            if limited is not None:
-                return limited
-            fault = self.engine.faults.take(method, path)
-            if fault is not None:
-                early = self._early_fault(fault.kind, fault.retry_after_s)
-                if early is not None:
-                    return early
-            params = dict(parse_qsl(query, keep_blank_values=True))
-            params.update(parse_qsl(body, keep_blank_values=True))
-            self.last_params = {k: v for k, v in params.items() if k != "signature"}
-            if route.signed:
-                denied = self._authenticate(method, query, body, headers)
-                if denied is not None:
-                    return denied
-                late = self._check_timestamp(params)
-                if late is not None:
-                    return late
-            if fault is not None and fault.kind is FaultKind.INSUFFICIENT_FUNDS:
-                return self._error(
-                    SimError(400, -5013, "Asset transfer failed: insufficient balance")
-                )
-            if fault is not None and fault.kind is FaultKind.LATE_APPLY:
-                # Received and queued: booked delay_s later, while the client has timed out.
-                self.engine.defer(fault.delay_s, lambda: route.handler(params))
-                return SimResponse(0, None, outcome="no_answer")
-            try:
-                payload = route.handler(params)
-            except SimError as exc:
-                return self._error(exc)
-            if fault is not None and fault.kind is FaultKind.TIMEOUT_APPLIED:
-                return SimResponse(0, None, outcome="no_answer")
-            answer = SimResponse(200, payload, self._weight_headers(family))
-            return answer if fault is None else _after_apply(fault.kind, answer)
+            answer, fault = self._handle_locked(method, path, query, body, headers)
+        if fault is not None and fault.hold is not None and not fault.hold.block(path):
+            return SimResponse(0, None, outcome="no_answer")
+        return answer
+
+    def _handle_locked(
+        self, method: str, path: str, query: str, body: str, headers: Mapping[str, str]
+    ) -> tuple[SimResponse, Fault | None]:
+        self.engine.settle()  # whatever came due (credits, late bookings) before answering
+        self.engine.requests_served += 1
+        self.request_log.append((method, path))
+        banned = self._ip_ban()
+        if banned is not None:
+            return banned, None
+        route = self.routes.get((method, path))
+        if route is None:
+            return SimResponse(404, {"code": -1, "msg": f"Unknown endpoint {method} {path}"}), None
+        family = budget_family(method, path)
+        limited = self._rate_limit(family, request_weight(method, path))
+        if limited is not None:
+            return limited, None
+        fault = self.engine.faults.take(method, path)
+        if fault is not None:
+            early = self._early_fault(fault)
+            if early is not None:
+                return early, None
+        return self._process(route, family, method, path, query, body, headers, fault), fault
+
+    def _process(
+        self,
+        route: _Route,
+        family: str,
+        method: str,
+        path: str,
+        query: str,
+        body: str,
+        headers: Mapping[str, str],
+        fault: Fault | None,
+    ) -> SimResponse:
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        params.update(parse_qsl(body, keep_blank_values=True))
+        self.last_params = {k: v for k, v in params.items() if k != "signature"}
+        if route.signed:
+            denied = self._authenticate(method, query, body, headers)
+            if denied is not None:
+                return denied
+            late = self._check_timestamp(params)
+            if late is not None:
+                return late
+        if fault is not None and fault.kind is FaultKind.INSUFFICIENT_FUNDS:
+            return self._error(SimError(400, -5013, "Asset transfer failed: insufficient balance"))
+        if fault is not None and fault.kind is FaultKind.LATE_APPLY:
+            # Received and queued: booked delay_s later, while the client has timed out.
+            self.engine.defer(fault.delay_s, lambda: route.handler(params))
+            return SimResponse(0, None, outcome="no_answer")
+        if fault is not None and fault.kind is FaultKind.HELD_NOT_APPLIED:
+            return SimResponse(0, None, outcome="no_answer")  # lost, held all the same
+        try:
+            payload = route.handler(params)
+        except SimError as exc:
+            return self._error(exc)
+        if fault is not None and fault.kind is FaultKind.TIMEOUT_APPLIED:
+            return SimResponse(0, None, outcome="no_answer")
+        if fault is not None and fault.kind is FaultKind.HISTORY_EMPTY:
+            payload = _empty_like(payload)
+        answer = SimResponse(200, payload, self._weight_headers(family))
+        return answer if fault is None else _after_apply(fault.kind, answer)
 
     def _error(self, exc: SimError) -> SimResponse:
         return SimResponse(exc.http_status, {"code": exc.code, "msg": exc.msg})
 
-    def _early_fault(self, kind: FaultKind, retry_after_s: int) -> SimResponse | None:
+    def _ip_ban(self) -> SimResponse | None:
+        """The IP ban every request meets first, whatever its path (``IP_BAN``, or a
+        ``RATE_LIMIT_THEN_BAN`` whose ``Retry-After`` was not waited out)."""
+        plan = self.engine.faults
+        now = self.engine.now_ns()
+        if now < plan.banned_until_ns:
+            return self._throttled(418, plan.banned_until_ns - now)
+        if now < plan.retry_until_ns:
+            ban_s = plan.ban_after_retry_s or self.engine.config.ban_s
+            plan.banned_until_ns = now + ban_s * 1_000_000_000
+            plan.retry_until_ns = 0
+            return self._throttled(418, plan.banned_until_ns - now)
+        return None
+
+    def _early_fault(self, fault: Fault) -> SimResponse | None:
+        kind, retry_after_s = fault.kind, fault.retry_after_s
         match kind:
+            case FaultKind.IP_BAN:
+                plan = self.engine.faults
+                plan.banned_until_ns = self.engine.now_ns() + retry_after_s * 1_000_000_000
+                return self._throttled(418, retry_after_s * 1_000_000_000)
+            case FaultKind.RATE_LIMIT_THEN_BAN:
+                plan = self.engine.faults
+                plan.retry_until_ns = self.engine.now_ns() + retry_after_s * 1_000_000_000
+                plan.ban_after_retry_s = fault.ban_s
+                return self._throttled(429, retry_after_s * 1_000_000_000)
             case FaultKind.TIMEOUT_NOT_APPLIED:
                 return SimResponse(0, None, outcome="no_answer")
             case FaultKind.RATE_LIMIT_429:
@@ -252,6 +315,9 @@ class BinanceDialect:
                 | FaultKind.GARBLED_AFTER_APPLY
                 | FaultKind.HTML_AFTER_APPLY
                 | FaultKind.NO_ID_AFTER_APPLY
+                | FaultKind.HISTORY_EMPTY
+                | FaultKind.HELD_APPLIED
+                | FaultKind.HELD_NOT_APPLIED
             ):
                 return None
 
@@ -1085,10 +1151,13 @@ class BinanceDialect:
         end = int(p.get("endTime", 2**62))
         size = min(int(p.get("size", 10)), 100)
         current = max(int(p.get("current", 1)), 1)
+        shown_until_ns = self.engine.now_ns() - self.engine.faults.history_lag_ns
         rows = [
             t
             for t in self.engine.transfers
-            if t.type == t_type and start <= t.ts_ns // 1_000_000 <= end
+            if t.type == t_type
+            and start <= t.ts_ns // 1_000_000 <= end
+            and t.ts_ns <= shown_until_ns  # a lagging history shows it later (FaultPlan)
         ]
         rows.sort(key=lambda t: t.ts_ns, reverse=True)
         page = rows[(current - 1) * size : current * size]
