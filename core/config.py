@@ -78,6 +78,7 @@ __all__ = [
     "PositionCfg",
     "PreauthCfg",
     "PriceCfg",
+    "ReconcileCfg",
     "RouteCfg",
     "SimSettings",
     "SwapCfg",
@@ -381,6 +382,20 @@ class PreauthCfg(FrozenModel):
         return self
 
 
+class ReconcileCfg(FrozenModel):
+    """How ``pmr reconcile`` judges a difference between the ledger and a venue
+    (docs/reconcile.md).
+
+    ``tolerance`` is per asset, in asset units: a difference at or under it is rounding, not
+    drift. An asset not listed gets one unit of its last decimal (``[assets.X] decimals``).
+    ``fees`` are the fixed fees a venue charges per movement (asset units, e.g. a withdrawal
+    fee): a shortfall of a whole number of them is attributed to fees.
+    """
+
+    tolerance: dict[AssetCode, NonNegDecimal] = Field(default_factory=dict)
+    fees: dict[AssetCode, PosDecimal] = Field(default_factory=dict)
+
+
 class DeskConfig(FrozenModel):
     """A whole desk, cross-checked: every reference points at something declared."""
 
@@ -402,6 +417,7 @@ class DeskConfig(FrozenModel):
     swaps: tuple[SwapCfg, ...] = ()
     preauth: tuple[PreauthCfg, ...] = ()
     preauth_groups: dict[Name, PosDecimal] = Field(default_factory=dict)
+    reconcile: ReconcileCfg = ReconcileCfg()
     # Where the desk was read from, for error messages (set by ``parse_desk``).
     _source: str = PrivateAttr("<memory>")
 
@@ -411,6 +427,13 @@ class DeskConfig(FrozenModel):
         return self._source
 
     # -- lookups ---------------------------------------------------------------------------
+    def recon_tolerance(self, asset: str) -> Decimal:
+        """The reconciliation tolerance of ``asset`` (asset units; see :class:`ReconcileCfg`)."""
+        if asset in self.reconcile.tolerance:
+            return self.reconcile.tolerance[asset]
+        cfg = self.assets.get(asset)
+        return cfg.step if cfg is not None else Decimal("0.00000001")
+
     def venue(self, name: str) -> VenueCfg:
         for v in self.venues:
             if v.name == name:
@@ -565,6 +588,10 @@ class DeskConfig(FrozenModel):
                     yield f"pools[{i}].wallets: {p.venue}/{w.value} already belongs to pool {other!r}"
         for a in self.collateral_rates:
             yield from need_asset("collateral_rates", a)
+        for a in self.reconcile.tolerance:
+            yield from need_asset("reconcile.tolerance", a)
+        for a in self.reconcile.fees:
+            yield from need_asset("reconcile.fees", a)
         for a in self.scenario:
             yield from need_asset("scenario", a)
         for j, off in enumerate(self.offsets):

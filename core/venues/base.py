@@ -178,6 +178,17 @@ class Venue(Protocol):
 
     def forget_transfer(self, key: str) -> None: ...
 
+    def transfer_history(
+        self,
+        asset: Asset,
+        from_wallet: WalletKind,
+        to_wallet: WalletKind,
+        *,
+        start_ns: int,
+        end_ns: int,
+        ts_deadline_ns: int | None = None,
+    ) -> tuple[TransferHistoryRow, ...]: ...
+
     def convert_quote(
         self,
         from_asset: Asset,
@@ -563,6 +574,25 @@ class BaseVenue(abc.ABC):
             rivals=verdict.rivals,
             window_closes_at=ns_to_datetime(closes_ns),
         )
+
+    def transfer_history(
+        self,
+        asset: Asset,
+        from_wallet: WalletKind,
+        to_wallet: WalletKind,
+        *,
+        start_ns: int,
+        end_ns: int,
+        ts_deadline_ns: int | None = None,
+    ) -> tuple[TransferHistoryRow, ...]:
+        """The venue's transfers of ``asset`` from ``from_wallet`` to ``to_wallet`` booked in
+        ``[start_ns, end_ns]`` (venue time): what reconciliation matches an unexplained
+        difference against. Raises ``TransferNotAllowed`` for a pair the venue cannot move."""
+        src = WalletKind.parse(str(from_wallet), where=f"transfer history on {self.name}")
+        dst = WalletKind.parse(str(to_wallet), where=f"transfer history on {self.name}")
+        venue_type = binance_transfer_type(src, dst)
+        probe = VenueTransferRequest("history", asset, Decimal(0), src, dst, start_ns, venue_type)
+        return self._transfer_history(probe, start_ns, end_ns, ts_deadline_ns)
 
     def forget_transfer(self, key: str) -> None:
         """Free a key whose write was proven not applied, so it may be resent.
