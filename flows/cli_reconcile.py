@@ -8,6 +8,7 @@ desk, a missing store, an unreadable venue), with nothing written.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -70,6 +71,11 @@ def reconcile_cmd(
         raise typer.Exit(EXIT_DRIFT)
 
 
+def _num(value: Decimal) -> str:
+    """Plain notation with thousands separators and no trailing zeros (``249,750``)."""
+    return format(value.normalize(), ",f") if value else "0"
+
+
 def _print(report: ReconReport, desk: str, where: str) -> None:
     from rich.table import Table
 
@@ -89,7 +95,7 @@ def _print(report: ReconReport, desk: str, where: str) -> None:
                 f.mode,
                 f"{f.venue}/{f.from_wallet}",
                 f"{f.to_venue}/{f.to_wallet}",
-                f"{f.amount:,} {f.asset}",
+                f"{_num(f.amount)} {f.asset}",
             )
         out.print(flying)
     if report.drifts:
@@ -102,9 +108,9 @@ def _print(report: ReconReport, desk: str, where: str) -> None:
                 d.venue,
                 d.wallet.value,
                 d.asset,
-                f"{d.expected:,}",
-                f"{d.reported:,}",
-                f"{d.drift:+,}",
+                _num(d.expected),
+                _num(d.reported),
+                ("+" if d.drift > 0 else "") + _num(d.drift),
                 d.cause.value,
                 d.note,
             )
