@@ -1,4 +1,4 @@
--- pmr store: PostgreSQL DDL (DESIGN §8), at schema revision 0004.
+-- pmr store: PostgreSQL DDL (DESIGN §8), at schema revision 0005.
 --
 -- This file, core/ledger/tables.py and the migrations in core/ledger/migrations/versions/
 -- describe the same schema; tests/ledger/test_ledger_schema_sql.py builds a database from each on
@@ -390,10 +390,32 @@ CREATE TABLE IF NOT EXISTS recon_drift (
 );
 CREATE INDEX IF NOT EXISTS ix_recon_drift_detected_at ON recon_drift (detected_at);
 
+-- rate_weight: One write's request weight, spent on a venue's API family at `ts_ns` (revision 0005).
+CREATE TABLE IF NOT EXISTS rate_weight (
+    id BIGSERIAL NOT NULL,
+    venue_id VARCHAR(64) NOT NULL,
+    family VARCHAR(16) NOT NULL,
+    ts_ns BIGINT NOT NULL,
+    weight INTEGER NOT NULL,
+    owner VARCHAR(64),
+    CONSTRAINT pk_rate_weight PRIMARY KEY (id),
+    CONSTRAINT ck_rate_weight_weight_positive CHECK (weight > 0)
+);
+CREATE INDEX IF NOT EXISTS ix_rate_weight_ts_ns ON rate_weight (ts_ns);
+
+-- venue_ban: A venue that banned us (HTTP 418) until `banned_until_ns`: honoured by every process
+CREATE TABLE IF NOT EXISTS venue_ban (
+    venue_id VARCHAR(64) NOT NULL,
+    banned_until_ns BIGINT NOT NULL,
+    family VARCHAR(16),
+    reason TEXT,
+    CONSTRAINT pk_venue_ban PRIMARY KEY (venue_id)
+);
+
 -- alembic_version: the schema revision this store is at (core/ledger/migrations).
 CREATE TABLE IF NOT EXISTS alembic_version (
     version_num VARCHAR(32) NOT NULL,
     CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
 INSERT INTO alembic_version (version_num)
-SELECT '0004' WHERE NOT EXISTS (SELECT 1 FROM alembic_version);
+SELECT '0005' WHERE NOT EXISTS (SELECT 1 FROM alembic_version);

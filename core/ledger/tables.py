@@ -72,10 +72,12 @@ __all__ = [
     "PlanStepRow",
     "PositionRow",
     "PriceRow",
+    "RateWeightRow",
     "ReconDriftRow",
     "SnapshotRow",
     "StressResultRow",
     "TransferRow",
+    "VenueBanRow",
     "VenueRow",
     "WalletRow",
 ]
@@ -590,3 +592,35 @@ class ReconDriftRow(LedgerTable, table=True):
     status: str = Field(max_length=CODE_LEN)
     resolved_at: datetime | None = _at(nullable=True)
     note: str | None = Field(default=None, sa_type=Text)
+
+
+class RateWeightRow(LedgerTable, table=True):
+    """One write's request weight, spent on a venue's API family at ``ts_ns`` (revision 0005).
+
+    The cross-process half of the rate limiter (``core.execution.ratelimits``): every executor
+    process adds its sends here under a lock and sums the rows inside the sliding window before
+    sending, so the processes together never exceed the venue's weight per window. Times are
+    integer nanoseconds on the desk's clock; rows older than the window are pruned.
+    """
+
+    __tablename__ = "rate_weight"
+    __table_args__ = (CheckConstraint("weight > 0", name="weight_positive"),)
+
+    id: int | None = _id()
+    venue_id: str = Field(max_length=NAME_LEN)
+    family: str = Field(max_length=CODE_LEN)
+    ts_ns: int = Field(sa_type=BigInteger, index=True)
+    weight: int
+    owner: str | None = Field(default=None, max_length=NAME_LEN)
+
+
+class VenueBanRow(LedgerTable, table=True):
+    """A venue that banned us (HTTP 418) until ``banned_until_ns``: honoured by every process
+    before it sends anything to that venue (revision 0005)."""
+
+    __tablename__ = "venue_ban"
+
+    venue_id: str = Field(primary_key=True, max_length=NAME_LEN)
+    banned_until_ns: int = Field(sa_type=BigInteger)
+    family: str | None = Field(default=None, max_length=CODE_LEN)
+    reason: str | None = Field(default=None, sa_type=Text)
