@@ -10,8 +10,10 @@ One run, per venue of the desk:
        expected[venue, wallet, asset] = previous[venue, wallet, asset]
                                         + Σ credits − Σ debits of confirmed legs since
 
-   A transfer debits its from wallet and credits its to wallet; a conversion debits ``asset``
-   and credits ``to_asset`` by the amount received (``result["to_amount"]``); a withdrawal
+   A transfer debits its from wallet and credits its to wallet; a conversion (any leg with a
+   ``to_asset``: an in-place swap or a swap) debits ``asset`` by what the venue booked
+   (``result["booked_amount"]``, else the leg's amount) and credits ``to_asset`` by what it
+   delivered (``result["received"]``, as the executor records them); a withdrawal
    debits the source and credits the destination venue with the amount less its fee
    (``result["fee"]``, 0 when absent). ``pnl_offset`` and ``in_place`` legs move nothing.
    The expectation is stored as an ``expected`` snapshot.
@@ -136,23 +138,27 @@ def _movements(row: TransferRow) -> list[tuple[Cell, Decimal]]:
     src = WalletKind(row.from_wallet)
     dst = WalletKind(row.to_wallet)
     result: Mapping[str, Any] = row.result or {}
+    if row.to_asset is not None and row.to_asset != row.asset:
+        # A conversion (an in-place swap of a low-rate asset, or a swap before a transfer):
+        # what the venue booked leaves, what it delivered arrives. The executor records both
+        # from the venue's answer (``booked_amount``, ``received``).
+        if "received" not in result:
+            raise DataError(
+                "a confirmed conversion without the amount it delivered (result.received)",
+                key=row.idempotency_key,
+            )
+        booked = _decimal(result.get("booked_amount", row.amount), row)
+        return [
+            ((row.venue_id, src, row.asset), -booked),
+            ((row.venue_id, dst, row.to_asset), _decimal(result["received"], row)),
+        ]
     match mode:
-        case TransferMode.PNL_OFFSET | TransferMode.IN_PLACE:
-            return []
+        case TransferMode.PNL_OFFSET | TransferMode.IN_PLACE | TransferMode.SWAP:
+            return []  # no asset changes hands (a swap without to_asset is a label only)
         case TransferMode.TRANSFER:
             return [
                 ((row.venue_id, src, row.asset), -row.amount),
                 ((row.to_venue_id, dst, row.asset), row.amount),
-            ]
-        case TransferMode.SWAP:
-            if row.to_asset is None or "to_amount" not in result:
-                raise DataError(
-                    "a confirmed conversion without its received amount (result.to_amount)",
-                    key=row.idempotency_key,
-                )
-            return [
-                ((row.venue_id, src, row.asset), -row.amount),
-                ((row.venue_id, dst, row.to_asset), _decimal(result["to_amount"], row)),
             ]
         case TransferMode.WITHDRAWAL:
             fee = _decimal(result.get("fee", 0), row)
