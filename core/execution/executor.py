@@ -617,7 +617,7 @@ class Executor:
         v = known if known is not None else self.verifier(call)
         ts = self.clock.timestamp_ns()
         with self._session() as s:
-            row = s.get(MarginCallRow, call.id)
+            row = s.get(MarginCallRow, call.id, with_for_update=True)  # one verdict per call
             if row is None or row.status != CallStatus.OPEN.value:
                 return v, call.status if row is None else row.status
             latency = Decimal(
