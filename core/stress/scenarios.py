@@ -269,17 +269,23 @@ def depeg_scenarios(venues: Iterable[str], assets: Iterable[str]) -> list[Scenar
     return out
 
 
-def venue_scenarios(venues: Iterable[str]) -> list[Scenario]:
-    """Venue events without price moves, per venue, plus a crash during a halt."""
+def venue_scenarios(
+    venues: Iterable[str], assets: Iterable[str] = ("BTC",), stablecoins: Iterable[str] = ()
+) -> list[Scenario]:
+    """Venue events without price moves, per venue, plus a crash during a halt (BTC −20 %,
+    alts β × BTC, IV +50 %: a halt is most expensive when it comes with a crash)."""
+    assets, stablecoins = list(assets), list(stablecoins)
     out = []
     for v in venues:
         halted = VenueConditions(halted_venues=frozenset({v}))
+        crash = joint_scenario(-0.2, assets=assets, stablecoins=stablecoins)
         out += [
             Scenario(f"halt@{v}", ScenarioKind.VENUE, f"transfers halted on {v}",
                      conditions=halted),
             Scenario(f"halt+crash@{v}", ScenarioKind.VENUE,
-                     f"transfers halted on {v} during BTC −20 %", moves={"BTC": -0.2},
-                     vol_up_frac=0.5, conditions=halted),
+                     f"transfers halted on {v} during BTC −20 %, alts β × BTC",
+                     moves=crash.moves, vol_up_frac=0.5, conditions=halted,
+                     source=crash.source),
             Scenario(f"slow-withdrawals@{v}", ScenarioKind.VENUE,
                      f"withdrawals from {v} delayed × 10",
                      conditions=VenueConditions(withdrawal_delay_x=10.0)),
@@ -310,7 +316,7 @@ def library(
         *joint,
         *historical_scenarios(assets),
         *depeg_scenarios(venues, assets),
-        *venue_scenarios(venues),
+        *venue_scenarios(venues, assets, stables),
     ]
     out: dict[str, Scenario] = {}
     for s in everything:
