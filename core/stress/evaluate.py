@@ -143,8 +143,8 @@ def evaluate(
     """Every pool (or ``pools``) of ``desk`` under every scenario, scenario-major order.
 
     ``build_input(desk, shocked_state, reports, pool_id)`` builds the routing input covering
-    one pool in deficit (default: ``core.execution.planning.plan_inputs`` with the desk's
-    routes, swaps and pre-authorisations). Raises ``DataError`` naming the scenario when a
+    one pool in deficit (default: ``core.routing.from_state.routing_input_from_state`` with the
+    desk's routes, swaps and pre-authorisations, as the margin-call flow plans). Raises ``DataError`` naming the scenario when a
     move names an asset the desk does not know.
     """
     pool_ids = list(pools) if pools is not None else [p.id for p in desk.pools]
@@ -192,9 +192,9 @@ class BuildInput(Protocol):
 def _default_input(
     desk: DeskConfig, state: Portfolio, reports: Mapping[str, MarginReport], pool_id: str
 ) -> RoutingInput:
-    from core.execution.planning import plan_inputs
+    from core.routing.from_state import routing_input_from_state
 
-    return plan_inputs(desk, state, [pool_id], deadline_s=600.0, reports=reports).input
+    return routing_input_from_state(desk, state, reports, [pool_id], deadline_s=600.0).input
 
 
 def _one(
