@@ -15,15 +15,20 @@ Paths are reproducible by ``seed`` (numpy's PCG64).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.errors import DataError
 from core.stress.scenarios import _data
 
-__all__ = ["Calibration", "calibration", "draw_returns"]
+if TYPE_CHECKING:
+    from core.config import DeskConfig
+    from core.domain import Portfolio
+
+__all__ = ["Calibration", "PoolMonteCarlo", "calibration", "draw_returns", "pool_monte_carlo"]
 
 FloatArray = np.ndarray
 
@@ -103,4 +108,82 @@ def draw_returns(
     x = stats.t.ppf(u, cal.df[cols], loc=cal.loc[cols], scale=cal.scale[cols])
     where = [j for j, a in enumerate(assets) if a in index]
     out[:, where] = np.expm1(x)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class PoolMonteCarlo:
+    """One pool's margin ratio over Monte Carlo paths.
+
+    ``ratios``: one per path (float64; ``nan`` where the pool carries no margin).
+    ``p_call`` / ``p_liquidation``: share of paths at or below the pool's ``call`` /
+    ``liquidation`` level. ``es99_deficit_usd``: mean deficit to ``target`` over the worst 1 %
+    of paths (expected shortfall), USD.
+    """
+
+    pool_id: str
+    ratios: np.ndarray
+    quantiles: dict[str, float]
+    p_call: float
+    p_liquidation: float
+    es99_deficit_usd: float
+
+
+def pool_monte_carlo(
+    desk: DeskConfig,
+    state: Portfolio,
+    *,
+    paths: int,
+    seed: int,
+    horizon: str = "1d",
+    vol_up_frac: float = 0.0,
+    progress: Callable[[int], None] | None = None,
+) -> list[PoolMonteCarlo]:
+    """Every pool's ratio distribution over ``paths`` correlated draws of the desk's assets.
+
+    Exact per path (the state is re-priced and every pool evaluated by its own margin model),
+    about 1.5 ms per pool and path here; ``progress(done_paths)`` is called as paths finish.
+    """
+    from core.margin.api import evaluate_pool
+    from core.stress.shocks import shock_portfolio
+
+    stables = [a for a, c in desk.assets.items() if c.kind == "stablecoin"]
+    assets = list(desk.assets)
+    draws = draw_returns(assets, paths=paths, seed=seed, horizon=horizon, stablecoins=stables)
+    instruments = desk.instrument_map()
+    ratios = {p.id: np.full(paths, np.nan) for p in desk.pools}
+    deficits = {p.id: np.zeros(paths) for p in desk.pools}
+    for i in range(paths):
+        moves = {a: float(draws[i, j]) for j, a in enumerate(assets) if draws[i, j] != 0.0}
+        shocked = shock_portfolio(state, instruments, moves, vol_up_frac=vol_up_frac)
+        for p in desk.pools:
+            r = evaluate_pool(desk, p.id, shocked)
+            if r.ratio is not None:
+                ratios[p.id][i] = float(r.ratio)
+            deficits[p.id][i] = float(r.deficit(p.thresholds.target))
+        if progress is not None:
+            progress(i + 1)
+    out = []
+    for p in desk.pools:
+        x = ratios[p.id]
+        finite = x[np.isfinite(x)]
+        q = (
+            {f"p{int(k * 100)}": float(np.quantile(finite, k)) for k in (0.01, 0.05, 0.5)}
+            if finite.size
+            else {}
+        )
+        d = np.sort(deficits[p.id])[::-1]
+        tail = d[: max(1, int(np.ceil(paths * 0.01)))]
+        out.append(
+            PoolMonteCarlo(
+                pool_id=p.id,
+                ratios=x,
+                quantiles=q,
+                p_call=float(np.mean(finite <= p.thresholds.call)) if finite.size else 0.0,
+                p_liquidation=(
+                    float(np.mean(finite <= p.thresholds.liquidation)) if finite.size else 0.0
+                ),
+                es99_deficit_usd=float(tail.mean()),
+            )
+        )
     return out

@@ -59,3 +59,22 @@ def test_bad_input_is_named() -> None:
     assert "LINK" in str(err.value)
     with pytest.raises(DataError, match="horizon"):
         draw_returns(["BTC"], paths=10, seed=1, horizon="2d")
+
+
+def test_pool_distribution_is_reproducible_and_consistent() -> None:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from core.config import load_desk
+    from core.stress.montecarlo import pool_monte_carlo
+
+    desk = load_desk(Path(__file__).resolve().parents[2] / "examples" / "desk.toml")
+    state = desk.initial_portfolio(datetime(2026, 11, 27, 12, 0, tzinfo=UTC))
+    a = pool_monte_carlo(desk, state, paths=40, seed=5)
+    b = pool_monte_carlo(desk, state, paths=40, seed=5)
+    assert [x.pool_id for x in a] == [p.id for p in desk.pools]
+    for x, y in zip(a, b, strict=True):
+        assert np.array_equal(x.ratios, y.ratios, equal_nan=True)
+        assert x.quantiles["p1"] <= x.quantiles["p5"] <= x.quantiles["p50"]
+        assert 0.0 <= x.p_liquidation <= x.p_call <= 1.0
+        assert x.es99_deficit_usd >= 0.0
