@@ -214,6 +214,49 @@ def _write(out_dir: Path, df: pl.DataFrame, summary: str, mc: list[PoolMonteCarl
         err_console.print(f"wrote {path}", highlight=False)
 
 
+def prefund(
+    desk: Annotated[Path, typer.Option(help="Desk configuration (TOML).")],
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(help="A scenario to cover (repeatable). Default: every named scenario."),
+    ] = None,
+    deadline: Annotated[float, typer.Option(help="Seconds: 10, 60 or 600.")] = 60.0,
+    carry_bps: Annotated[
+        float, typer.Option(help="Cost of idle collateral, basis points per USD pre-positioned.")
+    ] = 1.0,
+    as_of: AsOfOption = None,
+) -> None:
+    """Recommend what to pre-position where so the scenarios are covered within the deadline."""
+    from core.config import load_desk
+    from core.stress.prefund import prefund as advise
+    from core.stress.scenarios import library
+
+    if not (carry_bps >= 0):
+        raise DataError("--carry-bps must be ≥ 0", value=carry_bps)
+    cfg = load_desk(desk)
+    stables = [a for a, c in cfg.assets.items() if c.kind == "stablecoin"]
+    lib = library(venues=[v.name for v in cfg.venues], assets=list(cfg.assets), stablecoins=stables)
+    names = list(scenario or lib)
+    unknown = [n for n in names if n not in lib]
+    if unknown:
+        raise DataError("unknown scenario (see `pmr stress --list`)", scenario=", ".join(unknown))
+    if deadline not in (10.0, 60.0, 600.0):
+        raise DataError(
+            "--deadline must be 10, 60 or 600 (the time-to-cover deadlines)", value=deadline
+        )
+    state = cfg.initial_portfolio(as_of_or_now(parse_as_of(as_of)))
+    advice = advise(cfg, state, [lib[n] for n in names], deadline_s=deadline, carry_bps=carry_bps)
+    for line in advice.lines():
+        out.print(line, highlight=False, markup=False)
+    out.print(
+        f"status: {advice.status}; fees {advice.cost_usd:,.2f} USD; checked by re-running "
+        f"{len(names)} scenario(s) on the moved state",
+        highlight=False,
+        markup=False,
+    )
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``pmr stress`` to the ``pmr`` app."""
+    """Add ``pmr stress`` and ``pmr prefund`` to the ``pmr`` app."""
     app.command("stress")(handles_pmr_errors(stress))
+    app.command("prefund")(handles_pmr_errors(prefund))

@@ -191,20 +191,33 @@ def prefund(
     if all(v <= 0 for v in before.values()):
         return PrefundAdvice(deadline_s, (), _ZERO, before, before, "nothing_to_do")
     cands = _candidates(desk)
-    need = {k: v for k, v in before.items() if v > 0}
+    # Each round solves from scratch for what must be covered: the original shortfall plus
+    # what the last check found still short. A need the moves did not reduce at all is
+    # *hopeless* by pre-positioning (moving a wallet that the router could already draw on
+    # only relabels the source) and is dropped, so no collateral is moved for it.
+    extra: dict[tuple[str, str], Decimal] = {}
+    hopeless: set[tuple[str, str]] = set()
     total: dict[int, Decimal] = {}
     after = before
     for _ in range(rounds):
-        add = _solve(desk, state, scenarios, cands, need, total, carry_bps)
-        if not add:
-            break
-        for i, usd in add.items():
-            total[i] = total.get(i, _ZERO) + usd
-        moved = apply_moves(state, _moves(desk, state, cands, total))
-        after = _short(evaluate(desk, moved, scenarios), deadline_s)
-        need = {k: v for k, v in after.items() if v > 0}
+        need = {
+            k: v + extra.get(k, _ZERO) for k, v in before.items() if v > 0 and k not in hopeless
+        }
         if not need:
             break
+        total = _solve(desk, state, scenarios, cands, need, {}, carry_bps)
+        if not total:
+            break
+        moved = apply_moves(state, _moves(desk, state, cands, total))
+        after = _short(evaluate(desk, moved, scenarios), deadline_s)
+        still = {k: after[k] for k in need if after[k] > 0}
+        if not still:
+            break
+        for k, v in still.items():
+            if v >= before[k] - _CENT:
+                hopeless.add(k)
+            else:
+                extra[k] = extra.get(k, _ZERO) + v
     moves = _moves(desk, state, cands, total)
     cost = sum((m.cost_usd for m in moves), _ZERO)
     status = "covered" if all(v <= 0 for v in after.values()) else "partial"

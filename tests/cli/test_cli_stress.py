@@ -59,3 +59,15 @@ def test_stress_bad_input_exits_2_naming_what() -> None:
     r = runner.invoke(app, ["stress", "--desk", DESK, "--paths", "-1"])
     assert r.exit_code == 2
     assert "--paths" in r.output
+
+
+def test_prefund_prints_the_checked_advice() -> None:
+    r = runner.invoke(app, ["prefund", "--desk", DESK, *AT, "--scenario", "halt+crash@sim-b"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith(
+        "move 1,102,543.60 USDT (1.10 M USD) from sim-b/spot to sim-b/options"
+    )
+    assert "status: covered; fees 0.00 USD; checked by re-running 1 scenario(s)" in r.stdout
+    bad = runner.invoke(app, ["prefund", "--desk", DESK, "--deadline", "30"])
+    assert bad.exit_code == 2
+    assert "--deadline" in bad.output
