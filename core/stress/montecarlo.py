@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["Calibration", "PoolMonteCarlo", "calibration", "draw_returns", "pool_monte_carlo"]
 
 FloatArray = np.ndarray
+_LOG_MIN, _LOG_MAX = float(np.log(0.001)), float(np.log(10.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ def draw_returns(
     horizon: str = "1d",
     stablecoins: Iterable[str] = (),
 ) -> FloatArray:
-    """USD returns, shape ``(paths, len(assets))``, float64, each in (−1, ∞).
+    """USD returns, shape ``(paths, len(assets))``, float64, each in [−0.999, 9].
 
     Raises ``DataError`` for ``paths < 1`` or an asset that is neither calibrated nor a
     stablecoin (named).
@@ -106,6 +107,9 @@ def draw_returns(
     u = stats.t.cdf(z / np.sqrt(w), cal.copula_df)
     u = np.clip(u, 1e-12, 1 - 1e-12)
     x = stats.t.ppf(u, cal.df[cols], loc=cal.loc[cols], scale=cal.scale[cols])
+    # Truncate the far tails (one draw in millions with the fitted ν ≈ 2-3): a log return beyond
+    # [ln 0.001, ln 10] is a −99.9 % or +900 % day, outside what the shock model accepts.
+    x = np.clip(x, _LOG_MIN, _LOG_MAX)
     where = [j for j, a in enumerate(assets) if a in index]
     out[:, where] = np.expm1(x)
     return out
