@@ -4,7 +4,7 @@ Altair (Vega-Lite) draws; vl-convert renders the PNG in-process (no Chrome, no N
 charts come out on a headless server or in CI. Two charts:
 
 ``stress_heatmap``
-    Margin ratio per pool (rows) × scenario (columns), coloured from red (at or below
+    Margin ratio per scenario (rows) × pool (columns), coloured from red (at or below
     liquidation) to green, the desk level written in each cell.
 ``mc_distribution``
     Each pool's Monte Carlo ratio distribution (histogram), one panel per pool.
@@ -37,8 +37,8 @@ def stress_heatmap(df: pl.DataFrame) -> Any:
     ).to_dicts()
     source = alt.Data(values=data)  # type: ignore[no-untyped-call]
     base = alt.Chart(source).encode(
-        x=alt.X("scenario:N", sort=None, title=None, axis=alt.Axis(labelAngle=-60, labelLimit=240)),
-        y=alt.Y("pool:N", sort=None, title=None),
+        x=alt.X("pool:N", sort=None, title=None, axis=alt.Axis(orient="top", labelAngle=0)),
+        y=alt.Y("scenario:N", sort=None, title=None, axis=alt.Axis(labelLimit=300)),
     )
     cells = base.mark_rect().encode(
         color=alt.Color(
@@ -50,9 +50,11 @@ def stress_heatmap(df: pl.DataFrame) -> Any:
         ),
         tooltip=["pool:N", "scenario:N", "ratio:Q", "desk_level:N"],
     )
-    text = base.mark_text(fontSize=9).encode(text="desk_level:N")
+    text = base.mark_text(fontSize=10).encode(text="desk_level:N")
     return (cells + text).properties(
-        title="Margin ratio after each scenario", width=max(300, 22 * df["scenario"].n_unique())
+        title="Margin ratio after each scenario (desk level in each cell)",
+        width=110 * df["pool"].n_unique(),
+        height=18 * df["scenario"].n_unique(),
     )
 
 

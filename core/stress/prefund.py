@@ -242,8 +242,10 @@ def _solve(
 ) -> dict[int, Decimal]:
     """One LP round: extra USD per candidate index covering ``need`` (empty: nothing helps)."""
     from core.lazy import import_cvxpy
+    from core.routing.problem import silence_highs_banner
 
     cp = import_cvxpy()
+    silence_highs_banner()  # stdout is the advice; HiGHS's first-solve banner is not
     useful = [i for i, (_, p) in enumerate(cands) if any(pp == p for (_, pp) in need)]
     if not useful:
         return {}
