@@ -83,6 +83,7 @@ __all__ = [
     "SwapCfg",
     "SwapLevel",
     "VenueCfg",
+    "WithdrawAddressCfg",
     "key_path",
     "load_desk",
     "parse_desk",
@@ -309,6 +310,20 @@ class RouteCfg(FrozenModel):
     per_request_max_usd: PosDecimal | None = None
     rate_per_s: float | None = Field(None, gt=0)
     api_weight: int = Field(1, ge=0)
+    cold: bool = Field(
+        False,
+        description="an on-chain withdrawal from a cold or custodial wallet: sent only within "
+        "cold_quota_usd_per_day (onchain routes only)",
+    )
+    cold_quota_usd_per_day: PosDecimal | None = Field(
+        None,
+        description="USD a cold route may move in any rolling 24 h (required when cold = true)",
+    )
+    withdraw_address: Name | None = Field(
+        None,
+        description="label of the [[withdraw_addresses]] entry an onchain route sends to "
+        "(required for onchain routes)",
+    )
 
     @property
     def destination_venue(self) -> str:
@@ -381,6 +396,22 @@ class PreauthCfg(FrozenModel):
         return self
 
 
+class WithdrawAddressCfg(FrozenModel):
+    """An allow-listed withdrawal address: the only places an onchain route may send to.
+
+    ``venue`` is the *receiving* venue (the deposit address is that venue's), ``network`` the
+    chain the withdrawal travels on (the venue's network code, e.g. ``TRX``, ``ETH``), and
+    ``label`` the name routes use (``routes[i].withdraw_address``). Mirror here what the venue's
+    own withdrawal whitelist holds: the desk refuses to send anywhere else.
+    """
+
+    label: Name
+    venue: Name
+    asset: AssetCode
+    network: str = Field(pattern=r"^[A-Z0-9][A-Z0-9_-]{1,31}$")
+    address: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9:._-]{7,127}$")
+
+
 class DeskConfig(FrozenModel):
     """A whole desk, cross-checked: every reference points at something declared."""
 
@@ -402,6 +433,12 @@ class DeskConfig(FrozenModel):
     swaps: tuple[SwapCfg, ...] = ()
     preauth: tuple[PreauthCfg, ...] = ()
     preauth_groups: dict[Name, PosDecimal] = Field(default_factory=dict)
+    preauth_venues: dict[Name, PosDecimal] = Field(
+        default_factory=dict,
+        description="rolling 24 h USD cap on all routes leaving a venue (a venue not listed has "
+        "none beyond its routes' own caps)",
+    )
+    withdraw_addresses: tuple[WithdrawAddressCfg, ...] = ()
     # Where the desk was read from, for error messages (set by ``parse_desk``).
     _source: str = PrivateAttr("<memory>")
 
@@ -423,6 +460,34 @@ class DeskConfig(FrozenModel):
                 return p
         known = ", ".join(p.id for p in self.pools)
         raise ConfigError(f"unknown pool; known: {known}", pool=pool_id)
+
+    def route(self, route_id: str) -> RouteCfg | None:
+        """The desk route ``route_id``, or None (a swap id, or a route no longer declared)."""
+        for r in self.routes:
+            if r.id == route_id:
+                return r
+        return None
+
+    def swap(self, swap_id: str) -> SwapCfg | None:
+        """The desk swap ``swap_id``, or None."""
+        for s in self.swaps:
+            if s.id == swap_id:
+                return s
+        return None
+
+    def preauth_for(self, route_id: str) -> PreauthCfg | None:
+        """The allow-list entry of route or swap ``route_id``, or None (not pre-authorised)."""
+        for pa in self.preauth:
+            if pa.route == route_id:
+                return pa
+        return None
+
+    def withdraw_address(self, label: str) -> WithdrawAddressCfg | None:
+        """The allow-listed withdrawal address called ``label``, or None."""
+        for a in self.withdraw_addresses:
+            if a.label == label:
+                return a
+        return None
 
     def pool_of(self, venue: str, wallet: WalletKind) -> PoolCfg | None:
         """The pool a venue wallet belongs to, or None (spot/funding usually belong to none)."""
@@ -596,10 +661,20 @@ class DeskConfig(FrozenModel):
         for i, pr in enumerate(self.prices):
             if pr.symbol not in symbols and pr.symbol not in assets:
                 yield f"prices[{i}].symbol: {pr.symbol!r} is neither an asset nor an instrument"
+        yield from _dupes("withdraw_addresses", "label", [a.label for a in self.withdraw_addresses])
+        yield from _dupes(
+            "withdraw_addresses",
+            "venue/asset/network/address",
+            [f"{a.venue}/{a.asset}/{a.network}/{a.address}" for a in self.withdraw_addresses],
+        )
+        for i, wa in enumerate(self.withdraw_addresses):
+            yield from need_venue(f"withdraw_addresses[{i}].venue", wa.venue)
+            yield from need_asset(f"withdraw_addresses[{i}].asset", wa.asset)
         for i, r in enumerate(self.routes):
             yield from need_venue(f"routes[{i}].venue", r.venue)
             yield from need_venue(f"routes[{i}].to_venue", r.destination_venue)
             yield from need_asset(f"routes[{i}].asset", r.asset)
+            yield from self._route_custody_problems(i, r)
         for i, s in enumerate(self.swaps):
             yield from need_venue(f"swaps[{i}].venue", s.venue)
             yield from need_asset(f"swaps[{i}].from_asset", s.from_asset)
@@ -611,7 +686,45 @@ class DeskConfig(FrozenModel):
             if pa.group is not None and pa.group not in self.preauth_groups:
                 yield f"preauth[{i}].group: unknown group {pa.group!r} (declare in [preauth_groups])"
         yield from _dupes("preauth", "route", [pa.route for pa in self.preauth])
+        for v in self.preauth_venues:
+            if v not in venues:
+                yield f"preauth_venues.{v}: unknown venue {v!r}"
         yield from self._pricing_problems()
+
+    def _route_custody_problems(self, i: int, r: RouteCfg) -> Iterable[str]:
+        """Cold-wallet and withdrawal-address rules of route ``i`` (DESIGN §7)."""
+        path = f"routes[{i}]"
+        if r.cold and r.kind != "onchain":
+            yield (
+                f"{path}.cold: only an onchain route can be cold (an on-chain withdrawal from a "
+                f"cold or custodial wallet); {r.id!r} is {r.kind}"
+            )
+        if r.cold and r.cold_quota_usd_per_day is None:
+            yield f"{path}.cold_quota_usd_per_day: a cold route needs its pre-approved daily quota"
+        if not r.cold and r.cold_quota_usd_per_day is not None:
+            yield f"{path}.cold_quota_usd_per_day: set on a route that is not cold (add cold = true)"
+        if r.kind != "onchain":
+            if r.withdraw_address is not None:
+                yield f"{path}.withdraw_address: only an onchain route sends to an address"
+            return
+        if r.withdraw_address is None:
+            yield (
+                f"{path}.withdraw_address: an onchain route must name an allow-listed address "
+                "(the label of a [[withdraw_addresses]] entry)"
+            )
+            return
+        addr = self.withdraw_address(r.withdraw_address)
+        if addr is None:
+            yield (
+                f"{path}.withdraw_address: unknown address {r.withdraw_address!r} "
+                "(declare it under [[withdraw_addresses]])"
+            )
+            return
+        if addr.venue != r.destination_venue or addr.asset != r.asset:
+            yield (
+                f"{path}.withdraw_address: {addr.label!r} receives {addr.asset} on "
+                f"{addr.venue}; the route moves {r.asset} to {r.destination_venue}"
+            )
 
     def _pricing_problems(self) -> Iterable[str]:
         """What the declared starting state needs to be priced: the margin engine, the router

@@ -86,5 +86,26 @@ def print_desk_summary(desk: DeskConfig, *, source: str) -> None:
         f"{len(desk.assets)} assets, {len(desk.instruments)} instruments, "
         f"{len(desk.positions)} positions, {len(desk.preauth)} pre-authorised routes"
     )
+    for line in _custody_lines(desk):
+        out.print(escape(line))
     for line in desk.warnings():
         out.print(f"[yellow]warning[/]: {escape(line)}")
+
+
+def _custody_lines(desk: DeskConfig) -> list[str]:
+    """The shared caps, cold quotas and withdrawal addresses, one line each (if declared)."""
+    lines = []
+    caps = [f"venue {v} {c:,.0f}" for v, c in desk.preauth_venues.items()]
+    caps += [f"group {g} {c:,.0f}" for g, c in desk.preauth_groups.items()]
+    if caps:
+        lines.append("Shared rolling 24 h caps (USD): " + ", ".join(caps))
+    for r in desk.routes:
+        if r.cold and r.cold_quota_usd_per_day is not None:
+            lines.append(
+                f"Cold route {r.id}: quota {r.cold_quota_usd_per_day:,.0f} USD per rolling 24 h"
+            )
+    for a in desk.withdraw_addresses:
+        lines.append(
+            f"Withdrawal address {a.label}: {a.asset} on {a.network} to {a.venue} ({a.address})"
+        )
+    return lines

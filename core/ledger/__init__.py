@@ -20,6 +20,7 @@ from core.ledger.plans import (
     record_margin_call,
     record_plan,
 )
+from core.ledger.preauth_usage import PreauthUsage, preauth_usage
 from core.ledger.queries import NamedQuery, load_queries, parse_named_queries, run_query
 from core.ledger.store import (
     InitReport,
@@ -64,6 +65,7 @@ __all__ = [
     "InitReport",
     "NamedQuery",
     "PlanStatus",
+    "PreauthUsage",
     "RecordedPlan",
     "Snapshot",
     "SnapshotSource",
@@ -91,6 +93,7 @@ __all__ = [
     "open_margin_call",
     "parse_named_queries",
     "plan_id",
+    "preauth_usage",
     "preauth_used_usd",
     "record_alternative",
     "record_margin_call",

@@ -46,6 +46,7 @@ from core.ledger.chain import canonical_payload
 from core.ledger.coltypes import fit_decimal, tidy_decimal
 from core.ledger.keys import leg_key, plan_id
 from core.ledger.plans import RecordedPlan
+from core.ledger.preauth_usage import preauth_usage
 from core.ledger.tables import TransferRow
 from core.ledger.vocab import TRANSFER_TRANSITIONS, TransferMode, TransferState
 
@@ -404,16 +405,7 @@ def preauth_used_usd(session: Session, *, since: datetime) -> dict[str, Decimal]
 
     Counts every leg recorded since then that may have moved collateral (all states but
     ``failed`` and ``refused``: a pending, sent or unknown leg may still land), valued at its
-    planned ``amount_usd``. Legs without a route (manual movements) are not counted.
+    planned ``amount_usd``. Legs without a route (manual movements) are not counted. The
+    per-venue, per-group and cold-quota sums: ``core.ledger.preauth_usage``.
     """
-    counted = [s.value for s in TransferState if s.may_have_moved]
-    stmt = select(col(TransferRow.route_id), col(TransferRow.amount_usd)).where(
-        col(TransferRow.route_id).is_not(None),
-        col(TransferRow.status).in_(counted),
-        col(TransferRow.created_at) >= since,
-    )
-    used: dict[str, Decimal] = {}
-    for route, usd in session.exec(stmt).all():
-        if route is not None and usd is not None:
-            used[route] = used.get(route, Decimal(0)) + usd
-    return used
+    return dict(preauth_usage(session, since=since).by_route)

@@ -475,3 +475,92 @@ def test_zero_mark_is_accepted_in_the_price_list(example_data: dict[str, Any]) -
     data["prices"][i]["mark"] = 0
     desk = parse_desk(data)
     assert desk.prices[i].mark == 0
+
+
+# ---------------------------------------------------------------- pre-authorisation fields
+
+
+def test_example_desk_declares_venue_caps_a_cold_route_and_its_addresses() -> None:
+    desk = load_desk(EXAMPLE)
+    assert desk.preauth_venues == {"sim-a": Decimal(8_000_000), "sim-b": Decimal(6_000_000)}
+    cold = [(r.id, r.cold_quota_usd_per_day) for r in desk.routes if r.cold]
+    assert cold == [("ba.onchain.usdt", Decimal(1_000_000))]
+    onchain = {r.id: r.withdraw_address for r in desk.routes if r.kind == "onchain"}
+    assert onchain == {"ab.onchain.usdt": "sim-b.usdt.trx", "ba.onchain.usdt": "sim-a.usdt.trx"}
+    address = desk.withdraw_address("sim-b.usdt.trx")
+    assert address is not None
+    assert (address.venue, address.asset, address.network) == ("sim-b", "USDT", "TRX")
+    assert desk.preauth_for("ab.onchain.usdt") is not None
+    assert desk.route("a.margin.doge-usdt") is None
+    assert desk.swap("a.margin.doge-usdt") is not None
+
+
+@pytest.mark.parametrize(
+    ("mutate", "line"),
+    [
+        (
+            lambda d: d["routes"][0].update(cold=True, cold_quota_usd_per_day=1000),
+            "routes[0].cold: only an onchain route can be cold (an on-chain withdrawal from a "
+            "cold or custodial wallet); 'a.spot-margin.usdt' is internal",
+        ),
+        (
+            lambda d: d["routes"][7].update(cold=True),
+            "routes[7].cold_quota_usd_per_day: a cold route needs its pre-approved daily quota",
+        ),
+        (
+            lambda d: d["routes"][8].update(cold=False),
+            "routes[8].cold_quota_usd_per_day: set on a route that is not cold (add cold = true)",
+        ),
+        (
+            lambda d: d["routes"][8].update(cold_quota_usd_per_day=0),
+            "routes[8].cold_quota_usd_per_day: Input should be greater than 0",
+        ),
+        (
+            lambda d: d["routes"][7].pop("withdraw_address"),
+            "routes[7].withdraw_address: an onchain route must name an allow-listed address "
+            "(the label of a [[withdraw_addresses]] entry)",
+        ),
+        (
+            lambda d: d["routes"][7].update(withdraw_address="sim-b.usdt.eth"),
+            "routes[7].withdraw_address: unknown address 'sim-b.usdt.eth' (declare it under "
+            "[[withdraw_addresses]])",
+        ),
+        (
+            lambda d: d["routes"][7].update(withdraw_address="sim-a.usdt.trx"),
+            "routes[7].withdraw_address: 'sim-a.usdt.trx' receives USDT on sim-a; the route "
+            "moves USDT to sim-b",
+        ),
+        (
+            lambda d: d["routes"][1].update(withdraw_address="sim-a.usdt.trx"),
+            "routes[1].withdraw_address: only an onchain route sends to an address",
+        ),
+        (
+            lambda d: d["withdraw_addresses"][1].update(label="sim-b.usdt.trx"),
+            "withdraw_addresses[1].label: duplicated label 'sim-b.usdt.trx'",
+        ),
+        (
+            lambda d: d["withdraw_addresses"][0].update(venue="sim-c"),
+            "withdraw_addresses[0].venue: unknown venue 'sim-c'",
+        ),
+        (
+            lambda d: d["withdraw_addresses"][0].update(network="trx"),
+            "withdraw_addresses[0].network: String should match pattern",
+        ),
+        (
+            lambda d: d["withdraw_addresses"][0].update(address="0x 1"),
+            "withdraw_addresses[0].address: String should match pattern",
+        ),
+        (
+            lambda d: d["preauth_venues"].update({"sim-c": 1}),
+            "preauth_venues.sim-c: unknown venue 'sim-c'",
+        ),
+        (
+            lambda d: d["preauth_venues"].update({"sim-a": -1}),
+            "preauth_venues.sim-a: Input should be greater than 0",
+        ),
+    ],
+)
+def test_preauth_custody_fields_with_bad_values_name_the_key_path(
+    example_data: dict[str, Any], mutate: Any, line: str
+) -> None:
+    assert line in _broken(example_data, mutate)
