@@ -62,6 +62,17 @@ class PreauthUsage:
         """USD used on all of ``route_ids`` together (a shared group, the cold routes)."""
         return sum((self.route_usd(r) for r in set(route_ids)), _ZERO)
 
+    def for_router(self, groups: Mapping[str, Iterable[str]]) -> dict[str, Decimal]:
+        """The usage in the router's terms (``used_24h_usd`` of ``core.routing.from_state``):
+        per route or swap id, per group name (``groups``: name → its routes), and per source
+        venue as ``venue:<name>``."""
+        out = dict(self.by_route)
+        for name, routes in groups.items():
+            out[name] = self.routes_usd(routes)
+        for venue, usd in self.by_venue.items():
+            out[f"venue:{venue}"] = usd
+        return out
+
 
 def preauth_usage(
     session: Session, *, since: datetime, exclude_key: str | None = None

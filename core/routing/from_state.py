@@ -285,13 +285,27 @@ class _Builder:
         if entry is None:
             return None
         name = f"preauth:{leg_id}"
-        self.limits[name] = max(0.0, float(entry.rolling_24h_usd - self.used.get(leg_id, _ZERO)))
+        route = self.desk.route(leg_id)
+        cap = entry.rolling_24h_usd
+        if route is not None and route.cold and route.cold_quota_usd_per_day is not None:
+            # A cold route's pre-approved quota is a second rolling-24h cap on the same usage.
+            cap = min(cap, route.cold_quota_usd_per_day)
+        self.limits[name] = max(0.0, float(cap - self.used.get(leg_id, _ZERO)))
         groups = [name]
         if entry.group is not None and entry.group in self.desk.preauth_groups:
             gname = f"preauth-group:{entry.group}"
             cap = self.desk.preauth_groups[entry.group] - self.used.get(entry.group, _ZERO)
             self.limits[gname] = max(0.0, float(cap))
             groups.append(gname)
+        if route is not None and route.venue in self.desk.preauth_venues:
+            # The venue's rolling cap over all its routes (swaps are not counted against it,
+            # as in ``core.execution.preauth``): shared by every source leaving that venue.
+            vname = f"preauth-venue:{route.venue}"
+            cap = self.desk.preauth_venues[route.venue] - self.used.get(
+                f"venue:{route.venue}", _ZERO
+            )
+            self.limits[vname] = max(0.0, float(cap))
+            groups.append(vname)
         return groups, float(entry.per_transfer_usd)
 
     def origin(self, venue: str, wallet: WalletKind, asset: str) -> tuple[str | None, float]:
@@ -346,7 +360,7 @@ class _Builder:
                     venue=s.venue,
                     step_usd=self.step_usd(s.from_asset),
                     calls=frozenset({pool.id}),
-                    groups=tuple(groups),
+                    groups=tuple(dict.fromkeys(groups)),  # two legs on one venue share its cap once
                     mode=SourceMode.SWAP,
                 )
             )
@@ -492,7 +506,7 @@ class _Builder:
             origin_debit_per_usd=debit,
             step_usd=self.step_usd(asset),
             calls=frozenset({pool.id}),
-            groups=tuple(groups),
+            groups=tuple(dict.fromkeys(groups)),  # two legs on one venue share its cap once
             mode=mode,
         )
 
@@ -526,7 +540,10 @@ def routing_input_from_state(
     deficit_override_usd
         Per pool, a deficit to plan for instead of the report's (drills, what-ifs).
     used_24h_usd
-        Pre-authorisation already used in the rolling 24 h, per route/swap id or group name.
+        Pre-authorisation already used in the rolling 24 h, per route/swap id, group name and
+        source venue (``venue:<name>``): ``core.ledger.preauth_usage.PreauthUsage.for_router``.
+        A cold route's daily quota caps it with its rolling cap; a venue in
+        ``[preauth_venues]`` caps all its routes together.
     upnl_offsets_usd
         Tier-1 unrealised-PnL offsets per pool (USD of equity creditable at no cost).
     weight_limits_per_min

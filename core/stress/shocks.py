@@ -1,8 +1,11 @@
 """Apply joint price moves to a portfolio: the state a pool would be in after a shock.
 
-A move of ``m`` on an underlying multiplies its USD price and the mark and index of every
-instrument written on it by ``1 + m``; implied vols can be scaled at the same time (crashes
-come with vol spikes). An option's mark moves by the change of its Black-76 value between the
+Moves are **USD moves per asset**. An asset's own USD price moves by ``1 + m``; a contract's mark
+and index are prices of its underlying *in its quote asset*, so they move by
+``(1 + m_underlying) / (1 + m_quote)``: a USDT de-peg alone (``{"USDT": -0.35}``) leaves BTC's
+USD value where it was and lifts BTCUSDT's mark to ``mark / 0.65`` USDT, and a BTC move with
+USDT unmoved scales BTCUSDT by ``1 + m``. Inverse contracts are quoted in nominal USD, which
+never moves. Implied vols can be scaled at the same time (crashes come with vol spikes). An option's mark moves by the change of its Black-76 value between the
 old and the shocked (index, IV), so the venue's premium over the model is kept and equity
 (which counts option marks) moves with the shock. Amounts stay ``Decimal``: a shocked
 portfolio is an ordinary ``Portfolio`` every margin model accepts.
@@ -40,7 +43,7 @@ def shock_portfolio(
     *,
     vol_up_frac: float = 0.0,
 ) -> Portfolio:
-    """Return ``portfolio`` with every price on a moved underlying scaled by ``1 + move``.
+    """Return ``portfolio`` re-priced after USD moves ``moves_frac`` (see the module doc).
 
     Parameters
     ----------
@@ -49,8 +52,8 @@ def shock_portfolio(
     instruments
         Instrument definitions by symbol, to know each price's underlying.
     moves_frac
-        Move per underlying asset code (``{"BTC": 0.12}`` = BTC +12 %); an asset code that is
-        also priced itself (``USDC``) models a de-peg.
+        USD move per asset code (``{"BTC": 0.12}`` = BTC +12 % in USD); a stablecoin's move
+        (``{"USDC": -0.12}``) models a de-peg and re-prices contracts quoted in it.
     vol_up_frac
         Relative IV change for options on moved underlyings (0.5 = IV × 1.5).
     """
@@ -61,8 +64,12 @@ def shock_portfolio(
     prices: list[MarkPrice] = []
     for symbol, price in portfolio.prices.items():
         inst = instruments.get(symbol)
-        underlying = inst.underlying.code if inst is not None else symbol
-        f = factors.get(underlying)
+        if inst is None:  # an asset's own USD price
+            f = factors.get(symbol)
+        else:
+            fu = factors.get(inst.underlying.code)
+            fq = factors.get(inst.quote.code) if inst.quote.code != "USD" else None
+            f = None if fu is None and fq is None else (fu or Decimal(1)) / (fq or Decimal(1))
         if f is None:
             prices.append(price)
             continue

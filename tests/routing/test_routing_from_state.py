@@ -193,7 +193,15 @@ def test_route_with_strict_joint_desk_calls_books_exact_amounts(desk_state: Desk
     got = {a.source: a.amount_usd for a in plan.allocations}
     # 3 M DOGE at 0.25: 750,000 USD, all of it (tier 2), credits 0.4992·250k + 0.498·500k
     assert got["sim-a.pm:a.margin.doge-usdt"] == Decimal("750000.00")
-    assert got["sim-a.pm:a.spot-margin.usdt"] == Decimal("2126200.00")  # 2.5 M − 373,800
+    # The rest, 2.5 M − 373,800 = 2,126,200 of credit, comes from sim-a's spot stablecoins:
+    # both routes are free and equally fast, so the LP may take either mix (USDC credits at
+    # 0.9999); whichever it takes must credit exactly the rest, not a step more or less.
+    rate = {"usdt": Decimal(1), "usdc": Decimal("0.9999")}
+    rest = sum(
+        (got.get(f"sim-a.pm:a.spot-margin.{a}", Decimal(0)) * r for a, r in rate.items()),
+        Decimal(0),
+    )
+    assert rest.quantize(Decimal("0.01")) == Decimal("2126200.00")
     assert plan.cost_usd == Decimal("1200")  # 8 bps of 250k + 20 bps of 500k
     outcome = {c.call: c for c in plan.calls}
     assert outcome["sim-a.pm"].uncovered_usd == 0
@@ -342,3 +350,26 @@ def test_sources_with_dust_balance_leave_it_out_instead_of_failing(
     assert all("b.spot-um.usdt" not in s.id or "onchain" in s.id for s in built.input.sources)
     plan = Router().route(built.input, notes=built.notes)
     assert plan.method == "optimiser"
+
+
+def test_sources_share_the_venue_cap_and_a_cold_route_its_quota(desk_state: DeskState) -> None:
+    """The router sees what the executor's gate enforces: a venue's rolling cap over all its
+    routes, and a cold route's daily quota on top of its own rolling cap."""
+    desk, state, reports = desk_state
+    used = {"venue:sim-b": Decimal(5_900_000), "ba.onchain.usdt": Decimal(400_000)}
+    built = routing_input_from_state(
+        desk, state, reports, ["sim-a.pm"], deadline_s=3600.0, used_24h_usd=used,
+        deficit_override_usd={"sim-a.pm": 3_000_000.0},
+    )  # fmt: skip
+    inp = built.input
+    cold = next(s for s in inp.sources if "ba.onchain.usdt" in s.id)
+    assert "preauth-venue:sim-b" in cold.groups
+    assert inp.shared_limits_usd["preauth-venue:sim-b"] == pytest.approx(100_000.0)
+    quota = desk.route("ba.onchain.usdt").cold_quota_usd_per_day  # type: ignore[union-attr]
+    assert inp.shared_limits_usd["preauth:ba.onchain.usdt"] <= float(quota) - 400_000.0
+    plan = Router().route(inp)
+    from_b = sum(
+        (a.amount_usd for a in plan.allocations if "ba.onchain.usdt" in a.source),
+        Decimal(0),
+    )
+    assert from_b <= Decimal(100_000)  # the venue cap binds before the quota
