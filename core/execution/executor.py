@@ -354,6 +354,10 @@ class Executor:
         tokens; the polling interval.
     max_resends, max_replans
         Resends of a leg proven absent; re-plans of one call per run.
+    absence_reads, absence_gap_s
+        A leg is proven absent only when the lookup finds nothing after its window closed
+        ``absence_reads`` times in a row, ``absence_gap_s`` apart (a lagging or empty history
+        page must not turn into a duplicate).
     """
 
     def __init__(
@@ -378,6 +382,8 @@ class Executor:
         poll_s: float = 0.25,
         max_resends: int = 2,
         max_replans: int = 3,
+        absence_reads: int = 3,
+        absence_gap_s: float = 10.0,
     ) -> None:
         if not owner:
             raise DataError("an executor needs an owner name")
@@ -400,6 +406,10 @@ class Executor:
         self.poll_s = poll_s
         self.max_resends = max_resends
         self.max_replans = max_replans
+        if absence_reads < 1 or absence_gap_s < 0:
+            raise DataError("absence_reads must be >= 1 and absence_gap_s >= 0")
+        self.absence_reads = absence_reads
+        self.absence_gap_s = absence_gap_s
         self.sends = 0  # requests that left this executor (tests count them)
 
     # -- helpers ------------------------------------------------------------------------------
@@ -923,6 +933,7 @@ class Executor:
         confirm_by = start + round(self.confirm_timeout_s * 1e9)
         lookup_by = start + round(self.lookup_timeout_s * 1e9)
         was_unknown = row.status == _S.UNKNOWN.value
+        absent_reads = 0
         while True:
             t0 = time.perf_counter()
             with self._session() as s:
@@ -949,7 +960,14 @@ class Executor:
                               + (f" (venue id {answer.venue_id})" if answer.venue_id else ""))  # fmt: skip
                     return ""
                 case _V.NOT_FOUND:
-                    return "not_found"
+                    # One empty read after the window is not proof: a venue's history can lag
+                    # or come back empty. Absence must hold over ``absence_reads`` reads
+                    # ``absence_gap_s`` apart before a resend is allowed.
+                    absent_reads += 1
+                    if absent_reads >= self.absence_reads:
+                        return "not_found"
+                    self.clock.sleep(self.absence_gap_s)
+                    continue
                 case _V.AMBIGUOUS:
                     self._record(fresh, _S.UNKNOWN, ms, answer=answer,
                                  error=("ambiguous", "several unclaimed venue records match"))  # fmt: skip

@@ -95,22 +95,7 @@ def _judge(t: TrialResult) -> None:
     assert t.chain_ok, detail
 
 
-_KNOWN_BAD = {
-    # One empty history read at the lookup window's close is taken as proof of absence and the
-    # leg is resent: a duplicate. Fixed when absence must persist over several reads.
-    "history comes back empty",
-}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="absence from one empty read"))
-        if n in _KNOWN_BAD
-        else n
-        for n in sorted(NAMED)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(NAMED))
 def test_named_fault_leaves_no_duplicate_loss_drift_or_open_leg(
     desk: DeskConfig, name: str
 ) -> None:
