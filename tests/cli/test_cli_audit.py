@@ -202,7 +202,8 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect")))
-        with prefect_test_harness():
+        # A loaded machine takes longer than the default 30 s to start the temporary server.
+        with prefect_test_harness(server_startup_timeout=180):
             Secret(value=SECRET).save("pmr-audit-key")
             yield
 
