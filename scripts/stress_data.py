@@ -23,6 +23,7 @@ with the committed files instead of writing them; the test suite does that when 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -134,9 +135,7 @@ def _hourly_window(h: pl.DataFrame, ev: Event, hours: int) -> tuple[float, Any, 
     if sub.height <= hours:
         return None
     times = sub["t"].to_list()
-    # The window must be whole: ``hours`` consecutive bars, none missing.
-    if any(times[i + 1] - times[i] != timedelta(hours=1) for i in range(len(times) - 1)):
-        return None
+    _no_gap(times, timedelta(hours=1), ev)  # the window must be whole: consecutive bars
     # Every window ending inside the event must be measurable (the 1 h window ending at the
     # event's first hour may be missing: the crash windows start at 00:00 of a quiet day).
     if times[0] > lo - timedelta(hours=hours) + timedelta(hours=1 if hours == 1 else 0):
@@ -152,8 +151,24 @@ def _daily_window(d: pl.DataFrame, ev: Event, days: int) -> tuple[float, Any, An
     times = sub["t"].to_list()
     if not times or times[0] > ev.first_day - timedelta(days=days) or times[-1] < ev.last_day:
         return None  # the asset did not trade (or the file stops) in this window
+    _no_gap(times, timedelta(days=1), ev)
     ends_ok = np.array([ev.first_day <= t <= ev.last_day for t in times])
     return _worst(times, sub["close"].to_numpy(), days, ends_ok)
+
+
+class GapError(SystemExit):
+    """A candle missing inside an event's window: the window's return would be wrong."""
+
+
+def _no_gap(times: list[Any], step: timedelta, ev: Event) -> None:
+    """Refuse a window with a missing candle, naming the event and the first missing time
+    (a positional lag over a gap would silently measure a longer window)."""
+    for a, b in itertools.pairwise(times):
+        if b - a != step:
+            raise GapError(
+                f"event {ev.id}: a candle is missing after {a} (next is {b}); "
+                "the data files must be gap-free inside every event window"
+            )
 
 
 def _day_of(t: Any) -> date:

@@ -149,3 +149,28 @@ def test_bad_venue_conditions_are_refused() -> None:
         VenueConditions(withdrawal_delay_x=0.5)
     with pytest.raises(DataError, match="weight_limit_frac"):
         VenueConditions(weight_limit_frac=0.0)
+
+
+def test_a_gap_in_an_event_window_is_refused_naming_event_and_date(tmp_path: Path) -> None:
+    """A missing daily candle inside an event window would silently stretch the window."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "stress_data", REPO / "scripts" / "stress_data.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["stress_data"] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    from datetime import date
+
+    import polars as pl
+
+    days = [date(2022, 11, d) for d in (2, 3, 4, 5, 7, 8, 9)]  # 11-06 is missing
+    frame = pl.DataFrame({"t": days, "close": [20_000.0 + i for i in range(len(days))]})
+    ftx = next(e for e in mod.EVENTS if e.id == "2022-11-ftx")
+    with pytest.raises(
+        SystemExit, match=r"event 2022-11-ftx: a candle is missing after 2022-11-05"
+    ):
+        mod._daily_window(frame, ftx, 3)
