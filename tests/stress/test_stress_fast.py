@@ -200,3 +200,35 @@ def test_random_books_and_moves_match_the_exact_reports(
     case: tuple[DeskConfig, Portfolio, list[Scenario]],
 ) -> None:
     _check(*case)
+
+
+def test_pmr_stress_engine_fast_prints_what_the_exact_engine_prints() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    args = ["stress", "--desk", str(EXAMPLE), "--as-of", "2026-11-27T12:00:00Z",
+            "--scenario", "joint-btc-30%-vol+50%", "--scenario", "joint-btc-10%-vol+0%",
+            "--paths", "15", "--seed", "3", "--format", "json"]  # fmt: skip
+    runner = CliRunner()
+    exact = runner.invoke(app, [*args, "--engine", "exact"])
+    fast = runner.invoke(app, [*args, "--engine", "fast"])
+    assert exact.exit_code == 0, exact.output
+    assert fast.exit_code == 0, fast.output
+    a, b = json.loads(exact.stdout), json.loads(fast.stdout)
+    for x, y in zip(a["results"], b["results"], strict=True):
+        assert x.keys() == y.keys()
+        for k in x:
+            if k == "ratio" and x[k] is not None:
+                assert abs(float(x[k]) - float(y[k])) <= 2e-9
+            else:
+                assert x[k] == y[k], k
+    for x, y in zip(a["monte_carlo"], b["monte_carlo"], strict=True):
+        assert x["p_call"] == y["p_call"]
+        for q, v in x["ratio_quantiles"].items():
+            assert abs(v - y["ratio_quantiles"][q]) <= 1e-8
+    bad = runner.invoke(app, ["stress", "--desk", str(EXAMPLE), "--engine", "turbo"])
+    assert bad.exit_code == 2
+    assert "--engine" in bad.output
