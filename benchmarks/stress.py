@@ -135,8 +135,7 @@ def run_stage(n_pools: int, n_scen: int, paths: int) -> dict[str, Any]:
     state = desk.initial_portfolio(_AT)
     scen = scenario_set(desk, n_scen)
     t_compile, fd = _timed(lambda: compile_desk(desk, state))
-    mv = moves_from_scenarios(fd, scen)
-    t_margin, res = _timed(lambda: fast_margin(fd, mv, worst=True))
+    t_margin, res = _timed(lambda: fast_margin(fd, moves_from_scenarios(fd, scen), worst=True))
     t_mc, _ = _timed(lambda: pool_monte_carlo_fast(desk, state, paths=paths, seed=1, fast_desk=fd))
     return {
         "pools": fd.n_pools,

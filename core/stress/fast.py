@@ -646,20 +646,27 @@ class Moves:
 
 
 def moves_from_scenarios(fd: FastDesk, scenarios: Sequence[Scenario]) -> Moves:
-    """The named scenarios as one batch (venue-local overrides per venue)."""
+    """The named scenarios as one batch (``Scenario.moves_on``: venue-local overrides per venue)."""
     n_a = len(fd.assets) + 1
     col = {a: i for i, a in enumerate(fd.assets)}
+    vix = {v: i for i, v in enumerate(fd.venues)}
     factor = np.ones((len(fd.venues), n_a, len(scenarios)))
     moved = np.zeros(factor.shape, dtype=bool)
+
+    def put(venues: slice | int, moves: Mapping[str, float], s: int) -> None:
+        for a, m in moves.items():
+            if not -1.0 < m < 10.0:
+                raise DataError("price move must be in (-100 %, +1000 %)", asset=a, move=m)
+            c = col.get(a)
+            if c is not None:
+                factor[venues, c, s] = 1.0 + float(m)
+                moved[venues, c, s] = True
+
     for s, sc in enumerate(scenarios):
-        for v, venue in enumerate(fd.venues):
-            for a, m in sc.moves_on(venue).items():
-                if not -1.0 < m < 10.0:
-                    raise DataError("price move must be in (-100 %, +1000 %)", asset=a, move=m)
-                c = col.get(a)
-                if c is not None:
-                    factor[v, c, s] = 1.0 + float(m)
-                    moved[v, c, s] = True
+        put(slice(None), sc.moves, s)  # every venue, then each venue's overrides on top
+        for venue, local in sc.venue_moves.items():
+            if venue in vix:
+                put(vix[venue], local, s)
     vol = _fa(1.0 + sc.vol_up_frac for sc in scenarios)
     return Moves(factor, moved, vol)
 
@@ -1181,18 +1188,19 @@ def evaluate_fast(
     instruments = desk.instrument_map()
     out: list[PoolStress] = []
     for s, sc in enumerate(scenarios):
-        shocked_by_venue: dict[tuple[tuple[str, float], ...], Portfolio] = {}
+        shocked_by_venue: dict[tuple[tuple[str, float], ...], tuple[Portfolio, _LazyReports]] = {}
         for p, pid in enumerate(fd.pool_ids):
             pool = known[pid]
             stale = pool.venue in sc.conditions.stale_price_venues
             if res.gap_usd[p, s] > -tolerance_usd - 1e-9 * res.mm_usd[p, s]:
                 moves = sc.moves_on(pool.venue)
                 key = tuple(sorted(moves.items()))
-                shocked = shocked_by_venue.get(key)
-                if shocked is None:
+                found = shocked_by_venue.get(key)
+                if found is None:
                     shocked = shock_portfolio(state, instruments, moves, vol_up_frac=sc.vol_up_frac)
-                    shocked_by_venue[key] = shocked
-                out.append(_one(desk, shocked, pid, sc, build, _LazyReports(desk, shocked)))
+                    found = (shocked, _LazyReports(desk, shocked))  # shared by the scenario's rows
+                    shocked_by_venue[key] = found
+                out.append(_one(desk, found[0], pid, sc, build, found[1]))
                 continue
             ratio = _ratio_dec(float(res.ratio[p, s]))
             band_eq = Decimal(repr(float(res.band_equity_usd[p, s])))
