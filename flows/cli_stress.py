@@ -3,6 +3,7 @@
 Orchestration only: scenarios, evaluation and the report are ``core.stress``. Without
 ``--scenario`` every named scenario runs (``--all`` says so explicitly). ``--paths N`` adds a
 Monte Carlo of N one-day paths (ratio quantiles and breach probabilities per pool).
+``--engine`` picks the exact path or ``core.stress.fast`` (``auto``: fast for large runs).
 ``--out DIR`` writes ``results.csv``, ``summary.md`` and the charts; ``--record`` stores one
 ``stress_result`` row per pool × scenario in the store (``PMR_DATABASE_URL`` or ``--db``).
 
@@ -41,6 +42,10 @@ if TYPE_CHECKING:
 __all__ = ["register", "stress"]
 
 _FORMATS = ("table", "json", "md")
+_ENGINES = ("auto", "exact", "fast")
+# ``--engine auto`` switches to the fast path from this many pool evaluations (pools × (scenarios
+# + paths)): about 15 s exact. Below it the exact path costs little and prints the reference.
+_FAST_FROM = 10_000
 
 
 def _table(df: pl.DataFrame, mc: list[PoolMonteCarlo]) -> None:
@@ -129,12 +134,21 @@ def stress(
     ] = None,
     record: Annotated[bool, typer.Option(help="Store the results (stress_result rows).")] = False,
     db: Annotated[str | None, typer.Option(help="Store URL (default: PMR_DATABASE_URL).")] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="exact, fast, or auto: fast once pools × (scenarios + paths) reaches "
+            f"{_FAST_FROM:,} (see docs/stress.md, Performance)."
+        ),
+    ] = "auto",
     as_of: AsOfOption = None,
 ) -> None:
     """Stress-test the desk: post-shock margin, time-to-cover, Monte Carlo."""
     from core.config import load_desk
     from core.stress.scenarios import library
 
+    if engine not in _ENGINES:
+        raise ConfigError("--engine must be one of " + ", ".join(_ENGINES), value=engine)
     if fmt not in _FORMATS:
         raise ConfigError("--format must be one of " + ", ".join(_FORMATS), value=fmt)
     if paths < 0:
@@ -154,7 +168,10 @@ def stress(
         raise DataError("unknown scenario (see `pmr stress --list`)", scenario=", ".join(unknown))
     at = as_of_or_now(parse_as_of(as_of))
     state = cfg.initial_portfolio(at)
-    rows, mc = _run(cfg, state, [lib[n] for n in names], paths=paths, seed=seed, fmt=fmt)
+    fast = engine == "fast" or (
+        engine == "auto" and len(cfg.pools) * (len(names) + paths) >= _FAST_FROM
+    )
+    rows, mc = _run(cfg, state, [lib[n] for n in names], paths=paths, seed=seed, fast=fast)
     from core.stress.report import frame, markdown_summary
 
     df = frame(rows, lib)
@@ -171,12 +188,23 @@ def stress(
         _table(df, mc)
 
 
-def _run(cfg: Any, state: Any, scenarios: list[Any], *, paths: int, seed: int, fmt: str) -> Any:
-    """Evaluate with a progress bar on stderr (only when it is a terminal and the run is long)."""
+def _run(cfg: Any, state: Any, scenarios: list[Any], *, paths: int, seed: int, fast: bool) -> Any:
+    """Evaluate with a progress bar on stderr (only when it is a terminal and the run is long).
+
+    ``fast``: ``core.stress.fast`` (the same rows; float64 figures for pools not in deficit,
+    the exact path and router for those in deficit; Monte Carlo on the same draws).
+    """
     from rich.progress import Progress
 
     from core.stress.evaluate import evaluate
     from core.stress.montecarlo import pool_monte_carlo
+
+    if fast:
+        from core.stress.fast import evaluate_fast, pool_monte_carlo_fast
+
+        rows = evaluate_fast(cfg, state, scenarios)
+        mc = pool_monte_carlo_fast(cfg, state, paths=paths, seed=seed) if paths else []
+        return rows, mc
 
     with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task("scenarios", total=len(scenarios))

@@ -198,8 +198,15 @@ def _default_input(
 
 
 def _one(
-    desk: DeskConfig, shocked: Portfolio, pid: str, sc: Scenario, build: BuildInput
+    desk: DeskConfig,
+    shocked: Portfolio,
+    pid: str,
+    sc: Scenario,
+    build: BuildInput,
+    reports: Mapping[str, MarginReport] | None = None,
 ) -> PoolStress:
+    """One pool × scenario, exactly; ``reports`` (default: every pool's, evaluated here) are
+    the shocked state's margin reports the routing input reads."""
     pool = next(p for p in desk.pools if p.id == pid)
     stale = pool.venue in sc.conditions.stale_price_venues
     report = evaluate_pool(desk, pid, shocked)
@@ -208,7 +215,8 @@ def _one(
     if deficit > 0 and not stale:
         # Time-to-cover only where there is something to cover; a stale feed means the
         # monitor refuses to act, so nothing is covered (the pool is flagged instead).
-        reports = {p.id: evaluate_pool(desk, p.id, shocked) for p in desk.pools}
+        if reports is None:
+            reports = {p.id: evaluate_pool(desk, p.id, shocked) for p in desk.pools}
         inp = apply_conditions(build(desk, shocked, reports, pid), sc.conditions)
         if inp.sources:
             covered = time_to_cover(inp)

@@ -1,0 +1,238 @@
+"""Benchmark stress testing at desk scale (issue 15). Prints figures, never pass/fail.
+
+A synthetic desk of N pools is built from ``examples/desk.toml``: the example's two venues and
+three pools (``unified``, ``standard``, ``scenario``) are copied N/3 times onto venues
+``sim-a-<k>`` / ``sim-b-<k>``, each copy with its own routes, swaps, pre-authorisations and
+withdrawal addresses, and with its balances and position sizes drawn independently
+(collateral × U(1.0, 3.0), positions × U(0.5, 1.5), seeded) so pools differ in health. Scenarios:
+the library's venue-independent scenarios (joint and historical), the de-peg and venue scenarios
+of the first copy's venues, and a joint grid (BTC moves × IV changes) up to 100 in all. Monte
+Carlo: 10,000 one-day t-copula paths.
+
+Stages, timed separately:
+
+- ``margin``: ``compile_desk`` + ``fast_margin`` of every pool in every scenario (ratio, equity,
+  MM, deficit, worst position): the fast table;
+- ``monte_carlo``: ``pool_monte_carlo_fast`` (draws included);
+- ``cover``: the exact re-evaluation and the dry-run router (three deadlines) that
+  ``evaluate_fast`` runs for every pool × scenario in deficit. Measured on a random sample of
+  ``--cover-sample`` deficit rows; the whole-run figure is the per-row mean × the deficit rows
+  (extrapolated, and said so in the output).
+
+Scaling: the margin and Monte Carlo stages at 1×, 2× and 4× (N/4, N/2, N pools). Peak memory is
+the process's maximum RSS (``resource.getrusage``) after everything.
+
+Run: ``uv run python benchmarks/stress.py [--pools 1000] [--scenarios 100] [--paths 10000]``;
+the last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.config import DeskConfig, parse_desk
+from core.stress.evaluate import _default_input, _one
+from core.stress.fast import (
+    _LazyReports,
+    compile_desk,
+    fast_margin,
+    moves_from_scenarios,
+    pool_monte_carlo_fast,
+)
+from core.stress.scenarios import Scenario, joint_scenario, library
+from core.stress.shocks import shock_portfolio
+
+_EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "desk.toml"
+_AT = datetime(2026, 11, 27, tzinfo=UTC)
+_VENUES = ("sim-a", "sim-b")
+
+
+def _rename(x: Any, names: dict[str, str]) -> Any:
+    """Every string equal to a venue, pool, route, swap, group or address name, renamed."""
+    if isinstance(x, dict):
+        return {names.get(k, k): _rename(v, names) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_rename(v, names) for v in x]
+    if isinstance(x, str):
+        return names.get(x, x)
+    return x
+
+
+def synthetic_desk(n_pools: int, seed: int = 7) -> DeskConfig:
+    """``n_pools`` (rounded up to a multiple of 3) pools copied from the example desk."""
+    base = tomllib.loads(_EXAMPLE.read_text())
+    rng = np.random.default_rng(seed)
+    copies = -(-n_pools // 3)
+    per_copy = ("venues", "pools", "balances", "positions", "routes", "swaps",
+                "withdraw_addresses", "preauth")  # fmt: skip
+    out = {k: v for k, v in base.items() if k not in per_copy}
+    for k in per_copy:
+        out[k] = []
+    out["preauth_groups"] = {}
+    out["preauth_venues"] = {}
+    ids = [r["id"] for r in base.get("routes", [])] + [s["id"] for s in base.get("swaps", [])]
+    labels = [w["label"] for w in base.get("withdraw_addresses", [])]
+    groups = list(base.get("preauth_groups", {}))
+    pools = [p["id"] for p in base["pools"]]
+    for c in range(copies):
+        names = {v: f"{v}-{c}" for v in _VENUES}
+        names |= {i: f"{i}-c{c}" for i in (*ids, *labels, *groups, *pools)}
+        part = _rename({k: base.get(k, []) for k in per_copy}, names)
+        cash_x, size_x = rng.uniform(1.0, 3.0), rng.uniform(0.5, 1.5)
+        for b in part["balances"]:
+            b["amount"] = str(round(float(b["amount"]) * cash_x, 8))
+        for p in part["positions"]:
+            p["qty"] = str(round(float(p["qty"]) * size_x, 3))
+        for w in part["withdraw_addresses"]:
+            w["address"] = "0x" + f"{c:04x}" + w["address"][6:]
+        for k in per_copy:
+            out[k] += part[k]
+        out["preauth_groups"] |= _rename(base.get("preauth_groups", {}), names)
+        out["preauth_venues"] |= _rename(base.get("preauth_venues", {}), names)
+    return parse_desk(out, source=f"synthetic:{copies * 3}")
+
+
+def scenario_set(desk: DeskConfig, n: int) -> list[Scenario]:
+    """The library's scenarios for the first copy's venues, then a joint grid, ``n`` in all."""
+    stables = [a for a, c in desk.assets.items() if c.kind == "stablecoin"]
+    lib = library(venues=[f"{v}-0" for v in _VENUES], assets=list(desk.assets),
+                  stablecoins=stables)  # fmt: skip
+    out = list(lib.values())[:n]
+    moves = np.linspace(-0.6, 0.4, 21)
+    vols = (0.0, 0.25, 0.5, 1.0, 1.5)
+    for m in moves:
+        for v in vols:
+            if len(out) >= n:
+                return out
+            if abs(m) < 1e-9:
+                continue
+            s = joint_scenario(
+                float(m), vol_up_frac=v, assets=list(desk.assets), stablecoins=stables
+            )
+            if s.name not in {x.name for x in out}:
+                out.append(s)
+    return out
+
+
+def _timed(fn: Any) -> tuple[float, Any]:
+    t = time.perf_counter()
+    r = fn()
+    return time.perf_counter() - t, r
+
+
+def run_stage(n_pools: int, n_scen: int, paths: int) -> dict[str, Any]:
+    desk = synthetic_desk(n_pools)
+    state = desk.initial_portfolio(_AT)
+    scen = scenario_set(desk, n_scen)
+    t_compile, fd = _timed(lambda: compile_desk(desk, state))
+    t_margin, res = _timed(lambda: fast_margin(fd, moves_from_scenarios(fd, scen), worst=True))
+    t_mc, _ = _timed(lambda: pool_monte_carlo_fast(desk, state, paths=paths, seed=1, fast_desk=fd))
+    return {
+        "pools": fd.n_pools,
+        "scenarios": len(scen),
+        "paths": paths,
+        "compile_s": round(t_compile, 3),
+        "margin_s": round(t_margin, 3),
+        "monte_carlo_s": round(t_mc, 3),
+        "deficit_rows": int((res.gap_usd > -0.01).sum()),
+        "_desk": desk,
+        "_state": state,
+        "_scen": scen,
+        "_res": res,
+        "_fd": fd,
+    }
+
+
+def cover_sample(stage: dict[str, Any], sample: int, seed: int = 3) -> tuple[float, int]:
+    """Mean seconds of the exact re-evaluation + router over ``sample`` deficit rows."""
+    desk, state, scen, res, fd = (stage[k] for k in ("_desk", "_state", "_scen", "_res", "_fd"))
+    rows = np.argwhere(res.gap_usd > -0.01)
+    if rows.size == 0:
+        return 0.0, 0
+    pick = np.random.default_rng(seed).choice(len(rows), size=min(sample, len(rows)), replace=False)
+    instruments = desk.instrument_map()
+
+    def one(i: int) -> None:
+        p, s = (int(x) for x in rows[i])
+        pid, sc = fd.pool_ids[p], scen[s]
+        venue = desk.pool(pid).venue
+        shocked = shock_portfolio(
+            state, instruments, sc.moves_on(venue), vol_up_frac=sc.vol_up_frac
+        )
+        _one(desk, shocked, pid, sc, _default_input, _LazyReports(desk, shocked))
+
+    one(int(pick[0]))  # warm-up: the router's first use imports cvxpy and ccxt (seconds)
+    t = time.perf_counter()
+    for i in pick:
+        one(int(i))
+    return (time.perf_counter() - t) / len(pick), len(pick)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pools", type=int, default=1000)
+    ap.add_argument("--scenarios", type=int, default=100)
+    ap.add_argument("--paths", type=int, default=10_000)
+    ap.add_argument("--cover-sample", type=int, default=30)
+    args = ap.parse_args(argv)
+    warm = synthetic_desk(3)  # warm-up: scipy.stats and the first numpy paths load once
+    pool_monte_carlo_fast(warm, warm.initial_portfolio(_AT), paths=10, seed=1)
+    stages = []
+    for frac in (4, 2, 1):
+        st = run_stage(args.pools // frac, args.scenarios, args.paths)
+        stages.append(st)
+        shown = {k: v for k, v in st.items() if not k.startswith("_")}
+        print(f"{frac}: " + json.dumps(shown), file=sys.stderr)
+    full = stages[-1]
+    per_row_s, sampled = cover_sample(full, args.cover_sample)
+    table_s = full["compile_s"] + full["margin_s"]
+    ps = full["pools"] * full["scenarios"]
+    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = stages[0]
+    result = {
+        "benchmark": "stress",
+        "pools": full["pools"],
+        "scenarios": full["scenarios"],
+        "paths": full["paths"],
+        "seconds": round(table_s + full["monte_carlo_s"], 3),
+        "seconds_margin_table": round(table_s, 3),
+        "seconds_monte_carlo": full["monte_carlo_s"],
+        "pool_scenarios_per_s": round(ps / table_s),
+        "pool_paths_per_s": round(full["pools"] * full["paths"] / full["monte_carlo_s"]),
+        "deficit_rows": full["deficit_rows"],
+        "cover_seconds_per_deficit_row": round(per_row_s, 4),
+        "cover_rows_sampled": sampled,
+        "cover_seconds_extrapolated": round(per_row_s * full["deficit_rows"], 1),
+        "seconds_with_cover_extrapolated": round(
+            table_s + full["monte_carlo_s"] + per_row_s * full["deficit_rows"], 1
+        ),
+        "scaling": [
+            {
+                "x": round(st["pools"] / base["pools"], 2),
+                "pools": st["pools"],
+                "margin_s": round(st["compile_s"] + st["margin_s"], 3),
+                "monte_carlo_s": st["monte_carlo_s"],
+                "margin_per_pool_scenario_us": round(
+                    1e6 * (st["compile_s"] + st["margin_s"]) / (st["pools"] * st["scenarios"]), 2
+                ),
+            }
+            for st in stages
+        ],
+        "peak_rss_mib": round(peak_rss_mib, 1),
+        "targets": {"seconds_le": 60, "peak_rss_mib_le": 2048},
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

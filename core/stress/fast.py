@@ -1,0 +1,1277 @@
+"""Post-shock margin for many pools × many scenarios at once, as float64 arrays (issue 15).
+
+``evaluate`` re-prices the ``Portfolio`` in ``Decimal`` and runs each pool's margin model once per
+pool × scenario (about 1.5 ms each). This module compiles the desk state **once** into a struct
+of arrays and evaluates every pool in every column of a batch of scenarios (named scenarios or
+Monte Carlo paths) with whole-array operations. It computes the same quantities as the exact
+path, in float64:
+
+- **equity**: per asset line (pool × asset, and wallet × asset for siloed pools) the balance net
+  plus the positions' booked values at the shocked marks (linear and inverse futures exactly,
+  options at ``mark + Black76(F', σ') − Black76(F, σ)`` with the shock's floor, as
+  ``core.stress.shocks`` does), valued at the shocked USD price and counted at its collateral
+  rate (flat or tiered, negative nets at 100 %);
+- **unified / standard MM**: every rule re-evaluated on the shocked inputs: notional brackets
+  (the bracket is looked up again at the shocked notional), size-scaled futures, Bybit's
+  short-option rule, margin-loan MM × the shocked price; silos kept apart for ``standard``;
+- **scenario MM**: *exact*, not approximated: the risk book is re-built **around the shocked
+  state** (delta rows scale linearly: δ′ = δ·(1+m_u), V0′ = δ·(1+m_u) − (δ − V0)·(1+m_q);
+  option rows get the shocked forward, IV and size) and the whole unit grid, delta charge, roll
+  shock, offset credits and joint-crash floor are computed for every (pool, scenario) by the
+  engine (``core.margin.engine.scenario_pnl``) in one call per batch: each column of the batch
+  becomes its own copy of the pools in one large ``RiskBook``.
+
+Nothing here is an approximation of the models: the differences to ``evaluate_pool`` are float
+rounding (the exact path quantises money to 1e-8 USD and ratios to 1e-9 and keeps option marks at
+1e-8). ``tests/stress/test_stress_fast.py`` holds ratio, equity and MM to a relative 1e-9
+(plus 1e-6 USD) on the example desk for every library scenario and on random pools and moves.
+
+``evaluate_fast`` returns the same ``PoolStress`` rows as ``evaluate``: the fast figures for
+every pool, and the exact path (``evaluate_pool`` and the dry-run router) only for the pools in
+deficit, or within a cent of it. ``pool_monte_carlo_fast`` is ``pool_monte_carlo`` on the same
+draws, batch by batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from itertools import pairwise
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+from scipy import sparse
+
+from core.domain import (
+    Balance,
+    InstrumentKind,
+    MarginModelKind,
+    Portfolio,
+    Position,
+    Settlement,
+    WalletKind,
+)
+from core.errors import ConfigError, DataError
+from core.margin.api import evaluate_pool, params_for_pool
+from core.margin.book import PoolBook, build_book
+from core.margin.engine import DeltaBlock, OptionBlock, RiskBook, Runs, scenario_pnl
+from core.margin.levels import desk_level_for, venue_band_for
+from core.margin.params import MarginParams
+from core.margin.pricing import black76
+from core.margin.riskbook import RowLabels, build_risk_book
+from core.margin.scenarios import ScenarioMatrix, crash_matrix, extended_weight, stack_grids
+from core.margin.scenarios import unit_grid as _unit_grid
+from core.params import CollateralRate, CrashScenario
+from core.stress.evaluate import BuildInput, PoolStress, _default_input, _one
+from core.stress.montecarlo import PoolMonteCarlo, draw_returns
+from core.stress.scenarios import Scenario
+from core.stress.shocks import shock_portfolio
+
+if TYPE_CHECKING:
+    from core.config import DeskConfig
+    from core.margin.report import MarginReport
+
+__all__ = [
+    "FastDesk",
+    "FastMargin",
+    "Moves",
+    "compile_desk",
+    "evaluate_fast",
+    "fast_margin",
+    "moves_from_draws",
+    "moves_from_scenarios",
+    "pool_monte_carlo_fast",
+]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+_USD = "USD"
+_SPOT, _LINEAR, _INVERSE, _OPTION = 0, 1, 2, 3
+# Rule codes of a position's maintenance margin (unified / standard pools).
+_NO_RULE, _BRACKET, _SIZE_SCALED, _SHORT_OPTION = 0, 1, 2, 3
+_MODEL_CODE = {MarginModelKind.UNIFIED: 0, MarginModelKind.STANDARD: 1, MarginModelKind.SCENARIO: 2}
+# Virtual rows per engine call for scenario-model pools (bounds memory: ~100 B per row-column).
+_ENGINE_ROWS = 400_000
+_ZERO = Decimal(0)
+_RATIO_Q = Decimal("1e-9")
+_CENT = Decimal("0.01")
+
+
+def _fa(x: Iterable[float]) -> FloatArray:
+    return np.asarray(list(x), dtype=np.float64)
+
+
+def _ia(x: Iterable[int]) -> IntArray:
+    return np.asarray(list(x), dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- compiled desk
+
+
+@dataclass(frozen=True, slots=True)
+class _Lines:
+    """Asset lines (one per owner × asset): balance net, USD price, factor column, rate."""
+
+    owner: IntArray  # pool index (pool lines) or silo index (silo lines)
+    asset: IntArray  # factor column of the asset
+    venue: IntArray
+    bnet: FloatArray
+    price_usd: FloatArray
+    flat_rate: FloatArray  # nan where the rate is tiered
+    tiered: tuple[tuple[IntArray, FloatArray, FloatArray, FloatArray], ...]  # lines, from, to, rate
+    from_rows: sparse.csr_matrix  # (lines × position rows): which rows book into the line
+
+    def collateral(self, value: FloatArray) -> FloatArray:
+        """Collateral value of each line's USD ``value`` (lines × S): ``collateral_value_usd``."""
+        out = np.where(value > 0, value * np.nan_to_num(self.flat_rate, nan=1.0)[:, None], value)
+        for lines, lo, hi, rate in self.tiered:
+            v = value[lines]
+            credited = np.zeros_like(v)
+            for j in range(lo.size):
+                credited += rate[j] * np.clip(v - lo[j], 0.0, hi[j] - lo[j])
+            out[lines] = np.where(v > 0, credited, v)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """Every position of every pool (equity), with its maintenance-margin rule if it has one."""
+
+    pool: IntArray
+    venue: IntArray
+    kind: IntArray
+    u: IntArray  # factor column of the underlying
+    q: IntArray  # factor column of the quote (the constant 1 column for USD)
+    units: FloatArray
+    entry: FloatArray
+    mark: FloatArray
+    quote_usd: FloatArray
+    underlying_usd: FloatArray
+    # options (zeros elsewhere)
+    strike: FloatArray
+    t_years: FloatArray
+    iv: FloatArray
+    forward: FloatArray
+    is_call: BoolArray
+    inverse_premium: BoolArray
+    # maintenance-margin rule
+    rule: IntArray
+    table: IntArray  # bracket table index
+    mm_base: FloatArray  # size-scaled: base rate; short option: a (mm_floor_frac)
+    mm_per_unit: FloatArray  # size-scaled: per coin; short option: b (mm_index_frac)
+    keys: tuple[str, ...]
+    worst_order: IntArray  # rank in the exact report's contributions (−1: not a contribution)
+
+    @property
+    def size(self) -> int:
+        return int(self.pool.size)
+
+
+@dataclass(frozen=True, slots=True)
+class _ScenarioPart:
+    """The scenario-model pools: their base ``RiskBook`` and what shocking its rows needs."""
+
+    pools: IntArray  # global pool index per local pool
+    risk: RiskBook
+    labels: RowLabels
+    grid: ScenarioMatrix
+    pool_venue: IntArray
+    pool_mc_col: IntArray  # factor column of each pool's margin currency
+    d_u: IntArray  # delta rows: factor column of the unit
+    d_q: IntArray  # delta rows: factor column of the second price (quote, or the cash asset)
+    d_inverse: BoolArray  # inverse future: its roll size is face / mark
+    o_u: IntArray
+    o_q: IntArray
+    unit_col: IntArray  # factor column per unit of ``labels.units``
+    unit_price_usd: FloatArray
+    mm_factor: FloatArray  # per unit
+    roll_frac: FloatArray
+    delta_unhedged: FloatArray
+    delta_hedged: FloatArray
+    crash_weight: FloatArray  # per unit: crash.weight × extended weight at the unit's range
+    crash_enabled: bool
+    crash_mm_factor: float
+    crash: CrashScenario
+    offsets: tuple[tuple[float, IntArray, IntArray], ...]  # credit, group of a / b per pool (−1)
+    worst_candidate: BoolArray  # delta rows then option rows: a position (not balance / cash)
+
+
+@dataclass(frozen=True, slots=True)
+class FastDesk:
+    """A desk state compiled once for ``fast_margin`` (``compile_desk``).
+
+    ``assets`` name the factor columns (one more, last, is the constant 1 of nominal USD);
+    ``venues`` the venues whose moves may differ (venue-local de-pegs).
+    """
+
+    pool_ids: tuple[str, ...]
+    models: IntArray
+    pool_venue: IntArray
+    assets: tuple[str, ...]
+    venues: tuple[str, ...]
+    rows: _Rows
+    pool_lines: _Lines
+    silo_lines: _Lines
+    silo_pool: IntArray  # pool of each silo (standard pools; silos of a pool contiguous)
+    row_silo: IntArray  # silo of each position row (−1 outside standard pools)
+    loans: tuple[IntArray, IntArray, IntArray, FloatArray]  # pool, silo, factor column, base MM
+    brackets: tuple[tuple[FloatArray, FloatArray, FloatArray], ...]  # caps, mmr, cum per table
+    scenario: _ScenarioPart | None
+    target: FloatArray
+    liquidation: FloatArray
+    thresholds: tuple[object, ...]
+    venue_levels: tuple[object, ...]
+    books: Mapping[str, PoolBook] = field(repr=False)
+
+    @property
+    def n_pools(self) -> int:
+        return len(self.pool_ids)
+
+
+def _rate_lines(
+    rates: list[CollateralRate],
+) -> tuple[FloatArray, tuple[tuple[IntArray, FloatArray, FloatArray, FloatArray], ...]]:
+    flat = np.full(len(rates), np.nan)
+    tiered: dict[tuple[tuple[float, float, float], ...], list[int]] = {}
+    for i, r in enumerate(rates):
+        if r.rate is not None:
+            flat[i] = float(r.rate)
+        else:
+            key = tuple(
+                (
+                    float(t.from_usd),
+                    math.inf if t.to_usd is None else float(t.to_usd),
+                    float(t.rate),
+                )
+                for t in r.tiers or ()
+            )
+            tiered.setdefault(key, []).append(i)
+    groups = tuple(
+        (_ia(ix), _fa(t[0] for t in key), _fa(t[1] for t in key), _fa(t[2] for t in key))
+        for key, ix in tiered.items()
+    )
+    return flat, groups
+
+
+class _LineBuilder:
+    def __init__(self) -> None:
+        self.index: dict[tuple[int, str], int] = {}
+        self.owner: list[int] = []
+        self.asset: list[str] = []
+        self.venue: list[int] = []
+        self.bnet: list[float] = []
+        self.price: list[float] = []
+        self.rates: list[CollateralRate] = []
+        self.links: list[tuple[int, int]] = []  # (line, row)
+
+    def line(self, owner: int, asset: str, venue: int, book: PoolBook, params: MarginParams) -> int:
+        key = (owner, asset)
+        ix = self.index.get(key)
+        if ix is None:
+            ix = len(self.owner)
+            self.index[key] = ix
+            self.owner.append(owner)
+            self.asset.append(asset)
+            self.venue.append(venue)
+            self.bnet.append(0.0)
+            self.price.append(float(book.price_usd(asset)))
+            self.rates.append(params.collateral_rate(asset))
+        return ix
+
+    def build(self, col: Mapping[str, int], n_rows: int) -> _Lines:
+        flat, tiered = _rate_lines(self.rates)
+        n = len(self.owner)
+        if self.links:
+            li, ri = zip(*self.links, strict=True)
+            m = sparse.csr_matrix(
+                (np.ones(len(li)), (_ia(li), _ia(ri))), shape=(n, n_rows), dtype=np.float64
+            )
+        else:
+            m = sparse.csr_matrix((n, n_rows), dtype=np.float64)
+        # Balance nets are summed in Decimal by the exact path; float sums of the same nets.
+        return _Lines(
+            _ia(self.owner),
+            _ia(col[a] for a in self.asset),
+            _ia(self.venue),
+            _fa(self.bnet),
+            _fa(self.price),
+            flat,
+            tiered,
+            m,
+        )
+
+
+def compile_desk(
+    desk: DeskConfig, state: Portfolio, pools: Sequence[str] | None = None
+) -> FastDesk:
+    """Validate every pool's book once (``build_book``) and lay the desk out as arrays.
+
+    Raises what ``evaluate_pool`` raises for the same state: a missing or stale price, an option
+    in a ``unified`` pool, a future without brackets, ``size_scaled`` parameters missing.
+    """
+    pool_ids = tuple(pools) if pools is not None else tuple(p.id for p in desk.pools)
+    known = {p.id: p for p in desk.pools}
+    for pid in pool_ids:
+        if pid not in known:
+            raise DataError("unknown pool", pool=pid)
+    books: dict[str, PoolBook] = {}
+    params: dict[str, MarginParams] = {}
+    # A pool only holds wallets of its own venue: split the state by venue once, so building
+    # every pool's book costs its venue's rows, not the whole desk's (linear in pools).
+    by_venue: dict[str, tuple[list[Balance], list[Position]]] = {}
+    for b in state.balances:
+        by_venue.setdefault(b.venue, ([], []))[0].append(b)
+    for pos in state.positions:
+        by_venue.setdefault(pos.venue, ([], []))[1].append(pos)
+    local = {
+        v: Portfolio(tuple(bs), tuple(ps), state.prices, state.as_of)
+        for v, (bs, ps) in by_venue.items()
+    }
+    empty = Portfolio((), (), state.prices, state.as_of)
+    for pid in pool_ids:
+        params[pid] = params_for_pool(desk, pid)
+        venue_state = local.get(known[pid].venue, empty)
+        books[pid] = build_book(venue_state, known[pid].to_domain(), params[pid])
+    assets = sorted(
+        set(desk.assets)
+        | {a.asset for b in books.values() for a in b.assets}
+        | {p.unit for b in books.values() for p in b.positions}
+        | {p.position.instrument.quote.code for b in books.values() for p in b.positions}
+        | {b.pool.margin_currency.code for b in books.values()}
+    )
+    col = {a: i for i, a in enumerate(assets)}
+    one = len(assets)  # the constant-1 column (nominal USD quotes)
+    venues = sorted({known[pid].venue for pid in pool_ids})
+    vix = {v: i for i, v in enumerate(venues)}
+
+    def qcol(code: str) -> int:
+        return one if code == _USD else col[code]
+
+    r: dict[str, list[float]] = {
+        k: []
+        for k in (
+            *("pool", "venue", "kind", "u", "q", "units", "entry", "mark", "quote_usd"),
+            *("underlying_usd", "strike", "t", "iv", "fwd", "call", "inv", "rule", "table"),
+            *("base", "per_unit", "order"),
+        )
+    }
+    keys: list[str] = []
+    row_silo: list[int] = []
+    pool_lines, silo_lines = _LineBuilder(), _LineBuilder()
+    silo_pool: list[int] = []
+    loans: list[tuple[int, int, int, float]] = []
+    tables: dict[str, int] = {}
+    table_arrays: list[tuple[FloatArray, FloatArray, FloatArray]] = []
+
+    def table_of(symbol: str, p: MarginParams, where: str) -> int:
+        t = p.brackets.get(symbol)
+        if t is None:
+            raise DataError("no maintenance-margin brackets for instrument", symbol=symbol,
+                            where=where)  # fmt: skip
+        key = f"{symbol}:{id(t)}"
+        if key not in tables:
+            tables[key] = len(table_arrays)
+            table_arrays.append(
+                (
+                    _fa(math.inf if b.cap_usd is None else float(b.cap_usd) for b in t),
+                    _fa(float(b.mmr) for b in t),
+                    _fa(0.0 if b.cum_usd is None else float(b.cum_usd) for b in t),
+                )
+            )
+        return tables[key]
+
+    for pix, pid in enumerate(pool_ids):
+        book, prm = books[pid], params[pid]
+        model = book.pool.model
+        v = vix[book.pool.venue]
+        silo_of: dict[WalletKind, int] = {}
+        if model is MarginModelKind.STANDARD:
+            wallets = sorted(
+                {b.wallet for b in book.balances} | {p.position.wallet for p in book.positions},
+                key=lambda w: w.value,
+            )
+            for w in wallets:
+                silo_of[w] = len(silo_pool)
+                silo_pool.append(pix)
+        for b in book.balances:
+            pool_lines.bnet[pool_lines.line(pix, b.asset.code, v, book, prm)] += float(b.net)
+            if silo_of:
+                s = silo_of[b.wallet]
+                silo_lines.bnet[silo_lines.line(s, b.asset.code, v, book, prm)] += float(b.net)
+        # loan MM: (loan + interest) × price × MMR, per silo for standard pools
+        owed: dict[tuple[int, str], Decimal] = {}
+        for b in book.balances:
+            if b.loan or b.interest:
+                s = silo_of.get(b.wallet, -1)
+                owed[(s, b.asset.code)] = owed.get((s, b.asset.code), _ZERO) + b.loan + b.interest
+        if model is not MarginModelKind.SCENARIO:
+            for (s, a), q in sorted(owed.items()):
+                mm0 = float(q * book.price_usd(a) * Decimal(str(prm.loan_mmr)))
+                loans.append((pix, s, qcol(a), mm0))
+        wallet_rank = {w: i for i, w in enumerate(silo_of)}
+        for n, p in enumerate(book.positions):
+            inst = p.position.instrument
+            where = f"position {p.key}"
+            kind = (
+                _SPOT
+                if inst.kind is InstrumentKind.SPOT
+                else _OPTION
+                if inst.is_option
+                else _INVERSE
+                if inst.is_inverse
+                else _LINEAR
+            )
+            rule, table, base, per_unit, order = _NO_RULE, -1, 0.0, 0.0, -1
+            if model is MarginModelKind.UNIFIED:
+                if kind == _OPTION:
+                    raise DataError(
+                        "the unified (Binance PM) model does not margin options; use 'scenario'",
+                        where=where,
+                    )
+                if kind != _SPOT:
+                    rule, table, order = _BRACKET, table_of(inst.symbol, prm, where), n
+            elif model is MarginModelKind.STANDARD:
+                order = wallet_rank[p.position.wallet] * 1_000_000 + n
+                if kind == _OPTION:
+                    if p.position.qty < 0:
+                        o = prm.standard.options
+                        rule, base, per_unit = _SHORT_OPTION, o.mm_floor_frac, o.mm_index_frac
+                elif kind != _SPOT:
+                    if prm.standard.futures_mode == "size_scaled":
+                        sized = prm.standard.size_scaled.get(p.unit)
+                        if sized is None:
+                            raise ConfigError(
+                                "size_scaled futures margin has no parameters for this underlying",
+                                unit=p.unit,
+                                where=where,
+                            )
+                        rule, base, per_unit = (
+                            _SIZE_SCALED,
+                            float(Decimal(str(sized.mm_base_frac))),
+                            float(Decimal(str(sized.mm_per_unit_frac))),
+                        )
+                    else:
+                        rule, table = _BRACKET, table_of(inst.symbol, prm, where)
+            i = len(keys)
+            keys.append(p.key)
+            for k, x in (
+                ("pool", pix), ("venue", v), ("kind", kind), ("u", col[p.unit]),
+                ("q", qcol(inst.quote.code)), ("units", float(p.units)),
+                ("entry", float(p.position.entry_price)), ("mark", float(p.mark)),
+                ("quote_usd", float(p.quote_usd)), ("underlying_usd", float(p.underlying_usd)),
+                ("strike", float(inst.strike or 0)), ("t", max(p.t_years or 0.0, 1e-9)),
+                ("iv", float(p.iv or 0)), ("fwd", float(p.forward or 0)),
+                ("call", float(inst.right == "call")),
+                ("inv", float(inst.settlement is Settlement.INVERSE)), ("rule", rule),
+                ("table", table), ("base", base), ("per_unit", per_unit), ("order", order),
+            ):  # fmt: skip
+                r[k].append(float(x))
+            if kind == _OPTION and (p.iv is None or p.forward is None):
+                raise DataError("an option needs an IV and a forward to be shocked", where=where)
+            line = pool_lines.line(pix, p.settle_asset, v, book, prm)
+            pool_lines.links.append((line, i))
+            if silo_of:
+                s = silo_of[p.position.wallet]
+                silo_lines.links.append((silo_lines.line(s, p.settle_asset, v, book, prm), i))
+                row_silo.append(s)
+            else:
+                row_silo.append(-1)
+
+    n_rows = len(keys)
+    rows = _Rows(
+        pool=_ia(int(x) for x in r["pool"]),
+        venue=_ia(int(x) for x in r["venue"]),
+        kind=_ia(int(x) for x in r["kind"]),
+        u=_ia(int(x) for x in r["u"]),
+        q=_ia(int(x) for x in r["q"]),
+        units=_fa(r["units"]),
+        entry=_fa(r["entry"]),
+        mark=_fa(r["mark"]),
+        quote_usd=_fa(r["quote_usd"]),
+        underlying_usd=_fa(r["underlying_usd"]),
+        strike=_fa(r["strike"]),
+        t_years=_fa(r["t"]),
+        iv=_fa(r["iv"]),
+        forward=_fa(r["fwd"]),
+        is_call=_fa(r["call"]).astype(bool),
+        inverse_premium=_fa(r["inv"]).astype(bool),
+        rule=_ia(int(x) for x in r["rule"]),
+        table=_ia(int(x) for x in r["table"]),
+        mm_base=_fa(r["base"]),
+        mm_per_unit=_fa(r["per_unit"]),
+        keys=tuple(keys),
+        worst_order=_ia(int(x) for x in r["order"]),
+    )
+    lp, ls, lc, lm = zip(*loans, strict=True) if loans else ((), (), (), ())
+    scen = [pid for pid in pool_ids if books[pid].pool.model is MarginModelKind.SCENARIO]
+    return FastDesk(
+        pool_ids=pool_ids,
+        models=_ia(_MODEL_CODE[books[pid].pool.model] for pid in pool_ids),
+        pool_venue=_ia(vix[known[pid].venue] for pid in pool_ids),
+        assets=tuple(assets),
+        venues=tuple(venues),
+        rows=rows,
+        pool_lines=pool_lines.build(col, n_rows),
+        silo_lines=silo_lines.build(col, n_rows),
+        silo_pool=_ia(silo_pool),
+        row_silo=_ia(row_silo),
+        loans=(_ia(lp), _ia(ls), _ia(lc), _fa(lm)),
+        brackets=tuple(table_arrays),
+        scenario=(
+            _scenario_part(desk, pool_ids, scen, books, params, col, qcol, vix) if scen else None
+        ),
+        target=_fa(known[pid].thresholds.target for pid in pool_ids),
+        liquidation=_fa(known[pid].thresholds.liquidation for pid in pool_ids),
+        thresholds=tuple(known[pid].thresholds for pid in pool_ids),
+        venue_levels=tuple(known[pid].venue_levels for pid in pool_ids),
+        books=books,
+    )
+
+
+def _scenario_part(
+    desk: DeskConfig,
+    pool_ids: Sequence[str],
+    scen: list[str],
+    books: Mapping[str, PoolBook],
+    params: Mapping[str, MarginParams],
+    col: Mapping[str, int],
+    qc: Callable[[str], int],
+    vix: Mapping[str, int],
+) -> _ScenarioPart:
+    risk, labels = build_risk_book([(books[pid], params[pid]) for pid in scen])
+    pool_index = {pid: i for i, pid in enumerate(pool_ids)}
+    prm = params[scen[0]]  # scenario parameters, offsets and crash are the desk's
+    units = labels.units
+    by_pool = [{p.key: p for p in books[pid].positions} for pid in scen]
+    d_u, d_q, d_inv = [], [], []
+    for i, key in enumerate(labels.delta_keys):
+        u = units[int(risk.delta.unit[i])]
+        d_u.append(col[u])
+        if key.startswith("balance:"):
+            d_q.append(col[u])
+            d_inv.append(False)
+        elif key.startswith("cash:"):
+            d_q.append(qc(key.removeprefix("cash:")))
+            d_inv.append(False)
+        else:
+            inst = by_pool[int(risk.delta.pool[i])][key].position.instrument
+            if inst.kind is InstrumentKind.SPOT:
+                d_q.append(col[u])
+            else:
+                d_q.append(qc(inst.quote.code) if inst.is_linear else qc(_USD))
+            d_inv.append(bool(inst.is_inverse))
+    o_u, o_q = [], []
+    for i, key in enumerate(labels.option_keys):
+        inst = by_pool[int(risk.option.pool[i])][key].position.instrument
+        o_u.append(col[inst.underlying.code])
+        o_q.append(qc(inst.quote.code))
+    unit_price = []
+    for u in units:
+        for pid in scen:
+            if u in books[pid].prices_usd:
+                unit_price.append(float(books[pid].price_usd(u)))
+                break
+        else:  # pragma: no cover - a unit is always priced in the book that holds it
+            raise DataError("risk unit without a price", unit=u)
+    sps = [prm.scenario_for(u) for u in units]
+    uix = {u: i for i, u in enumerate(units)}
+    group_of = {(int(risk.group_pool[g]), int(risk.group_unit[g])): g for g in range(risk.n_groups)}
+    offsets = []
+    for off in prm.offsets:
+        a, b = (uix.get(x) for x in off.units)
+        if a is None or b is None:
+            continue
+        ga = _ia(group_of.get((p, a), -1) for p in range(len(scen)))
+        gb = _ia(group_of.get((p, b), -1) for p in range(len(scen)))
+        offsets.append((float(off.credit_frac), ga, gb))
+    crash = prm.crash
+    worst_candidate = np.array(
+        [not k.startswith(("balance:", "cash:")) for k in labels.delta_keys]
+        + [True] * len(labels.option_keys),
+        dtype=bool,
+    )
+    return _ScenarioPart(
+        pools=_ia(pool_index[pid] for pid in scen),
+        risk=risk,
+        labels=labels,
+        grid=stack_grids([_unit_grid(u, sp) for u, sp in zip(units, sps, strict=True)]),
+        pool_venue=_ia(vix[books[pid].pool.venue] for pid in scen),
+        pool_mc_col=_ia(qc(books[pid].pool.margin_currency.code) for pid in scen),
+        d_u=_ia(d_u),
+        d_q=_ia(d_q),
+        d_inverse=np.array(d_inv, dtype=bool),
+        o_u=_ia(o_u),
+        o_q=_ia(o_q),
+        unit_col=_ia(col[u] for u in units),
+        unit_price_usd=_fa(unit_price),
+        mm_factor=_fa(sp.mm_factor for sp in sps),
+        roll_frac=_fa(sp.roll_move_annual_frac for sp in sps),
+        delta_unhedged=_fa(sp.delta_unhedged_frac for sp in sps),
+        delta_hedged=_fa(sp.delta_hedged_frac for sp in sps),
+        crash_weight=_fa(
+            crash.weight * extended_weight(crash.move_frac, sp.price_range_frac) for sp in sps
+        ),
+        crash_enabled=bool(crash.enabled),
+        crash_mm_factor=float(crash.mm_factor),
+        crash=crash,
+        offsets=tuple(offsets),
+        worst_candidate=worst_candidate,
+    )
+
+
+# --------------------------------------------------------------------------- moves
+
+
+@dataclass(frozen=True, slots=True)
+class Moves:
+    """A batch of S columns: price factor 1 + m per venue × factor column × column, whether the
+    asset is named by the column's moves (an option re-prices, and its IV scales, only then, as
+    in ``shock_portfolio``), and the IV factor 1 + vol_up_frac per column."""
+
+    factor: FloatArray  # (V, A + 1, S)
+    moved: BoolArray  # (V, A + 1, S)
+    vol: FloatArray  # (S,)
+
+    @property
+    def n(self) -> int:
+        return int(self.vol.size)
+
+    def columns(self, lo: int, hi: int) -> Moves:
+        return Moves(self.factor[:, :, lo:hi], self.moved[:, :, lo:hi], self.vol[lo:hi])
+
+
+def moves_from_scenarios(fd: FastDesk, scenarios: Sequence[Scenario]) -> Moves:
+    """The named scenarios as one batch (``Scenario.moves_on``: venue-local overrides per venue)."""
+    n_a = len(fd.assets) + 1
+    col = {a: i for i, a in enumerate(fd.assets)}
+    vix = {v: i for i, v in enumerate(fd.venues)}
+    factor = np.ones((len(fd.venues), n_a, len(scenarios)))
+    moved = np.zeros(factor.shape, dtype=bool)
+
+    def put(venues: slice | int, moves: Mapping[str, float], s: int) -> None:
+        for a, m in moves.items():
+            if not -1.0 < m < 10.0:
+                raise DataError("price move must be in (-100 %, +1000 %)", asset=a, move=m)
+            c = col.get(a)
+            if c is not None:
+                factor[venues, c, s] = 1.0 + float(m)
+                moved[venues, c, s] = True
+
+    for s, sc in enumerate(scenarios):
+        put(slice(None), sc.moves, s)  # every venue, then each venue's overrides on top
+        for venue, local in sc.venue_moves.items():
+            if venue in vix:
+                put(vix[venue], local, s)
+    vol = _fa(1.0 + sc.vol_up_frac for sc in scenarios)
+    return Moves(factor, moved, vol)
+
+
+def moves_from_draws(
+    fd: FastDesk, assets: Sequence[str], draws: FloatArray, *, vol_up_frac: float = 0.0
+) -> Moves:
+    """Monte Carlo draws (paths × assets, USD returns) as a batch, the same on every venue."""
+    n_a = len(fd.assets) + 1
+    col = {a: i for i, a in enumerate(fd.assets)}
+    paths = int(draws.shape[0])
+    factor = np.ones((1, n_a, paths))
+    moved = np.zeros(factor.shape, dtype=bool)
+    for j, a in enumerate(assets):
+        c = col.get(a)
+        if c is not None:
+            factor[0, c] = 1.0 + draws[:, j]
+            moved[0, c] = draws[:, j] != 0.0
+    v = len(fd.venues)
+    return Moves(
+        np.broadcast_to(factor, (v, n_a, paths)),
+        np.broadcast_to(moved, (v, n_a, paths)),
+        np.full(paths, 1.0 + vol_up_frac),
+    )
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@dataclass(frozen=True, slots=True)
+class FastMargin:
+    """Per pool × column (P × S), USD: equity, adjusted equity, MM, ratio (nan: no margin),
+    deficits to ``target`` and to ``liquidation``, the equity the bands read, the signed gap to
+    ``target`` (positive in deficit), and (when asked)
+    the index into ``FastDesk.rows.keys`` / scenario labels of the worst position (−1: none)."""
+
+    equity_usd: FloatArray
+    adjusted_usd: FloatArray
+    mm_usd: FloatArray
+    ratio: FloatArray
+    deficit_usd: FloatArray
+    to_liquidation_usd: FloatArray
+    band_equity_usd: FloatArray
+    gap_usd: FloatArray  # signed target·MM − adjusted (siloed: the largest silo's): > 0 in deficit
+    worst: list[list[str | None]] | None = None
+
+
+def _gather(moves: Moves, venue: IntArray, colix: IntArray) -> FloatArray:
+    out: FloatArray = moves.factor[venue, colix, :]
+    return out
+
+
+def _b76(
+    f: FloatArray, k: FloatArray, t: FloatArray, iv: FloatArray, call: BoolArray
+) -> FloatArray:
+    out: FloatArray = black76(f, k, t, iv, call)
+    return out
+
+
+def _position_marks(fd: FastDesk, mv: Moves) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Shocked marks (rows × S), and the underlying and quote factors."""
+    r = fd.rows
+    fu = _gather(mv, r.venue, r.u)
+    fq = _gather(mv, r.venue, r.q)
+    mark = r.mark[:, None] * (fu / fq)
+    opt = np.flatnonzero(r.kind == _OPTION)
+    if opt.size:
+        f = fu[opt] / fq[opt]
+        moved = mv.moved[r.venue[opt], r.u[opt], :] | (
+            mv.moved[r.venue[opt], r.q[opt], :] & (r.q[opt] < len(fd.assets))[:, None]
+        )
+        k, t, iv = (x[opt][:, None] for x in (r.strike, r.t_years, r.iv))
+        call = r.is_call[opt][:, None]
+        f0 = r.forward[opt][:, None]
+        f1 = f0 * f
+        v0 = _b76(f0, k, t, iv, call)
+        v1 = _b76(f1, k, t, iv * np.where(moved, mv.vol[None, :], 1.0), call)
+        inv = r.inverse_premium[opt][:, None]
+        v0 = np.where(inv, v0 / f0, v0)
+        v1 = np.where(inv, v1 / f1, v1)
+        floor = np.where(inv, 1e-8, 1e-8 * f1)
+        shocked = np.maximum(r.mark[opt][:, None] + (v1 - v0), floor)
+        mark[opt] = np.where(moved, shocked, r.mark[opt][:, None])
+    return mark, fu, fq
+
+
+def _booked(fd: FastDesk, mark: FloatArray) -> FloatArray:
+    """Each position's booked value in its settlement asset (``PricedPosition.booked_value``)."""
+    r = fd.rows
+    units, entry = r.units[:, None], r.entry[:, None]
+    kind = r.kind[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inverse = units * (1.0 / entry - 1.0 / mark)
+    out: FloatArray = np.select(
+        [kind == _SPOT, kind == _LINEAR, kind == _INVERSE],
+        [np.broadcast_to(units, mark.shape), units * (mark - entry), inverse],
+        units * mark,
+    )
+    return out
+
+
+def _line_values(fd: FastDesk, lines: _Lines, booked: FloatArray, mv: Moves) -> FloatArray:
+    net = lines.bnet[:, None] + lines.from_rows @ booked
+    out: FloatArray = net * lines.price_usd[:, None] * _gather(mv, lines.venue, lines.asset)
+    return out
+
+
+def _notional(
+    kind: IntArray, units: FloatArray, mark: FloatArray, q_usd: FloatArray, s_usd: FloatArray
+) -> FloatArray:
+    """|Notional| in USD (``PricedPosition.notional_usd``) of rows of one kind-mix."""
+    size = np.abs(units)[:, None]
+    out: FloatArray = np.where(
+        (kind == _INVERSE)[:, None],
+        size * q_usd,
+        np.where((kind == _LINEAR)[:, None], np.abs(units[:, None] * mark) * q_usd, size * s_usd),
+    )
+    return out
+
+
+def _rule_mm(fd: FastDesk, mark: FloatArray, fu: FloatArray, fq: FloatArray) -> FloatArray:
+    """Maintenance margin of every position under its rule (rows × S), 0 without a rule.
+
+    Only rows with a rule are computed (scenario-model rows and spot stay 0)."""
+    r = fd.rows
+    mm = np.zeros(mark.shape)
+    for rule in (_BRACKET, _SIZE_SCALED, _SHORT_OPTION):
+        ix = np.flatnonzero(r.rule == rule)
+        if ix.size == 0:
+            continue
+        m, q_usd = mark[ix], r.quote_usd[ix, None] * fq[ix]
+        s_usd = r.underlying_usd[ix, None] * fu[ix]
+        units = np.abs(r.units[ix])[:, None]
+        if rule == _BRACKET:
+            notional = _notional(r.kind[ix], r.units[ix], m, q_usd, s_usd)
+            for t, (caps, mmr, cum) in enumerate(fd.brackets):
+                sub = np.flatnonzero(r.table[ix] == t)
+                if sub.size:
+                    n = notional[sub]
+                    b = np.minimum(np.searchsorted(caps, n, side="right"), caps.size - 1)
+                    mm[ix[sub]] = np.maximum(0.0, n * mmr[b] - cum[b])
+        elif rule == _SIZE_SCALED:
+            notional = _notional(r.kind[ix], r.units[ix], m, q_usd, s_usd)
+            size = np.where((r.kind[ix] == _INVERSE)[:, None], units / m, units)
+            mm[ix] = notional * (r.mm_base[ix, None] + r.mm_per_unit[ix, None] * size)
+        else:
+            prem = np.where(r.inverse_premium[ix][:, None], m * s_usd, m * q_usd)
+            a, b = r.mm_base[ix, None], r.mm_per_unit[ix, None]
+            mm[ix] = (np.maximum(a * s_usd, a * prem) + prem + b * s_usd) * units
+    return mm
+
+
+def _aggregate(owner: IntArray, values: FloatArray, n: int) -> FloatArray:
+    out = np.zeros((n, values.shape[1]))
+    if owner.size:
+        m = sparse.csr_matrix(
+            (np.ones(owner.size), (owner, np.arange(owner.size))), shape=(n, owner.size)
+        )
+        out += m @ values
+    return out
+
+
+def _bincount(ix: IntArray, weights: FloatArray, n: int) -> FloatArray:
+    """Sums of ``weights`` per index (float even when empty)."""
+    out: FloatArray = np.bincount(ix, weights, n).astype(np.float64, copy=False)
+    return out
+
+
+def _first_max(owner: IntArray, value: FloatArray, order: IntArray, n: int) -> IntArray:
+    """Per owner, the index of its largest value (money rounded to 1e-8 as the report is),
+    first in ``order`` on ties (the exact path keeps the first contribution of a tie)."""
+    best = np.full(n, -1, dtype=np.int64)
+    if owner.size == 0:
+        return best
+    rounded = np.round(value, 8)
+    ix = np.lexsort((order, -rounded, owner))
+    o = owner[ix]
+    first = np.r_[True, o[1:] != o[:-1]]
+    best[o[first]] = ix[first]
+    return best
+
+
+def fast_margin(fd: FastDesk, mv: Moves, *, worst: bool = False) -> FastMargin:
+    """Every pool of ``fd`` in every column of ``mv`` (see the module doc)."""
+    n_p, n_s = fd.n_pools, mv.n
+    mark, fu, fq = _position_marks(fd, mv)
+    booked = _booked(fd, mark)
+    pool_val = _line_values(fd, fd.pool_lines, booked, mv)
+    equity = _aggregate(fd.pool_lines.owner, pool_val, n_p)
+    adjusted = _aggregate(fd.pool_lines.owner, fd.pool_lines.collateral(pool_val), n_p)
+    rule_mm = _rule_mm(fd, mark, fu, fq)
+    lp, ls, lc, lm = fd.loans
+    loan_mm = lm[:, None] * mv.factor[fd.pool_venue[lp], lc, :] if lp.size else np.zeros((0, n_s))
+    has_rule = fd.rows.rule != _NO_RULE
+    mm = _aggregate(fd.rows.pool[has_rule], rule_mm[has_rule], n_p) + _aggregate(lp, loan_mm, n_p)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(mm > 0, adjusted / mm, np.nan)
+    deficit = np.maximum(0.0, fd.target[:, None] * mm - adjusted)
+    to_liq = np.maximum(0.0, fd.liquidation[:, None] * mm - adjusted)
+    band_eq = adjusted.copy()
+    gap = fd.target[:, None] * mm - adjusted
+
+    std = np.flatnonzero(fd.models == _MODEL_CODE[MarginModelKind.STANDARD])
+    if std.size:
+        n_silo = fd.silo_pool.size
+        silo_val = _line_values(fd, fd.silo_lines, booked, mv)
+        s_adj = _aggregate(fd.silo_lines.owner, fd.silo_lines.collateral(silo_val), n_silo)
+        in_silo = has_rule & (fd.row_silo >= 0)
+        s_mm = _aggregate(fd.row_silo[in_silo], rule_mm[in_silo], n_silo)
+        s_mm += _aggregate(ls[ls >= 0], loan_mm[ls >= 0], n_silo)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s_ratio = np.where(s_mm > 0, s_adj / s_mm, np.inf)
+        sp = fd.silo_pool
+        r_min = np.full((n_p, n_s), np.inf)
+        np.minimum.at(r_min, sp, s_ratio)
+        a_min = np.full((n_p, n_s), np.inf)
+        np.minimum.at(a_min, sp, s_adj)
+        g_max = np.full((n_p, n_s), -np.inf)
+        np.maximum.at(g_max, sp, fd.target[sp, None] * s_mm - s_adj)
+        gap[std] = g_max[std]
+        mm[std] = _aggregate(sp, s_mm, n_p)[std]
+        ratio[std] = np.where(np.isfinite(r_min[std]), r_min[std], np.nan)
+        deficit[std] = _aggregate(sp, np.maximum(0.0, fd.target[sp, None] * s_mm - s_adj), n_p)[std]
+        to_liq[std] = _aggregate(sp, np.maximum(0.0, fd.liquidation[sp, None] * s_mm - s_adj), n_p)[
+            std
+        ]
+        band_eq[std] = np.where(np.isnan(ratio[std]) & (a_min[std] < 0), a_min[std], adjusted[std])
+
+    names: list[list[str | None]] | None = None
+    if worst:
+        names = [[None] * n_s for _ in range(n_p)]
+        cand = np.flatnonzero(fd.rows.worst_order >= 0)
+        if cand.size:
+            owner = (np.arange(n_s)[None, :] * n_p + fd.rows.pool[cand][:, None]).ravel()
+            order = np.repeat(fd.rows.worst_order[cand], n_s)
+            best = _first_max(owner, rule_mm[cand].ravel(), order, n_p * n_s)
+            found = np.flatnonzero(best >= 0)
+            for k, row in zip(found.tolist(), cand[best[found] // n_s].tolist(), strict=True):
+                s, p = divmod(k, n_p)
+                names[p][s] = fd.rows.keys[row]
+
+    if fd.scenario is not None:
+        sc_mm, sc_worst = _scenario_mm(fd.scenario, mv, worst=worst)
+        pools = fd.scenario.pools
+        mm[pools] = sc_mm
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio[pools] = np.where(sc_mm > 0, adjusted[pools] / sc_mm, np.nan)
+        gap[pools] = fd.target[pools, None] * sc_mm - adjusted[pools]
+        deficit[pools] = np.maximum(0.0, gap[pools])
+        to_liq[pools] = np.maximum(0.0, fd.liquidation[pools, None] * sc_mm - adjusted[pools])
+        if names is not None and sc_worst is not None:
+            for j, p in enumerate(pools):
+                names[int(p)] = sc_worst[j]
+    return FastMargin(equity, adjusted, mm, ratio, deficit, to_liq, band_eq, gap, names)
+
+
+def _scenario_mm(
+    part: _ScenarioPart, mv: Moves, *, worst: bool
+) -> tuple[FloatArray, list[list[str | None]] | None]:
+    """MM (USD) of the scenario-model pools (P_s × S), in engine calls of bounded size."""
+    risk = part.risk
+    n_rows = max(1, risk.delta.size + risk.option.size)
+    step = max(1, _ENGINE_ROWS // n_rows)
+    n_p = part.pools.size
+    out = np.zeros((n_p, mv.n))
+    names: list[list[str | None]] | None = [[None] * mv.n for _ in range(n_p)] if worst else None
+    for lo in range(0, mv.n, step):
+        hi = min(mv.n, lo + step)
+        mm, w = _scenario_chunk(part, mv.columns(lo, hi), worst=worst)
+        out[:, lo:hi] = mm
+        if names is not None and w is not None:
+            for p in range(n_p):
+                names[p][lo:hi] = w[p]
+    return out, names
+
+
+def _trusted_book(
+    delta: DeltaBlock,
+    option: OptionBlock,
+    group_unit: IntArray,
+    group_pool: IntArray,
+    mc_price_usd: FloatArray,
+    mc_unit: IntArray,
+) -> RiskBook:
+    """A ``RiskBook`` of copies of an already validated book, without re-validating it.
+
+    ``RiskBook.__post_init__`` proves group contiguity with ``np.unique`` over the runs and
+    checks every row's unit and pool against its group: on millions of virtual rows that is
+    a tenth of a Monte Carlo's time, and the copies hold by construction (each column's copy
+    keeps the base book's (unit, group) order; prices are base prices × factors > 0). The runs
+    are found here in one pass.
+    """
+
+    def runs(group: IntArray) -> Runs:
+        if group.size == 0:
+            return Runs(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]).astype(np.int64)
+        return Runs(starts, group[starts])
+
+    book = object.__new__(RiskBook)
+    for name, value in (
+        ("delta", delta), ("option", option), ("group_unit", group_unit),
+        ("group_pool", group_pool), ("pool_mc_price_usd", mc_price_usd),
+        ("pool_mc_unit", mc_unit), ("delta_runs", runs(delta.group)),
+        ("option_runs", runs(option.group)),
+    ):  # fmt: skip
+        object.__setattr__(book, name, value)
+    return book
+
+
+def _virtual_order(unit: IntArray, n_s: int) -> tuple[IntArray, IntArray]:
+    """Rows (sorted by unit, then group) copied once per column, ordered (unit, column, group):
+    base row and column of each virtual row."""
+    n = int(unit.size)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    edges = [*np.flatnonzero(np.r_[True, unit[1:] != unit[:-1]]).tolist(), n]
+    rows, cols = [], []
+    for lo, hi in pairwise(edges):
+        rows.append(np.tile(np.arange(lo, hi), n_s))
+        cols.append(np.repeat(np.arange(n_s), hi - lo))
+    return np.concatenate(rows), np.concatenate(cols)
+
+
+def _scenario_chunk(
+    part: _ScenarioPart, mv: Moves, *, worst: bool
+) -> tuple[FloatArray, list[list[str | None]] | None]:
+    risk, n_s = part.risk, mv.n
+    n_g, n_p = risk.n_groups, part.pools.size
+    d, o = risk.delta, risk.option
+    d_venue = part.pool_venue[d.pool]
+    o_venue = part.pool_venue[o.pool]
+    # --- the shocked book, one copy of every pool per column
+    dr, ds = _virtual_order(d.unit, n_s)
+    fu_d = _gather(mv, d_venue, part.d_u)
+    fq_d = _gather(mv, d_venue, part.d_q)
+    delta_v = d.delta_usd[dr] * fu_d[dr, ds]
+    value_v = delta_v - (d.delta_usd[dr] - d.value0_usd[dr]) * fq_d[dr, ds]
+    orr, os_ = _virtual_order(o.unit, n_s)
+    fu_o = _gather(mv, o_venue, part.o_u)
+    fq_o = _gather(mv, o_venue, part.o_q)
+    moved_o = mv.moved[o_venue, part.o_u, :] | (
+        mv.moved[o_venue, part.o_q, :] & (part.o_q < mv.factor.shape[1] - 1)[:, None]
+    )
+    o_size = o.size_usd[orr] * fq_o[orr, os_]
+    o_fwd = o.forward[orr] * fu_o[orr, os_] / fq_o[orr, os_]
+    o_iv = o.iv[orr] * np.where(moved_o[orr, os_], mv.vol[os_], 1.0)
+    vgroup_d = ds * n_g + d.group[dr]
+    vgroup_o = os_ * n_g + o.group[orr]
+    group_unit = np.tile(risk.group_unit, n_s)
+    group_pool = (np.repeat(np.arange(n_s), n_g) * n_p + np.tile(risk.group_pool, n_s)).astype(
+        np.int64
+    )
+    mc_f = mv.factor[part.pool_venue, part.pool_mc_col, :]  # (P, S)
+    p0 = (risk.pool_mc_price_usd[:, None] * mc_f).T.ravel()  # virtual pool s·P + p
+    book = _trusted_book(
+        DeltaBlock(vgroup_d, d.unit[dr], group_pool[vgroup_d], delta_v, value_v),
+        OptionBlock(
+            vgroup_o,
+            o.unit[orr],
+            group_pool[vgroup_o],
+            o_size,
+            o_fwd,
+            o.strike[orr],
+            o.t_years[orr],
+            o_iv,
+            o.is_call[orr],
+            o.vol_scale[orr],
+            o.vol_floor[orr],
+        ),
+        group_unit,
+        group_pool,
+        p0,
+        np.tile(risk.pool_mc_unit, n_s),
+    )
+    grid = part.grid
+    res = scenario_pnl(book, grid, keep_rows=worst)
+    # ``worst_losses`` on groups ordered (column, group): weights broadcast per base group
+    # instead of being gathered per virtual group, in place (the group PnL is not read again).
+    weighted = res.group_pnl.reshape(n_s, n_g, -1)
+    weighted *= grid.weight[risk.group_unit][None]
+    worst_col = np.argmin(weighted, axis=2)
+    scan = np.maximum(-np.take_along_axis(weighted, worst_col[..., None], axis=2), 0.0).ravel()
+    worst_col = worst_col.ravel()
+    n_vg, n_vp = n_g * n_s, n_p * n_s
+    # --- delta charge and roll (``unit_deltas``), per virtual group
+    s_usd_d = part.unit_price_usd[d.unit[dr]] * fu_d[dr, ds]
+    mc_moves_d = book.pool_mc_unit[book.delta.pool] == book.delta.unit
+    coin_d = (delta_v - np.where(mc_moves_d, value_v, 0.0)) / s_usd_d
+    roll_coin = np.asarray(part.labels.delta_roll_coin)[dr]
+    roll_coin = np.where(part.d_inverse[dr], roll_coin / fu_d[dr, ds], roll_coin)
+    net = _bincount(vgroup_d, coin_d, n_vg)
+    gross = _bincount(vgroup_d, np.abs(coin_d), n_vg)
+    roll = _bincount(vgroup_d, roll_coin, n_vg)
+    if o.size:
+        ob = book.option
+        value0 = ob.size_usd * ob.base_value()
+        dv = ob.size_usd * ob.delta() * ob.forward
+        mc_moves_o = book.pool_mc_unit[ob.pool] == ob.unit
+        s_usd_o = part.unit_price_usd[ob.unit] * fu_o[orr, os_]
+        coin_o = (dv - np.where(mc_moves_o, value0, 0.0)) / s_usd_o
+        net += _bincount(vgroup_o, coin_o, n_vg)
+        gross += _bincount(vgroup_o, np.abs(coin_o), n_vg)
+    net = np.abs(net)
+    gu = group_unit
+    s_mc = (
+        part.unit_price_usd[gu]
+        * mv.factor[part.pool_venue[group_pool % n_p], part.unit_col[gu], group_pool // n_p]
+        / p0[group_pool]
+    )
+    charge = (part.delta_unhedged[gu] * net + part.delta_hedged[gu] * (gross - net) / 2.0) * s_mc
+    im = np.maximum(scan, charge) + part.roll_frac[gu] * roll * s_mc
+    # --- offsets: credit where the two units' worst columns move in opposite directions
+    credit = np.zeros(n_vg)
+    sign = np.sign(grid.price_move[gu, worst_col])
+    for frac, ga, gb in part.offsets:
+        ok = (ga >= 0) & (gb >= 0)
+        if not ok.any():
+            continue
+        va = (np.arange(n_s)[:, None] * n_g + ga[ok][None, :]).ravel()
+        vb = (np.arange(n_s)[:, None] * n_g + gb[ok][None, :]).ravel()
+        opp = sign[va] * sign[vb] < 0
+        c = frac * np.minimum(scan[va], scan[vb]) * opp
+        np.add.at(credit, va, c / 2.0)
+        np.add.at(credit, vb, c / 2.0)
+    mm_g = part.mm_factor[gu] * np.maximum(im - credit, 0.0)
+    mm_p = _bincount(group_pool, mm_g, n_vp)
+    if part.crash_enabled and part.labels.units:
+        cres = scenario_pnl(book, crash_matrix(part.labels.units, part.crash), keep_rows=False)
+        weighted = -_bincount(group_pool, part.crash_weight[gu] * cres.group_pnl[:, 0], n_vp)
+        mm_p = np.maximum(mm_p, part.crash_mm_factor * np.maximum(weighted, 0.0))
+    mm_usd = (mm_p * p0).reshape(n_s, n_p).T
+    names: list[list[str | None]] | None = None
+    if worst and res.delta_pnl is not None and res.option_pnl is not None:
+        names = [[None] * n_s for _ in range(n_p)]
+        keys = (*part.labels.delta_keys, *part.labels.option_keys)
+        base_row = np.concatenate([dr, orr + d.size])
+        vgroup = np.concatenate([vgroup_d, vgroup_o])
+        cand = part.worst_candidate[base_row]
+        w = worst_col[vgroup]
+        pnl = np.concatenate(
+            [res.delta_pnl[np.arange(dr.size), w[: dr.size]],
+             res.option_pnl[np.arange(orr.size), w[dr.size :]]]
+        )  # fmt: skip
+        vpool = group_pool[vgroup]
+        loss = -pnl * grid.weight[gu[vgroup], w] * p0[vpool]
+        cand_row = base_row[cand]
+        best = _first_max(vpool[cand], loss[cand], cand_row, n_vp)
+        found = np.flatnonzero(best >= 0)
+        for k, row in zip(found.tolist(), cand_row[best[found]].tolist(), strict=True):
+            s, p = divmod(k, n_p)
+            names[p][s] = keys[row]
+    return mm_usd, names
+
+
+# --------------------------------------------------------------------------- PoolStress rows
+
+
+class _LazyReports(Mapping[str, "MarginReport"]):
+    """Exact margin reports of a shocked state, computed only for the pools the router reads."""
+
+    def __init__(self, desk: DeskConfig, state: Portfolio) -> None:
+        self._desk, self._state = desk, state
+        self._ids = [p.id for p in desk.pools]
+        self._cache: dict[str, MarginReport] = {}
+
+    def __getitem__(self, pool_id: str) -> MarginReport:
+        if pool_id not in self._ids:
+            raise KeyError(pool_id)
+        rep = self._cache.get(pool_id)
+        if rep is None:
+            rep = evaluate_pool(self._desk, pool_id, self._state)
+            self._cache[pool_id] = rep
+        return rep
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+def _ratio_dec(x: float) -> Decimal | None:
+    if not math.isfinite(x):
+        return None
+    return Decimal(repr(float(x))).quantize(_RATIO_Q)
+
+
+def evaluate_fast(
+    desk: DeskConfig,
+    state: Portfolio,
+    scenarios: Iterable[Scenario],
+    *,
+    pools: Sequence[str] | None = None,
+    build_input: BuildInput | None = None,
+    tolerance_usd: float = 0.01,
+) -> list[PoolStress]:
+    """``evaluate`` with the fast figures where no collateral is needed (same rows, same order).
+
+    A pool × scenario whose fast deficit to ``target`` is above −``tolerance_usd`` (in deficit,
+    or within a cent of it) is re-evaluated exactly, with time-to-cover by the dry-run router;
+    the router reads the other pools' exact reports only where it needs them. Every other row
+    takes its ratio, levels and worst position from ``fast_margin`` and covers nothing.
+    """
+    scenarios = list(scenarios)
+    for sc in scenarios:
+        unknown = sorted(sc.assets() - set(desk.assets))
+        if unknown:
+            raise DataError(
+                "scenario moves an asset the desk does not hold or price",
+                where=f"scenario {sc.name!r}",
+                assets=", ".join(unknown),
+            )
+    fd = compile_desk(desk, state, pools)
+    res = fast_margin(fd, moves_from_scenarios(fd, scenarios), worst=True)
+    assert res.worst is not None
+    known = {p.id: p for p in desk.pools}
+    build = build_input or _default_input
+    instruments = desk.instrument_map()
+    out: list[PoolStress] = []
+    for s, sc in enumerate(scenarios):
+        shocked_by_venue: dict[tuple[tuple[str, float], ...], tuple[Portfolio, _LazyReports]] = {}
+        for p, pid in enumerate(fd.pool_ids):
+            pool = known[pid]
+            stale = pool.venue in sc.conditions.stale_price_venues
+            if res.gap_usd[p, s] > -tolerance_usd - 1e-9 * res.mm_usd[p, s]:
+                moves = sc.moves_on(pool.venue)
+                key = tuple(sorted(moves.items()))
+                found = shocked_by_venue.get(key)
+                if found is None:
+                    shocked = shock_portfolio(state, instruments, moves, vol_up_frac=sc.vol_up_frac)
+                    found = (shocked, _LazyReports(desk, shocked))  # shared by the scenario's rows
+                    shocked_by_venue[key] = found
+                out.append(_one(desk, found[0], pid, sc, build, found[1]))
+                continue
+            ratio = _ratio_dec(float(res.ratio[p, s]))
+            band_eq = Decimal(repr(float(res.band_equity_usd[p, s])))
+            out.append(
+                PoolStress(
+                    pool_id=pid,
+                    scenario=sc.name,
+                    ratio=ratio,
+                    desk_level=desk_level_for(ratio, band_eq, pool.thresholds).value,
+                    venue_band=venue_band_for(ratio, band_eq, pool.venue_levels).value,
+                    deficit_usd=_ZERO.quantize(_CENT),
+                    covered_10s_usd=_ZERO,
+                    covered_60s_usd=_ZERO,
+                    covered_10m_usd=_ZERO,
+                    uncovered_usd=_ZERO.quantize(_CENT),
+                    liquidation_before_cover=False,
+                    worst_position=res.worst[p][s],
+                    stale_prices=stale,
+                )
+            )
+    return out
+
+
+# --------------------------------------------------------------------------- Monte Carlo
+
+
+def pool_monte_carlo_fast(
+    desk: DeskConfig,
+    state: Portfolio,
+    *,
+    paths: int,
+    seed: int,
+    horizon: str = "1d",
+    vol_up_frac: float = 0.0,
+    batch: int = 2_000,
+    fast_desk: FastDesk | None = None,
+) -> list[PoolMonteCarlo]:
+    """``pool_monte_carlo`` on the same draws, ``batch`` paths per ``fast_margin`` call."""
+    stables = [a for a, c in desk.assets.items() if c.kind == "stablecoin"]
+    assets = list(desk.assets)
+    draws = draw_returns(assets, paths=paths, seed=seed, horizon=horizon, stablecoins=stables)
+    fd = fast_desk if fast_desk is not None else compile_desk(desk, state)
+    ratios = np.full((fd.n_pools, paths), np.nan)
+    deficits = np.zeros((fd.n_pools, paths))
+    for lo in range(0, paths, batch):
+        hi = min(paths, lo + batch)
+        mv = moves_from_draws(fd, assets, draws[lo:hi], vol_up_frac=vol_up_frac)
+        res = fast_margin(fd, mv)
+        ratios[:, lo:hi] = res.ratio
+        deficits[:, lo:hi] = res.deficit_usd
+    known = {p.id: p for p in desk.pools}
+    out = []
+    for i, pid in enumerate(fd.pool_ids):
+        th = known[pid].thresholds
+        x = ratios[i]
+        finite = x[np.isfinite(x)]
+        q = (
+            {f"p{int(k * 100)}": float(np.quantile(finite, k)) for k in (0.01, 0.05, 0.5)}
+            if finite.size
+            else {}
+        )
+        d = np.sort(deficits[i])[::-1]
+        tail = d[: max(1, int(np.ceil(paths * 0.01)))]
+        out.append(
+            PoolMonteCarlo(
+                pool_id=pid,
+                ratios=x,
+                quantiles=q,
+                p_call=float(np.mean(finite <= th.call)) if finite.size else 0.0,
+                p_liquidation=float(np.mean(finite <= th.liquidation)) if finite.size else 0.0,
+                es99_deficit_usd=float(tail.mean()),
+            )
+        )
+    return out
