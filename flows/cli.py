@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from core.errors import PmrError
-from flows import cli_audit, cli_db, cli_margin, cli_reconcile, cli_route, cli_sim, cli_stress
+from flows import (
+    cli_audit,
+    cli_db,
+    cli_execute,
+    cli_margin,
+    cli_reconcile,
+    cli_route,
+    cli_sim,
+    cli_stress,
+)
 from flows.cli_common import (
     EXAMPLE_DESK,
     AsOfOption,
@@ -53,6 +62,7 @@ cli_margin.register(app)
 cli_route.register(app)
 cli_audit.register(app)
 cli_reconcile.register(app)
+cli_execute.register(app)
 cli_stress.register(app)
 
 
