@@ -193,7 +193,8 @@ def _print_report(report: ExecutionReport) -> bool:
     """The summary of one call's run; True when the call is cured and every leg final."""
     from rich.table import Table
 
-    table = Table(title=f"Legs of {report.margin_call_id}", title_justify="left")
+    _say(f"call {report.margin_call_id}")
+    table = Table(title="Legs", title_justify="left")
     for name in ("leg", "source", "kind", "amount", "state", "attempts", "latency", "note"):
         right = name in ("amount", "attempts", "latency")
         table.add_column(name, justify="right" if right else "left")
@@ -222,10 +223,7 @@ def _print_report(report: ExecutionReport) -> bool:
             "yes" if v.restored else "no"
         )
     versions = ", ".join(f"v{n}" for n in report.versions)
-    _say(
-        f"call {report.margin_call_id}: {report.call_status}; plan {versions}; "
-        f"{len(report.legs)} leg(s): {states}; {verdict}"
-    )
+    _say(f"{report.call_status}; plan {versions}; {len(report.legs)} leg(s): {states}; {verdict}")
     return report.call_status == "cured" and report.all_final
 
 
@@ -286,7 +284,7 @@ def margin_call_cmd(
         call, _ = open_call(engine, cure, d, clock=clock, audit_key=key)
         recorded, created = plan_call(engine, cure, call, reports, pf, clock=clock, audit_key=key)
         _say(f"call {call.id} opened" if created else f"call {call.id}: its plan is on record")
-        _print_plan(recorded.plan, title=f"Plan v{recorded.version} ({recorded.plan_id})")
+        _print_plan(recorded.plan, title=f"Plan v{recorded.version}")
         report = _executor(desk, engine, dv, clock, cure, key).execute(call.id)
     if not _print_report(report):
         raise typer.Exit(EXIT_NOT_CURED)

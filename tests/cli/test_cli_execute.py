@@ -126,7 +126,8 @@ def test_execute_runs_a_recorded_plan_then_refuses_the_cured_call(tmp_path: Path
     args = ("--desk", str(EXAMPLE_DESK), "--shock", SHOCK, "--as-of", AS_OF, "--url", url)
     code, out = _pmr("execute", "--plan", ref, *args)
     assert code == 0, out
-    assert f"call {recorded.margin_call_id}: cured; plan v1" in out
+    assert f"call {recorded.margin_call_id}\n" in out
+    assert "\ncured; plan v1; 1 leg(s): 1 confirmed" in out
     assert _count(url, "transfer", "status = 'confirmed'") == 1
     code, out = _pmr("execute", "--call", recorded.margin_call_id, *args)
     assert code == 2
