@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from core.errors import PmrError
-from flows import cli_audit, cli_db, cli_margin, cli_reconcile, cli_route, cli_sim, cli_stress
+from flows import (
+    cli_audit,
+    cli_db,
+    cli_execute,
+    cli_margin,
+    cli_reconcile,
+    cli_route,
+    cli_sim,
+    cli_stress,
+)
 from flows.cli_common import (
     EXAMPLE_DESK,
     AsOfOption,
@@ -53,6 +62,7 @@ cli_margin.register(app)
 cli_route.register(app)
 cli_audit.register(app)
 cli_reconcile.register(app)
+cli_execute.register(app)
 cli_stress.register(app)
 
 
@@ -148,11 +158,15 @@ def demo(
         float, typer.Option("--deadline", metavar="SECONDS", help="Seconds the cure may take.")
     ] = 60.0,
     as_of: AsOfOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Stop after the plan: execute nothing.")
+    ] = False,
 ) -> None:
     """Run the offline story: margin, a sharp move, margin calls, their cure.
 
     Margin of every pool now, the same after the shock, the pools it pushes below their call
-    level, and the router's cheapest cure for all of them. Nothing is sent to a venue.
+    level, the router's cheapest cure for all of them, and its execution on the desk's
+    simulated venues (in memory) with one transfer's answer lost: found by lookup, not resent.
     """
     from flows.demo import parse_shock, run_demo
 
@@ -162,6 +176,7 @@ def demo(
         vol_up_frac=vol_up,
         deadline_s=deadline_s,
         as_of=parse_as_of(as_of),
+        dry_run=dry_run,
     )
 
 

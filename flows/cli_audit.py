@@ -32,6 +32,7 @@ from core.errors import ConfigError
 from flows.cli_common import handles_pmr_errors, out
 
 if TYPE_CHECKING:  # SQLAlchemy loads inside the commands, so `pmr --help` stays fast
+    from sqlalchemy import Engine
     from sqlmodel import Session
 
     from core.execution.story import CallStory
@@ -99,11 +100,11 @@ def parse_expect_head(text: str | None) -> tuple[int, str] | None:
 
 
 @contextmanager
-def _store_session(url: str | None) -> Iterator[tuple[Session, str]]:
-    """A session on an existing store at this pmr's head, and its printable URL; never creates
-    a store (a missing one is exit 2 with a hint, as in ``pmr db info``)."""
+def store_engine(url: str | None) -> Iterator[tuple[Engine, str]]:
+    """An engine on an existing store at this pmr's head, and its printable URL; never creates
+    a store (a missing one is exit 2 with a hint, as in ``pmr db info``). A database error
+    while it is in use becomes a one-line ``ConfigError``."""
     from sqlalchemy.exc import DBAPIError
-    from sqlmodel import Session
 
     from core.ledger.migrations.pgschema import db_error_reason, ensure_search_path_schema
     from core.ledger.migrations.status import read_status
@@ -121,13 +122,22 @@ def _store_session(url: str | None) -> Iterator[tuple[Session, str]]:
             status = read_status(conn)
         if status.state != "current":
             raise ConfigError(f"the store is not at this pmr's schema: {status}", url=shown)
-        with Session(engine) as session:
-            yield session, f"{shown} ({engine.dialect.name})"
-            session.commit()  # only reached without an error: anchors are all or nothing
+        yield engine, f"{shown} ({engine.dialect.name})"
     except DBAPIError as exc:
         raise ConfigError(f"cannot read the store: {db_error_reason(exc)}", url=shown) from None
     finally:
         engine.dispose()
+
+
+@contextmanager
+def _store_session(url: str | None) -> Iterator[tuple[Session, str]]:
+    """A session on an existing store (:func:`store_engine`), committed only without an error:
+    anchors are all or nothing."""
+    from sqlmodel import Session
+
+    with store_engine(url) as (engine, where), Session(engine) as session:
+        yield session, where
+        session.commit()
 
 
 def _verdict_lines(verdict: ChainVerdict, key: AuditKey | None, session: Session) -> list[str]:

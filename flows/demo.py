@@ -6,10 +6,14 @@
 4. the pools it pushes below their ``call`` level become margin calls;
 5. the router plans the cheapest, fastest cure for all of them jointly (strict policy: PnL
    first, then collateral in place, then pre-authorised transfers and swaps) and says what the
-   ``cost`` policy would have cost.
+   ``cost`` policy would have cost;
+6. the executor cures each call on the desk's simulated venues (their prices moved by the same
+   shock), with an in-memory store: the answer to the first transfer is lost after the venue
+   applied it (a timeout), and the executor finds it by lookup instead of resending it.
+   ``dry_run`` stops after the plan.
 
 Orchestration and printing only: margin is ``core.margin``, the shock ``core.stress.shocks``,
-the plan ``core.routing``. Nothing is sent to a venue: execution belongs to the executor.
+the plan ``core.routing``, the run ``core.execution``.
 
 Every option is checked, the desk loaded and the shock applied before anything is printed, so a
 typo (``ET=-0.3``) is an error, not a calm "nothing to cure". With ``as_of`` the story is valued
@@ -19,6 +23,7 @@ print the same bytes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -144,11 +149,13 @@ def run_demo(
     vol_up_frac: float,
     deadline_s: float,
     as_of: datetime | None = None,
+    dry_run: bool = False,
 ) -> Plan | None:
     """Print the story and return the plan (``None`` when the shock breaches no pool).
 
-    ``as_of`` values the desk at that instant instead of now and leaves the solve time out,
-    so the output is byte-identical from run to run.
+    ``as_of`` values the desk at that instant instead of now and leaves the solve time and the
+    measured latencies out, so the output is byte-identical from run to run. ``dry_run`` plans
+    only: nothing is executed, even on the simulator.
     """
     from core.config import load_desk
 
@@ -193,8 +200,86 @@ def run_demo(
         f"plan: {plan.status}, cost {plan.cost_usd:,.2f} USD, "
         f"uncovered {plan.uncovered_usd:,.0f} USD{solved}{alt_text}"
     )
-    out.print(
-        "Dry run: nothing was sent or recorded. Recorded for a margin call, each leg of each "
-        "step gets its idempotency key; `pmr route --desk ... --pool ID` prints the legs as JSON."
-    )
+    if dry_run:
+        out.print(
+            "Dry run: nothing was sent or recorded. Recorded for a margin call, each leg of each "
+            "step gets its idempotency key; `pmr route --desk ... --pool ID` prints the legs as "
+            "JSON."
+        )
+        return plan
+    _execute_on_simulator(desk, shock, at, timed=as_of is None)
     return plan
+
+
+_MS = re.compile(r"(?: in| after)? \d+ ms| \(\d+ ms\)")
+
+
+def _execute_on_simulator(
+    desk: DeskConfig, shock: Mapping[str, float], at: datetime, *, timed: bool
+) -> None:
+    """Cure each call on the desk's simulated venues with an in-memory store; the first
+    transfer's answer is lost after the venue applied it (``FaultKind.TIMEOUT_APPLIED``)."""
+    from core.clock import ManualClock
+    from core.execution.cure import DeskCure, check_plan_against_desk
+    from core.execution.executor import Executor
+    from core.execution.gate import desk_gate
+    from core.execution.margin_call import detect, open_call, plan_call
+    from core.ledger.store import init_db, make_engine
+    from core.routing.legs import LegKind
+    from core.venues.factory import build_desk_venues
+    from core.venues.sim.faults import FaultKind
+
+    def say(line: str) -> None:
+        out.print(line if timed else _MS.sub("", line), markup=False, highlight=False)
+
+    engine = make_engine("sqlite://")
+    init_db(engine)
+    clock = ManualClock(start_ns=round(at.timestamp() * 1e9))
+    with build_desk_venues(desk, clock) as dv:
+        dv.warm_up()
+        for sim in dv.engines.values():
+            sim.prices.apply_scenario(dict(shock))
+        cure = DeskCure(desk, dv.venues, clock, engine=engine)
+        reports, pf, due = detect(cure)
+        say(
+            "Executing on the simulated venues (prices moved by the shock, in-memory store): "
+            + (", ".join(d.pool_id for d in due) or "no pool is at its call level there")
+        )
+        injected = False
+        ex = Executor(
+            engine, dv.venues, clock, owner="pmr-demo", gate=desk_gate(desk),
+            verifier=cure.verify, replanner=cure.replan,
+            plan_check=lambda r: check_plan_against_desk(desk, r), on_step=say,
+        )  # fmt: skip
+        for d in due:
+            call, _ = open_call(engine, cure, d, clock=clock, audit_key=None)
+            recorded, _ = plan_call(engine, cure, call, reports, pf, clock=clock, audit_key=None)
+            first = next(
+                (
+                    g
+                    for a in recorded.plan.allocations
+                    for g in a.legs
+                    if g.kind is LegKind.INTERNAL
+                ),
+                None,
+            )
+            if first is not None and not injected:
+                dv.engines[first.venue].faults.inject(
+                    FaultKind.TIMEOUT_APPLIED, "/sapi/v1/asset/transfer", method="POST"
+                )
+                injected = True
+                say(
+                    f"fault: {first.venue} applies the next transfer, then its answer is lost "
+                    "(timeout); the executor must look it up, not send it again"
+                )
+            say(f"{d.pool_id}: plan v1 with {len(recorded.plan.allocations)} step(s)")
+            report = ex.execute(call.id)
+            legs = ", ".join(f"{g.kind} {g.state.value}" for g in report.legs)
+            say(f"{d.pool_id}: {report.call_status} ({legs})")
+        sent = {name: len(e.transfers) for name, e in dv.engines.items()}
+    engine.dispose()
+    say(
+        "transfers the venues booked: "
+        + ", ".join(f"{name} {n}" for name, n in sent.items())
+        + f"; legs sent by the executor: {ex.sends} request(s), none twice"
+    )

@@ -8,7 +8,9 @@ deficit without what failed, and check a recorded plan against the desk's config
 * ``replan(call, previous, excluded_sources, excluded_routes)``: the same read, the pool's
   deficit to its target, and a routing input (``core.execution.planning.plan_inputs``) with
   every source that failed or was refused, or that uses a route that did, left out (a halted
-  venue or wallet pair is routed around), solved by the router;
+  venue or wallet pair is routed around), solved by the router; with the store ``engine``
+  given, the rolling 24 h pre-authorisation already used (``core.execution.gate.router_usage``)
+  caps the re-plan as the gate will;
 * :func:`check_plan_against_desk`: every leg's venue, route or swap still in the config with the
   same venue, wallets and asset (a route removed since the plan was made is refused).
 """
@@ -19,13 +21,17 @@ from collections.abc import Mapping
 from dataclasses import replace
 from decimal import Decimal
 
+from sqlalchemy import Engine
+
 from core.clock import Clock
 from core.config import DeskConfig
 from core.domain import Portfolio
 from core.errors import DataError, ExecutionError
 from core.execution.executor import Exclusions, Verification
+from core.execution.gate import router_usage
 from core.execution.planning import plan_inputs
 from core.ledger.plans import RecordedPlan
+from core.ledger.store import session_scope
 from core.ledger.tables import MarginCallRow
 from core.margin.api import evaluate_pool
 from core.margin.report import MarginReport
@@ -47,11 +53,20 @@ class DeskCure:
         clock: Clock,
         *,
         deadline_s: float = 60.0,
+        engine: Engine | None = None,
     ) -> None:
         self.desk = desk
         self.venues = venues
         self.clock = clock
         self.deadline_s = deadline_s
+        self.engine = engine  # the store: the re-plan reads the rolling usage from it
+
+    def used_24h_usd(self) -> dict[str, Decimal]:
+        """The rolling pre-authorisation used, in the router's terms (empty without a store)."""
+        if self.engine is None:
+            return {}
+        with session_scope(self.engine) as s:
+            return router_usage(s, self.desk, now=self.clock.now())
 
     def reports(self, pool_id: str | None = None) -> tuple[dict[str, MarginReport], Portfolio]:
         """Every pool's margin on what the venues hold now, and the portfolio to plan on.
@@ -94,7 +109,7 @@ class DeskCure:
             return None
         planned = plan_inputs(
             self.desk, pf, [call.pool_id], deadline_s=self.deadline_s, reports=reports,
-            call_ids={call.pool_id: call.id},
+            used_24h_usd=self.used_24h_usd(), call_ids={call.pool_id: call.id},
         )  # fmt: skip
         kept = tuple(
             src for src in planned.input.sources

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import Engine
@@ -20,13 +20,13 @@ from core.clock import Clock
 from core.domain import Portfolio
 from core.execution.cure import DeskCure
 from core.execution.events import MarginCallRaised, PlanMade, derive_event_id, record_event
+from core.execution.gate import router_usage
 from core.execution.planning import plan_inputs
 from core.ledger.chain import AuditKey
 from core.ledger.keys import new_margin_call_id
 from core.ledger.plans import RecordedPlan, load_plan, record_margin_call, record_plan
 from core.ledger.store import ensure_venue, session_scope
 from core.ledger.tables import MarginCallRow
-from core.ledger.transfers import preauth_used_usd
 from core.ledger.vocab import CallStatus, PlanStatus, VenueMode
 from core.margin.levels import MarginCallDue, margin_calls_due
 from core.margin.report import MarginReport
@@ -84,13 +84,14 @@ def plan_call(
     now: Callable[[], datetime] | None = None,
 ) -> tuple[RecordedPlan, bool]:
     """Plan version 1 of ``call`` on ``portfolio`` (or the latest already recorded); (plan,
-    created). The rolling 24 h pre-authorisation already used comes from the store."""
+    created). The rolling 24 h pre-authorisation already used comes from the store (per route,
+    group and source venue: ``core.execution.gate.router_usage``)."""
     at = (now or clock.now)()
     with session_scope(engine) as s:
         existing = load_plan(s, call.id)
         if existing is not None:
             return existing, False
-        used = preauth_used_usd(s, since=at - timedelta(hours=24))
+        used = router_usage(s, cure.desk, now=at)
     t0 = time.perf_counter()
     planned = plan_inputs(
         cure.desk, portfolio, [call.pool_id], deadline_s=deadline_s, reports=reports,

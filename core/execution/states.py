@@ -15,10 +15,11 @@ venue status        ledger state        why
 ``failed``          ``failed``          the venue says it failed; funds stayed at origin
 ``not_found_yet``   ``unknown``         no record yet, the lookup window is still open:
                                         look again later, never resend
-``not_found``       ``failed``          no record and the window has closed: it was
-                                        never applied, funds stayed at origin; a re-plan
-                                        moves them under new keys, this key is never
-                                        resent
+``not_found``       ``failed``          no record and the window has closed. Proof of
+                                        absence only when it holds over three reads 10 s
+                                        apart after the window: the executor then resends
+                                        under the **same key**, and records ``failed``
+                                        only once its resends are exhausted
 ``ambiguous``       ``unknown``         several unclaimed records match: a human decides;
                                         never resent
 ==================  ==================  ==============================================

@@ -28,6 +28,22 @@ def test_demo_with_default_shock_raises_two_calls_and_plans_a_covered_cure() -> 
     assert "sim-a.pm:a.margin.doge-usdt" in result.output
     assert "uncovered 0 USD" in result.output
     assert "the cost policy would cost 0.00 USD" in result.output
+    # then executed on the simulated venues: the lost answer is found by lookup, not resent
+    assert "fault: sim-a applies the next transfer, then its answer is lost" in result.output
+    assert "leg v1/1/0 confirmed by lookup" in result.output
+    assert "sim-a.pm: cured (margin_order confirmed, internal confirmed)" in result.output
+    assert "sim-b.opt: cured (internal confirmed)" in result.output
+    assert (
+        "transfers the venues booked: sim-a 1, sim-b 1; legs sent by the executor: 3 request(s)"
+        in result.output
+    )
+
+
+def test_demo_dry_run_stops_after_the_plan() -> None:
+    result = runner.invoke(app, ["demo", "--dry-run", "--as-of", "2026-11-27T12:00:00Z"])
+    assert result.exit_code == 0, result.output
+    assert "Dry run: nothing was sent or recorded." in result.output
+    assert "Executing on the simulated venues" not in result.output
 
 
 def test_demo_with_mild_shock_says_nothing_to_cure() -> None:
@@ -83,6 +99,7 @@ def test_demo_with_as_of_prints_the_same_bytes_twice_and_no_solve_time() -> None
     assert "Valued at 2026-11-27T12:00:00+00:00 (--as-of)" in first.stdout
     assert "solved in" not in first.stdout
     assert "Margin calls: sim-a.pm, sim-b.opt" in first.stdout
+    assert " ms" not in first.stdout  # measured latencies are left out too
 
 
 def test_demo_with_as_of_values_options_at_that_instant() -> None:

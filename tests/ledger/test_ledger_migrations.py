@@ -121,7 +121,8 @@ def test_upgrade_with_previous_release_store_full_of_rows_keeps_every_row_and_th
     report = upgrade_db(store)
 
     assert (report.stamped, report.revision_before, report.revision) == (BASELINE, BASELINE, HEAD)
-    # The tables revisions after the baseline added (0003: plan_leg; 0004: audit_anchor), and nothing else.
+    # The tables revisions after the baseline added (0003: plan_leg; 0004: audit_anchor;
+    # 0005: rate_weight, venue_ban), and nothing else.
     assert set(report.created) == set(LedgerTable.metadata.tables) - set(baseline_metadata().tables)
     with store.connect() as conn:
         after_raw = {t: raw_rows(conn, t, old_columns[t], at_head=True) for t in ROWS}
@@ -143,7 +144,14 @@ def test_upgrade_with_previous_release_store_full_of_rows_keeps_every_row_and_th
         # 0004: the old chain was hashed with plain SHA-256, and says so
         schemes = conn.exec_driver_sql("SELECT DISTINCT hash_scheme FROM audit_event").all()
         assert schemes == [("sha256",)]
+        # 0005: the shared rate window and venue bans start empty, with their CHECK in force
+        for table in ("rate_weight", "venue_ban"):
+            assert conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar() == 0
         assert read_status(conn).state == "current"
+    with pytest.raises(IntegrityError, match="ck_rate_weight_weight_positive"), store.begin() as c:
+        c.exec_driver_sql(
+            "INSERT INTO rate_weight (venue_id, family, ts_ns, weight) VALUES ('sim-a', 'sapi', 1, 0)"
+        )
     with Session(store) as s:
         verdict = verify_audit_chain(s, expected_head=(3, HASH_3))
         assert (verdict.ok, verdict.checked) == (True, 3), str(verdict)
