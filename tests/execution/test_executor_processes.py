@@ -77,9 +77,27 @@ SHOCK = {"ETH": -0.26, "BTC": 0.08}
 
 @pytest.fixture(scope="module")
 def forkserver() -> Any:
-    """A multiprocessing context whose server imported the worker (and the product) once."""
+    """A multiprocessing context whose server imported the worker (and the product) once.
+
+    Python 3.11's forkserver ignores the parent's ``sys.path`` when it preloads (its
+    ``sys_path`` argument is unused), and a failed preload is silently skipped: every worker
+    would then import ccxt, cvxpy and the product itself (~10 s each on a busy machine). The
+    server is started here with ``PYTHONPATH`` naming the repository and this directory.
+    """
+    import multiprocessing.forkserver as fs
+
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["exec_worker"])
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE.parents[1]), str(HERE)]
+                                               + ([before] if before else []))  # fmt: skip
+    try:
+        fs.ensure_running()
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
     return ctx
 
 
