@@ -16,10 +16,13 @@ What each test proves:
   margin calls at once (in opposite orders); the store's ``FOR UPDATE SKIP LOCKED`` claims and
   leases make each leg go out once, counted at the simulator, and both calls end closed.
 - ``test_rate_storm_from_two_processes_queues_under_the_venue_window``: the venue's transfer
-  budget is cut to one 900-weight transfer per minute; both processes' legs queue on the
-  store's shared window (``rate_weight``) instead of being refused: by the simulator's own
-  log of what it accepted, no 60 s window ever holds more weight than the limit, and the venue
-  never answered 429 or 418.
+  budget is cut to one 900-weight transfer per minute and a third executor has just booked a
+  whole window in the store; both processes' legs queue on the store's shared window
+  (``rate_weight``, which their own limiters never saw) instead of being refused: nothing is
+  sent before that booking leaves the window, by the simulator's own log of what it accepted
+  no 60 s window ever holds more weight than the limit, and the venue never answered 429 or
+  418. (The example desk's calls make 3 to 5 legs, so this storm is a tight budget, not a
+  flood of legs.)
 - ``test_ban_written_by_one_process_is_honoured_by_the_other``: the venue answers one process's
   transfer with a 418 IP ban; that process writes ``venue_ban``; the other process books no
   transfer for that venue until the ban ends: the simulator sees no request of any kind
@@ -58,7 +61,7 @@ from core.execution.margin_call import detect, open_call, plan_call
 from core.ledger.audit_log import verify_audit_chain
 from core.ledger.reconcile import reconcile
 from core.ledger.store import init_db, normalise_url, session_scope
-from core.ledger.tables import TransferRow
+from core.ledger.tables import RateWeightRow, TransferRow
 from core.ledger.vocab import TransferState
 from core.venues.capabilities import BINANCE_LEG_ENDPOINTS
 from core.venues.factory import DeskVenues, build_desk_venues
@@ -303,6 +306,15 @@ def test_rate_storm_from_two_processes_queues_under_the_venue_window(rig: Rig) -
     limit = 900  # one 900-weight transfer per venue per minute: every second one must queue
     for e in rig.dv.engines.values():
         e.config.weight_limits_per_min[SAPI_UID_FAMILY] = limit  # type: ignore[index]
+    # A third executor of the desk has just booked a whole window on every venue: both
+    # processes' first transfers must queue behind it, on the store's shared window alone
+    # (their own in-process limiters have never seen it).
+    booked_ns = rig.clock.timestamp_ns()
+    with Session(rig.engine) as s:
+        for venue in rig.dv.engines:
+            s.add(RateWeightRow(venue_id=venue, family=SAPI_UID_FAMILY, ts_ns=booked_ns,
+                                weight=limit, owner="peer"))  # fmt: skip
+        s.commit()
     a = rig.start("storm-0")
     b = rig.start("storm-1", calls=rig.calls[::-1])
     outs = rig.finish(a, b)
@@ -315,10 +327,11 @@ def test_rate_storm_from_two_processes_queues_under_the_venue_window(rig: Rig) -
         total += n
     transfers = _sent_to_venue(rig)
     assert len(transfers) >= 2
+    # nothing went out before the peer's booking left the window (60 s + the store's margin)
+    assert min(x.at_ns for x in transfers) >= booked_ns + 60_000_000_000
     waited = sum(o[-1]["rate_waited_s"] for o in outs)
+    assert waited > 0  # the workers started some 15 s (venue time) after the booking
     by_venue = Counter(x.venue for x in transfers)
-    if max(by_venue.values()) > 1:  # two transfers on one venue: the second one waited
-        assert waited > 0
     print(f"storm: {len(rows)} legs, {len(transfers)} transfers {dict(by_venue)}, "
           f"{total} uid-weighted requests, store waits {waited:.0f} s venue time, "
           f"{time.monotonic() - t0:.1f} s")  # fmt: skip
