@@ -184,7 +184,7 @@ class Rig:
         assert len(set(ids)) == len(ids)  # one venue movement per confirmed leg
         with session_scope(self.engine) as s:
             recon = reconcile(s, load_desk(DESK), self.dv.venues, now=self.clock.now())
-            assert recon.drifts == [] or list(recon.drifts) == [], recon.drifts
+            assert not recon.drifts, recon.drifts
         with Session(self.engine) as s:
             assert verify_audit_chain(s).ok
         return rows
