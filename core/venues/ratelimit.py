@@ -182,14 +182,16 @@ class WeightLimiter:
         self._expire(w, self._clock.timestamp_ns())
         return w.used
 
-    def ready_at_ns(self, family: str, weight: int) -> int:
+    def ready_at_ns(self, family: str, weight: int, *, now_ns: int | None = None) -> int:
         """When ``weight`` would fit in ``family``'s window (now, if it fits now); no side effect.
 
         The earliest time at or after any 429/418 pause at which the weights still inside the
         window plus ``weight`` stay within the limit: sends leave the window ``window_s`` after
-        they were recorded, oldest first.
+        they were recorded, oldest first. ``now_ns`` is the caller's reading of the clock (read
+        here when omitted): ``acquire`` passes its own, so "ready now" compares one reading with
+        itself; two readings of a running clock differ, and ``ready <= now`` would never hold.
         """
-        now = self._clock.timestamp_ns()
+        now = self._clock.timestamp_ns() if now_ns is None else now_ns
         w = self._windows.get(family)
         if w is None:
             return now
@@ -231,7 +233,7 @@ class WeightLimiter:
         start = self._clock.timestamp_ns()
         while True:
             now = self._clock.timestamp_ns()
-            ready = self.ready_at_ns(family, weight)
+            ready = self.ready_at_ns(family, weight, now_ns=now)
             if ready <= now:
                 self._expire(w, now)
                 w.sent.append((now, weight))

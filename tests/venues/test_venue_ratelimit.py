@@ -279,3 +279,27 @@ def test_read_with_deadline_shorter_than_backoff_raises_after_one_attempt(
         venue.balances(WalletKind.SPOT, ts_deadline_ns=t0 + 200_000_000)  # backoff is 0.5 s
     assert dialect.request_log.count(("GET", "/api/v3/account")) == 1
     assert clock.timestamp_ns() == t0
+
+
+class _TickingClock(ManualClock):
+    """A running clock: every reading is 1 µs after the previous one (a wall clock, in short)."""
+
+    def timestamp_ns(self) -> int:
+        self.advance(1e-6)
+        return super().timestamp_ns()
+
+    def sleep(self, seconds: float) -> None:
+        raise AssertionError(f"the limiter slept {seconds} s with room in the window")
+
+
+def test_limiter_on_a_running_clock_grants_room_without_waiting() -> None:
+    # Regression: acquire compared its own clock reading with a second one taken inside
+    # ready_at_ns; on a clock that moves between readings "ready" was always a little later
+    # than "now", and the first request of warm_up slept forever in tiny steps.
+    clock = _TickingClock()
+    limiter = WeightLimiter(clock, {"api": 6_000})
+    start = clock.timestamp_ns()
+    waits = [limiter.acquire("api", 1) for _ in range(3)]
+    assert all(w < 1e-5 for w in waits)  # the clock's own reading steps, no sleep
+    assert clock.timestamp_ns() - start < 1_000_000
+    assert limiter.used("api") == 3
