@@ -2,10 +2,12 @@
 
 Per leg, in this order (each step committed before the next one starts):
 
-1. **gate** (pre-authorisation, ``LegGate``): a refused leg is recorded ``refused`` with the
-   gate's reason and a ``LegRefused`` event, and is never sent;
-2. **intent**: the ``pending`` row under the leg's key (``core.ledger.keys.leg_key``); the same
-   key again returns the existing row, so a retried run never creates a second movement;
+1. **intent**: the ``pending`` row under the leg's key (``core.ledger.keys.leg_key``),
+   committed; the same key again returns the existing row, so a retried run never creates a
+   second movement;
+2. **gate** (pre-authorisation, ``LegGate``) on the committed intent, so a peer's concurrent
+   leg counts against the same rolling caps: a refused leg moves ``pending → refused`` with
+   the gate's reason and a ``LegRefused`` event, and is never sent;
 3. **claim**: the leg's lease (owner + expiry). On PostgreSQL the row is first locked with
    ``SELECT … FOR UPDATE SKIP LOCKED``, so two executors never both work on it; a leg leased by
    a live peer is skipped, an expired lease (a crashed peer) is taken over;
@@ -694,6 +696,25 @@ class Executor:
             return f"the venue would book {booked} {leg.asset}, not the planned {leg.amount}"
         return None
 
+    def _gate_pending(self, leg: Leg, intent: TransferIntent, kind: LegKind) -> LegReport | None:
+        """Check a committed, never-sent intent against the allow-list; refuse it if outside."""
+        assert self.gate is not None
+        with self._session() as s:
+            row = get_transfer(s, intent.key)
+            if row is None or row.status != _S.PENDING.value or row.attempts != 0:
+                return None
+            refusal = self.gate(s, leg, self._now(), intent.key)
+            if refusal is None:
+                return None
+            reason = f"{refusal.reason}: {refusal.detail}" if refusal.detail else refusal.reason
+            row = record_transfer_result(
+                s, intent.key, _S.REFUSED, at=self._now(),
+                error_kind="refused", error_message=reason,
+            )  # fmt: skip
+            self._event(s, self._leg_event(LegRefused, row, reason=reason))
+            self._say(f"leg {_where(intent)} refused: {reason}")
+            return self._report(row, intent, kind.value, reason)
+
     def _run_leg(
         self, recorded: RecordedPlan, step_no: int, leg: Leg, *, only_existing: bool
     ) -> LegReport | None:
@@ -710,14 +731,6 @@ class Executor:
                         None, intent, kind.value, "call no longer open: not started"
                     )
                 reason = self._precheck(leg)
-                if reason is None and self.gate is not None:
-                    refusal = self.gate(s, leg, self._now(), intent.key)
-                    if refusal is not None:
-                        reason = (
-                            f"{refusal.reason}: {refusal.detail}"
-                            if refusal.detail
-                            else refusal.reason
-                        )
                 if reason is not None:
                     row, created = record_refused_leg(s, intent, at=self._now(), reason=reason)
                     if created:
@@ -727,6 +740,15 @@ class Executor:
                 row, _ = record_transfer_intent(s, intent, at=self._now())
             if TransferState(row.status).is_final:
                 return self._report(row, intent, kind.value, row.error_message or "")
+            never_sent = row.status == _S.PENDING.value and row.attempts == 0
+        if self.gate is not None and never_sent:
+            # The gate runs after the intent is committed: a peer executor's concurrent leg is
+            # then in the store too and counts against the same rolling caps (each excludes
+            # only its own key), so two legs can at worst both be refused, never both allowed
+            # over a cap. A pending leg never sent is gated again when a restart resumes it.
+            refused = self._gate_pending(leg, intent, kind)
+            if refused is not None:
+                return refused
         with self._session() as s:
             got = claim_leg(s, intent.key, owner=self.owner, at=self._now(), lease_s=self.lease_s)
         if not got:

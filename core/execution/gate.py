@@ -2,8 +2,9 @@
 
 :func:`desk_gate` adapts :func:`core.execution.preauth.authorise` to the executor's ``LegGate``
 ``(session, leg, now, key) -> Refusal | None``. The leg's own key is passed as ``exclude_key``:
-a leg never counts against its own caps, whether its ``pending`` row is already in the store
-or not yet (the executor asks the gate in the same transaction that then writes the row).
+a leg never counts against its own caps. The executor asks the gate after the leg's ``pending``
+row is committed, so two executors' concurrent legs each see the other's (both refused at
+worst, never both allowed over a cap).
 
 :func:`router_usage` reads the rolling 24 h usage from the store in the router's terms
 (``PreauthUsage.for_router``: per route or swap, per ``[preauth_groups]`` group, per source
