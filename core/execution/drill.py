@@ -63,7 +63,15 @@ from core.ledger.vocab import TransferState
 from core.venues.factory import DeskVenues, build_desk_venues
 from core.venues.sim.faults import FaultKind
 
-__all__ = ["CampaignResult", "SimulatedCrash", "TrialResult", "run_campaign", "run_trial"]
+__all__ = [
+    "CampaignResult",
+    "SimulatedCrash",
+    "TrialResult",
+    "applied_movements",
+    "confirmed_movements",
+    "run_campaign",
+    "run_trial",
+]
 
 T0_NS = 1_795_737_600_000_000_000  # 2026-11-27 00:00 UTC
 
@@ -206,7 +214,7 @@ def _taken(dv: DeskVenues, injected: int) -> int:
     return max(0, injected - left)
 
 
-def _applied(dv: DeskVenues) -> Counter[tuple[str, str, Decimal]]:
+def applied_movements(dv: DeskVenues) -> Counter[tuple[str, str, Decimal]]:
     """What the venues applied: transfers as (venue, asset, amount), conversions (margin
     orders and accepted converts) counted per venue."""
     out: Counter[tuple[str, str, Decimal]] = Counter()
@@ -214,14 +222,14 @@ def _applied(dv: DeskVenues) -> Counter[tuple[str, str, Decimal]]:
         for t in e.transfers:
             if t.status != "FAILED":
                 out[(name, t.asset, t.amount.normalize())] += 1
-        out[(name, "conversion", Decimal(0))] += len(e.margin_orders) + len(e.convert_orders)
-        if not out[(name, "conversion", Decimal(0))]:
-            del out[(name, "conversion", Decimal(0))]
+        conversions = len(e.margin_orders) + len(e.convert_orders)
+        if conversions:
+            out[(name, "conversion", Decimal(0))] += conversions
     return out
 
 
-def _confirmed(rows: list[TransferRow]) -> Counter[tuple[str, str, Decimal]]:
-    """What the ledger says moved, in the same terms as :func:`_applied`."""
+def confirmed_movements(rows: list[TransferRow]) -> Counter[tuple[str, str, Decimal]]:
+    """What the ledger says moved, in the same terms as :func:`applied_movements`."""
     out: Counter[tuple[str, str, Decimal]] = Counter()
     for r in rows:
         if r.status != TransferState.CONFIRMED.value:
@@ -346,7 +354,7 @@ def run_trial(desk: DeskConfig, seed: int, *, engine_factory: Callable[[], Engin
         clock.advance(5.0)
         with Session(engine) as s:
             rows = list(s.exec(select(TransferRow)).all())
-        applied, confirmed = _applied(dv), _confirmed(rows)
+        applied, confirmed = applied_movements(dv), confirmed_movements(rows)
         duplicates = sum((applied - confirmed).values())
         lost = sum((confirmed - applied).values())
         unresolved = sum(1 for r in rows if not TransferState(r.status).is_final)

@@ -46,7 +46,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +56,7 @@ from sqlmodel import Session, select
 
 from core.config import load_desk
 from core.execution.cure import DeskCure
+from core.execution.drill import applied_movements, confirmed_movements
 from core.execution.margin_call import detect, open_call, plan_call
 from core.ledger.audit_log import verify_audit_chain
 from core.ledger.reconcile import reconcile
@@ -177,7 +177,7 @@ class Rig:
         assert all(TransferState(r.status).is_final for r in rows), [
             (r.idempotency_key, r.status) for r in rows
         ]
-        applied, confirmed = _applied(self.dv), _confirmed(rows)
+        applied, confirmed = applied_movements(self.dv), confirmed_movements(rows)
         assert applied == confirmed  # no duplicate (applied - confirmed), nothing lost
         sent = [r for r in rows if r.status == TransferState.CONFIRMED.value]
         ids = [(r.venue_id, r.venue_transfer_id) for r in sent]
@@ -188,30 +188,6 @@ class Rig:
         with Session(self.engine) as s:
             assert verify_audit_chain(s).ok
         return rows
-
-
-def _applied(dv: DeskVenues) -> Counter[tuple[str, str, Decimal]]:
-    out: Counter[tuple[str, str, Decimal]] = Counter()
-    for name, e in dv.engines.items():
-        for t in e.transfers:
-            if t.status != "FAILED":
-                out[(name, t.asset, t.amount.normalize())] += 1
-        conversions = len(e.margin_orders) + len(e.convert_orders)
-        if conversions:
-            out[(name, "conversion", Decimal(0))] += conversions
-    return out
-
-
-def _confirmed(rows: list[TransferRow]) -> Counter[tuple[str, str, Decimal]]:
-    out: Counter[tuple[str, str, Decimal]] = Counter()
-    for r in rows:
-        if r.status != TransferState.CONFIRMED.value:
-            continue
-        if r.to_asset and r.to_asset != r.asset:
-            out[(r.venue_id, "conversion", Decimal(0))] += 1
-        else:
-            out[(r.venue_id, r.asset, r.amount.normalize())] += 1
-    return out
 
 
 @pytest.fixture
