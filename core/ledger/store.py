@@ -27,7 +27,9 @@ Examples
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -146,16 +148,42 @@ def redact_url(url: str) -> str:
         return "<unparseable URL>"
 
 
+SQLITE_BUSY_TIMEOUT_S = 10.0
+
+
 def _enable_sqlite_pragmas(engine: Engine, *, file_backed: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")  # SQLite ignores FKs unless asked
         if file_backed:
-            # Wait for a concurrent writer first: switching to WAL itself needs the lock.
-            cursor.execute("PRAGMA busy_timeout=10000")
-            cursor.execute("PRAGMA journal_mode=WAL")  # readers don't block the writer
+            cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+            _ensure_wal(cursor)
         cursor.close()
+
+
+def _ensure_wal(cursor: Any) -> None:
+    """Put the database in WAL mode (readers don't block the writer); wait out a peer's lock.
+
+    WAL is recorded in the file, so this is a read once any connection has switched it. The
+    switch itself needs an exclusive lock, and SQLite answers "database is locked" at once,
+    without its busy handler, while another connection holds the write lock: two processes opening a
+    new store together (``pmr db init`` from several workers) would fail. So the switch is
+    retried, with a growing pause, for as long as the busy timeout any other statement gets.
+    """
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.25)
 
 
 def _open_existing_only(engine: Engine, path: Path) -> None:

@@ -110,3 +110,27 @@ def test_sqlite_file_with_memory_and_postgres_urls_is_none(tmp_path: Path) -> No
     assert sqlite_file(make_engine("sqlite://")) is None
     assert sqlite_file(make_engine("postgresql://u@h:5432/d")) is None
     assert sqlite_file(make_engine(f"sqlite:///{tmp_path}/x/../pmr.db")) == tmp_path / "pmr.db"
+
+
+def test_connect_to_new_store_while_peer_holds_a_lock_waits_and_switches_to_wal(
+    tmp_path: Path,
+) -> None:
+    # Switching a new file to WAL needs an exclusive lock, and SQLite refuses it at once
+    # (no busy handler) while a peer holds the write lock: concurrent `pmr db init`s failed so.
+    import sqlite3
+    import threading
+
+    path = tmp_path / "pmr.db"
+    create_sqlite_store(path)
+    peer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    peer.execute("BEGIN IMMEDIATE")  # holds the write lock, as a peer's migration does
+    release = threading.Timer(0.3, lambda: peer.execute("COMMIT"))
+    release.start()
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+    finally:
+        release.join()
+        peer.close()
+        engine.dispose()
