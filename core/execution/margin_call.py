@@ -30,7 +30,6 @@ from core.ledger.tables import MarginCallRow
 from core.ledger.vocab import CallStatus, PlanStatus, VenueMode
 from core.margin.levels import MarginCallDue, margin_calls_due
 from core.margin.report import MarginReport
-from core.routing import Router
 
 __all__ = ["detect", "open_call", "plan_call"]
 
@@ -97,7 +96,7 @@ def plan_call(
         cure.desk, portfolio, [call.pool_id], deadline_s=deadline_s, reports=reports,
         used_24h_usd=used, call_ids={call.pool_id: call.id},
     )  # fmt: skip
-    plan = Router().route(planned.input, notes=planned.notes)
+    plan = cure.router.route(planned.input, notes=planned.notes)
     solve_ms = (time.perf_counter() - t0) * 1e3
     with session_scope(engine) as s:
         recorded, created = record_plan(s, call.id, plan, version=1, at=at)
