@@ -21,18 +21,26 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.config import load_desk  # noqa: E402
 from core.execution.drill import CampaignResult, TrialResult, run_trial  # noqa: E402
+from core.routing import Router  # noqa: E402
 
 DESK = ROOT / "examples" / "desk.toml"
 
 
+_WORKER: dict[str, Any] = {}
+
+
 def _trial(seed: int) -> TrialResult:
-    return run_trial(load_desk(DESK), seed)
+    # Each worker process keeps its desk and its router across trials, as a service would.
+    if not _WORKER:
+        _WORKER.update(desk=load_desk(DESK), router=Router())
+    return run_trial(_WORKER["desk"], seed, router=_WORKER["router"])
 
 
 def main() -> None:

@@ -60,6 +60,7 @@ from core.ledger.reconcile import reconcile
 from core.ledger.store import init_db, make_engine, session_scope
 from core.ledger.tables import TransferRow
 from core.ledger.vocab import TransferState
+from core.routing import Router
 from core.venues.factory import DeskVenues, build_desk_venues
 from core.venues.sim.faults import FaultKind
 
@@ -267,12 +268,14 @@ Injector = Callable[[DeskVenues, random.Random], int]
 def run_trial(desk: DeskConfig, seed: int, *, engine_factory: Callable[[], Engine] = _store,
               faults_per_trial: int = 6, crash_prob: float = 0.3,
               inject: Injector | None = None, crash: str | None = "random",
-              racers: int = 1) -> TrialResult:  # fmt: skip
+              racers: int = 1, router: Router | None = None) -> TrialResult:  # fmt: skip
     """One seeded trial: shock, calls, faults, execute (maybe crash and resume), judge.
 
     ``inject`` replaces the random faults with chosen ones; ``crash`` is ``"random"`` (with
     ``crash_prob``), ``None``, ``"before_send"`` or ``"after_apply"``; ``racers`` executors
     run every call at once (threads on one store: the store's claims and leases decide).
+    ``router`` is the one a campaign's process keeps across trials (as a monitor keeps one):
+    it reuses the problems it built, which otherwise are a sixth of a trial.
     """
     rng = random.Random(seed)
     clock = ManualClock(T0_NS + seed * 3_600_000_000_000)
@@ -283,7 +286,7 @@ def run_trial(desk: DeskConfig, seed: int, *, engine_factory: Callable[[], Engin
         shock = rng.choice(SHOCKS)
         for e in dv.engines.values():
             e.prices.apply_scenario(dict(shock))
-        cure = DeskCure(desk, dv.venues, clock)
+        cure = DeskCure(desk, dv.venues, clock, router=router)
         with session_scope(engine) as s:
             reconcile(s, desk, dv.venues, now=clock.now())  # the baseline
         clock.advance(1.0)  # legs are sent after the baseline was read, not at its instant
@@ -379,7 +382,9 @@ def run_trial(desk: DeskConfig, seed: int, *, engine_factory: Callable[[], Engin
 
 def run_campaign(desk: DeskConfig, *, seed: int, min_faults: int, max_trials: int = 10_000,
                  **kw: Any) -> CampaignResult:  # fmt: skip
-    """Trials with seeds ``seed, seed+1, …`` until ``min_faults`` faults were served."""
+    """Trials with seeds ``seed, seed+1, …`` until ``min_faults`` faults were served (one
+    router for them all unless ``router`` is given)."""
+    kw.setdefault("router", Router())
     t0 = time.perf_counter()
     trials: list[TrialResult] = []
     served = 0
