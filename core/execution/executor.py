@@ -664,8 +664,12 @@ class Executor:
         reports: list[LegReport] = []
         blocked = _Blocked()
         for step_no, step in enumerate(recorded.plan.allocations):
+            # A source that failed or was refused in this round starts no further step (a step
+            # above its per-request cap is one step per request): it would fail the same way,
+            # and the re-plan routes around it. What such a step already started is finished.
+            existing = only_existing or step.source in blocked.sources
             for leg in step.legs:
-                report = self._run_leg(recorded, step_no, leg, only_existing=only_existing)
+                report = self._run_leg(recorded, step_no, leg, only_existing=existing)
                 if report is None:
                     break
                 reports.append(report)

@@ -31,7 +31,7 @@ from core.routing.finish import (
     trim_over_cover,
     usd_text,
 )
-from core.routing.legs import LegTemplate, book_usd, floor_to_step, legs_for
+from core.routing.legs import LegTemplate, book_usd, floor_to_step, legs_for, request_chunks
 from core.routing.plan import Allocation, CallOutcome, LazyAlternative, Plan
 from core.routing.policies import RawSolution
 from core.routing.room import Room
@@ -149,35 +149,84 @@ def snap_to_assets(f: Finisher, amounts: Amounts) -> tuple[Amounts, list[str]]:
     return out, notes
 
 
+def _requests_of(f: Finisher, key: tuple[int, int], amt: Decimal) -> tuple[Decimal, ...]:
+    """The USD amounts of the requests that carry step ``key`` (``amt``): one unless its source
+    has legs and a per-request cap the step is above (``core.routing.legs.request_chunks``);
+    ``()`` when one asset step is already above the cap."""
+    s = f.inp.sources[key[1]]
+    if not s.legs or s.per_request_usd is None:
+        return (amt,)
+    return request_chunks(s.legs, amt, dec(s.per_request_usd), min_ticket_usd=dec(s.min_ticket_usd))
+
+
+def _split_note(f: Finisher, key: tuple[int, int], amt: Decimal, parts: tuple[Decimal, ...]) -> str:
+    s = f.inp.sources[key[1]]
+    first = s.legs[0]
+    where = f"call {f.inp.calls[key[0]].id}: step {s.id} of {usd_text(amt)} USD"
+    cap = usd_text(dec(s.per_request_usd or 0.0))
+    if not parts:
+        return (
+            f"{where} has no legs: one step of {first.asset_step.normalize()} {first.asset} "
+            f"is worth more than its per-request cap of {cap} USD"
+        )
+    note = f"{where} is {len(parts)} requests of at most {cap} USD each (its per-request cap)"
+    counted = s.requests_for(float(amt))
+    if len(parts) > counted:
+        note += (
+            f"; the router counted {counted}: the cap is not a whole number of "
+            f"{first.asset_step.normalize()} {first.asset} steps"
+        )
+    return note
+
+
 def _allocations_in_order(
     f: Finisher, amounts: Amounts, booked: Booked, room: Room
-) -> list[Allocation]:
-    """Every step with its explanation and legs, ordered by expected completion."""
-    out: list[Allocation] = []
+) -> tuple[list[Allocation], list[str]]:
+    """Every step with its explanation and legs, ordered by expected completion, and a note
+    for each step cut into several requests.
+
+    A step above its source's per-request cap becomes one step per request (the executor and
+    the pre-authorisation gate see each request as its own step, leg 0 moving the step's
+    amount): the k-th completes at the source's ETA for k requests, and the steps' credits
+    and costs add up exactly to the uncut step's (``Finisher.book_parts``).
+    """
+    out: list[tuple[tuple[float, str, str, int], Allocation]] = []
+    notes: list[str] = []
     for (d, j), amt in amounts.items():
         s = f.inp.sources[j]
-        credit, cost = booked.step[(d, j)]
-        legs, _ = legs_for(s.legs, amt, cost) if s.legs else ((), amt)
-        out.append(
-            Allocation(
+        parts = _requests_of(f, (d, j), amt)
+        if len(parts) != 1:
+            notes.append(_split_note(f, (d, j), amt, parts))
+        binding = allocation_binding(f, room, d, j, float(amt))
+        if len(parts) <= 1:
+            figures = [(amt, *booked.step[(d, j)], s.eta_s(float(amt)), s.requests_for(float(amt)))]
+        else:
+            booked_parts = f.book_parts(amounts, booked, (d, j), parts)
+            figures = [
+                (part, credit, cost, s.request_eta_s(k), 1)
+                for k, (part, (credit, cost)) in enumerate(zip(parts, booked_parts, strict=True), 1)
+            ]
+        for k, (part, credit, cost, eta, requests) in enumerate(figures):
+            legs, _ = legs_for(s.legs, part, cost) if s.legs and parts else ((), part)
+            alloc = Allocation(
                 call=f.inp.calls[d].id,
                 source=s.id,
                 tier=int(s.tier),
                 mode=s.mode.value,
-                amount_usd=amt,
+                amount_usd=part,
                 credit_usd=credit,
                 cost_usd=cost,
-                eta_s=s.eta_s(float(amt)),
-                requests=s.requests_for(float(amt)),
+                eta_s=eta,
+                requests=requests,
                 latency_s=s.latency_s,
-                binding=allocation_binding(f, room, d, j, float(amt)),
+                binding=binding,
                 origin_pool=s.origin_pool,
                 venue=s.venue,
                 legs=legs,
             )
-        )
-    out.sort(key=lambda a: (a.eta_s, a.call, a.source))
-    return out
+            out.append(((eta, alloc.call, alloc.source, k), alloc))
+    out.sort(key=lambda pair: pair[0])
+    return [a for _, a in out], notes
 
 
 def _suggested_reduction(
@@ -264,8 +313,8 @@ def finalise(
     amounts, asset_notes = snap_to_assets(f, amounts)
     booked = f.recheck(amounts)
     room = f.room(amounts)
-    allocations = _allocations_in_order(f, amounts, booked, room)
-    all_notes = [*notes, *fold_notes, *asset_notes]
+    allocations, split_notes = _allocations_in_order(f, amounts, booked, room)
+    all_notes = [*notes, *fold_notes, *asset_notes, *split_notes]
     outcomes = _call_outcomes(f, amounts, booked, room, deficits, all_notes)
     total_credit = sum((o.credit_usd for o in outcomes), _ZERO)
     total_uncovered = sum((o.uncovered_usd for o in outcomes), _ZERO)

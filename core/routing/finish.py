@@ -21,8 +21,9 @@ in order:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, localcontext
 
 import numpy as np
 import numpy.typing as npt
@@ -55,6 +56,8 @@ FloatArray = npt.NDArray[np.float64]
 _ZERO = Decimal(0)
 DEFAULT_TARGET_RATIO = 1.5
 _EPS_USD = 1e-6
+# Enough digits for a difference of booked figures (each below 1e18, to 1e-18) to be exact.
+_WIDE = Context(prec=60)
 
 
 def dec(value: float) -> Decimal:
@@ -189,18 +192,28 @@ class Finisher:
     def room(self, amounts: Amounts) -> Room:
         return Room.from_solution(self.inp, self.st, self.arrays, self.x_of(amounts))
 
+    def _raw(self, j: int, amount: Decimal, start_fill: Decimal) -> tuple[Decimal, Decimal]:
+        """Unbooked credit and cost of ``amount`` of source ``j`` from ``start_fill`` USD in
+        (its segments filled in order; no fee)."""
+        segs = self.segs(j)
+        credit = cost = _ZERO
+        for k, part in piece_split(segs, amount, start_fill):
+            credit += part * segs[k][1]
+            cost += part * segs[k][2]
+        return credit, cost
+
     def recheck(self, amounts: Amounts) -> Booked:
         """Credit and cost of every step in ``Decimal``, from the segments (fees included),
-        booked to 1e-18 USD (``core.routing.legs.book_usd``)."""
+        booked to 1e-18 USD (``core.routing.legs.book_usd``).
+
+        A source serving several calls fills its segments call by call, in call order: a
+        later call's step starts where the earlier calls' steps ended (``fill_before``).
+        """
         fill: dict[int, Decimal] = {}
         step: dict[Key, tuple[Decimal, Decimal]] = {}
         per_call = [_ZERO] * self.n_calls
         for (d, j), amt in sorted(amounts.items()):
-            segs = self.segs(j)
-            credit = cost = _ZERO
-            for k, part in piece_split(segs, amt, fill.get(j, _ZERO)):
-                credit += part * segs[k][1]
-                cost += part * segs[k][2]
+            credit, cost = self._raw(j, amt, fill.get(j, _ZERO))
             fee = self.inp.sources[j].fixed_fee_usd
             if fee > 0:
                 cost += dec(fee)
@@ -209,6 +222,42 @@ class Finisher:
             step[(d, j)] = (credit, cost)
             per_call[d] += credit
         return Booked(step, tuple(per_call))
+
+    @staticmethod
+    def fill_before(amounts: Amounts, key: Key) -> Decimal:
+        """USD of source ``key[1]`` that calls before ``key[0]`` take (``recheck``'s order)."""
+        d, j = key
+        return sum((amt for (dd, jj), amt in amounts.items() if jj == j and dd < d), _ZERO)
+
+    def book_parts(
+        self, amounts: Amounts, booked: Booked, key: Key, parts: Sequence[Decimal]
+    ) -> list[tuple[Decimal, Decimal]]:
+        """Credit and cost of each part of step ``key`` (its requests, in order), booked so
+        that they add up exactly to the step's booked credit and cost.
+
+        Each part is valued on the segments where it falls (a later request fills the dearer
+        levels of a concave source), booked like a step (``book_usd``); the fixed fee goes on
+        the first part, which is when it is paid. The last part takes what is left of the
+        step's booked figures, so rounding to 1e-18 never makes the parts differ from the step.
+        """
+        if not parts:
+            return []
+        j = key[1]
+        start = self.fill_before(amounts, key)
+        fee = self.inp.sources[j].fixed_fee_usd
+        out: list[tuple[Decimal, Decimal]] = []
+        for n, part in enumerate(parts[:-1]):
+            credit, cost = self._raw(j, part, start)
+            if n == 0 and fee > 0:
+                cost += dec(fee)
+            out.append((book_usd(credit), book_usd(cost)))
+            start += part
+        credit, cost = booked.step[key]
+        with localcontext(_WIDE):
+            credit_left = credit - sum((c for c, _ in out), _ZERO)
+            cost_left = cost - sum((c for _, c in out), _ZERO)
+        out.append((book_usd(credit_left), book_usd(cost_left)))
+        return out
 
     def short(self, booked: Booked, d: int) -> Decimal:
         """Credit call ``d`` still lacks (≤ 0 when covered)."""

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from typing import Protocol
 
 from core.config import DeskConfig, PoolCfg, PreauthCfg, RouteCfg, SwapCfg
@@ -63,6 +63,7 @@ __all__ = [
     "PoolMarginView",
     "StateSources",
     "marginal_rate_segments",
+    "request_cap_usd",
     "routing_input_from_state",
     "usd_step",
 ]
@@ -93,6 +94,24 @@ def usd_step(price_usd: Decimal, asset_step: Decimal, *, floor_usd: Decimal = _C
     while step < floor_usd:
         step *= 10
     return float(step)
+
+
+def request_cap_usd(cap_usd: Decimal, step_usd: float) -> float:
+    """The most one request may move: ``cap_usd`` rounded down to whole USD steps (0: not
+    one step fits).
+
+    Planned amounts are whole USD steps (whole steps of the first leg's asset, ``usd_step``),
+    and a step above the cap is cut into requests of whole asset steps
+    (``core.routing.legs.request_chunks``). With the cap itself a whole number of steps, n
+    requests carry exactly n × cap, so the router's count of requests (capacity q·N(T), ETA)
+    is the number the plan sends: 500,000 USD of BTC at 95,000 in 0.095 USD steps is
+    499,999.915 USD per request, not one more request for the last 0.085 USD.
+
+    >>> request_cap_usd(Decimal("500000"), 0.095), request_cap_usd(Decimal("1000000"), 0.01)
+    (499999.915, 1000000.0)
+    """
+    step = Decimal(repr(step_usd))
+    return float((cap_usd / step).to_integral_value(rounding=ROUND_FLOOR) * step)
 
 
 class AssetValue(Protocol):
@@ -333,6 +352,13 @@ class _Builder:
                 self.notes.append(f"swap {s.id}: no pre-authorisation entry; left out")
                 continue
             groups, per_transfer = pre
+            step = self.step_usd(s.from_asset)
+            per_request = request_cap_usd(Decimal(repr(per_transfer)), step)
+            if per_request <= 0:
+                self.notes.append(
+                    f"swap {s.id}: its per-transfer cap is below one {s.from_asset} step; left out"
+                )
+                continue
             r_from = _rate_at(
                 self.desk.collateral_rate(pool.id, s.from_asset),
                 self.held_usd(pool.id, s.from_asset),
@@ -352,13 +378,13 @@ class _Builder:
                     tier=Tier.IN_PRODUCT,
                     latency_s=s.latency_s,
                     segments=tuple(segments),
-                    per_request_usd=per_transfer,
+                    per_request_usd=per_request,
                     rate_per_s=s.rate_per_s,
                     fixed_fee_usd=float(s.fee_usd),
                     api_weights=self.weights(legs, [s.api_weight]),
                     legs=legs,
                     venue=s.venue,
-                    step_usd=self.step_usd(s.from_asset),
+                    step_usd=step,
                     calls=frozenset({pool.id}),
                     groups=tuple(dict.fromkeys(groups)),  # two legs on one venue share its cap once
                     mode=SourceMode.SWAP,
@@ -458,6 +484,13 @@ class _Builder:
             groups += pre[0]
             per_request.append(pre[1])
         per_request += [float(r.per_request_max_usd) for r in chain if r.per_request_max_usd]
+        step = self.step_usd(asset)
+        request_cap = None
+        if per_request:
+            request_cap = request_cap_usd(Decimal(repr(min(per_request))), step)
+            if request_cap <= 0:
+                self.notes.append(f"{sid}: its per-request cap is below one {asset} step; left out")
+                return None
         groups.append(self.balance_group(head.venue, head.from_wallet, asset, bal))
         fee_bps = sum((r.fee_bps for r in chain), _ZERO)
         dest_asset = chain[-1].asset
@@ -493,7 +526,7 @@ class _Builder:
             tier=Tier.TRANSFER,
             latency_s=sum(r.latency_s for r in chain) + (swap.latency_s if swap else 0.0),
             segments=tuple(segments),
-            per_request_usd=min(per_request) if per_request else None,
+            per_request_usd=request_cap,
             rate_per_s=min(rates) if rates else None,
             fixed_fee_usd=float(
                 sum((r.fee_usd for r in chain), _ZERO) + (swap.fee_usd if swap else _ZERO)
@@ -504,7 +537,7 @@ class _Builder:
             venue=head.venue,
             origin_pool=origin_pool,
             origin_debit_per_usd=debit,
-            step_usd=self.step_usd(asset),
+            step_usd=step,
             calls=frozenset({pool.id}),
             groups=tuple(dict.fromkeys(groups)),  # two legs on one venue share its cap once
             mode=mode,

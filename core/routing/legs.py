@@ -14,6 +14,10 @@ turns the templates and a USD amount into :class:`Leg` s with asset amounts, in 
    slippage, conservatively all charged here), at the new asset's price, rounded down;
 3. any other leg moves the asset amount the previous leg delivered (same asset, same amount).
 
+A step larger than its source's per-request cap is several requests: :func:`request_chunks`
+cuts it into whole asset steps of the first leg's asset, each worth at most the cap, and the
+plan gives each chunk its own step and legs (``core.routing.finalise``).
+
 Executing a leg never moves more than planned; the executor moves ``min(planned, received)``
 when a conversion fills below expectation. The amounts are exact multiples of each asset's step,
 so what is booked is what the venue is asked to move.
@@ -49,6 +53,7 @@ __all__ = [
     "check_chain",
     "floor_to_step",
     "legs_for",
+    "request_chunks",
 ]
 
 _ZERO = Decimal(0)
@@ -380,3 +385,75 @@ def legs_for(
         else:
             carry, carry_usd = amount, usd
     return tuple(legs), moved_usd
+
+
+def _most_per_request(templates: Sequence[LegTemplate], unit_usd: Decimal, cap_usd: Decimal) -> int:
+    """The most first-asset steps one request may move with no leg valued above ``cap_usd``.
+
+    The first leg is worth ``steps × unit_usd``; a later leg of the same asset is valued at its
+    own template's price, which a problem file may set higher, so the whole chain is checked
+    (at zero cost, the most a conversion can deliver) and the count lowered until it fits.
+    """
+    most = int((cap_usd / unit_usd).to_integral_value(rounding=ROUND_FLOOR, context=_WIDE))
+    while most > 0:
+        legs, first_usd = legs_for(templates, book_usd(most * unit_usd), _ZERO)
+        top = max((g.amount_usd for g in legs), default=first_usd)
+        if top <= cap_usd:
+            return most
+        shrunk = (most * cap_usd / top).to_integral_value(rounding=ROUND_FLOOR, context=_WIDE)
+        most = min(most - 1, int(shrunk))
+    return 0
+
+
+def request_chunks(
+    templates: Sequence[LegTemplate],
+    amount_usd: Decimal,
+    per_request_usd: Decimal,
+    *,
+    min_ticket_usd: Decimal = _ZERO,
+) -> tuple[Decimal, ...]:
+    """The USD amounts of the requests that carry ``amount_usd`` through ``templates`` when no
+    leg of one request may be valued above ``per_request_usd`` (the source's per-request cap:
+    the route's ``per_request_max_usd`` and the allow-list's ``per_transfer_usd``).
+
+    Each chunk is a whole number of steps of the first leg's asset: as many full chunks as fit
+    (the most steps worth at most the cap, rounded down), then the remainder; the chunks' asset
+    amounts add up to the first leg's amount for ``amount_usd``. When the remainder is below
+    ``min_ticket_usd`` (a venue's minimum withdrawal) the steps are spread evenly over the same
+    number of chunks instead, larger chunks first (each still within the cap). Each amount is
+    ``steps × step × price`` booked like a leg's (``book_usd``), so it is what ``legs_for``
+    books for that chunk's first leg.
+
+    Returns one amount when the step fits one request, and ``()`` when not even one asset
+    step fits under the cap (no request can carry it).
+
+    Examples
+    --------
+    >>> from core.domain import WalletKind as W
+    >>> usdt = LegTemplate(LegKind.INTERNAL, "sim-a", W.SPOT, W.MARGIN, "USDT",
+    ...     price_usd=Decimal("1"), asset_step=Decimal("1e-6"), route_id="a.spot-margin.usdt")
+    >>> request_chunks((usdt,), Decimal("2500000"), Decimal("1000000"))
+    (Decimal('1000000'), Decimal('1000000'), Decimal('500000'))
+    >>> request_chunks((usdt,), Decimal("2005000"), Decimal("1000000"),
+    ...     min_ticket_usd=Decimal("10000"))
+    (Decimal('668333.333334'), Decimal('668333.333333'), Decimal('668333.333333'))
+    """
+    if not templates:
+        raise DataError("a step without legs has no requests to cut", field="legs")
+    first = templates[0]
+    unit = first.price_usd * first.asset_step
+    total = int(
+        (floor_to_step(amount_usd / first.price_usd, first.asset_step) / first.asset_step)
+        .to_integral_value(context=_WIDE)
+    )  # fmt: skip
+    if total <= 0:
+        return ()
+    most = _most_per_request(templates, unit, per_request_usd)
+    if most <= 0:
+        return ()
+    full, rest = divmod(total, most)
+    counts = [most] * full + ([rest] if rest else [])
+    if len(counts) > 1 and rest and rest * unit < min_ticket_usd:
+        base, extra = divmod(total, len(counts))
+        counts = [base + 1] * extra + [base] * (len(counts) - extra)
+    return tuple(book_usd(n * first.asset_step * first.price_usd) for n in counts)

@@ -397,10 +397,14 @@ class CollateralSource:
 
     def eta_s(self, amount_usd: float) -> float:
         """Expected completion: latency plus the spacing of follow-on requests at rate ρ."""
-        n = self.requests_for(amount_usd)
-        if n <= 1 or self.rate_per_s is None:
+        return self.request_eta_s(self.requests_for(amount_usd))
+
+    def request_eta_s(self, k: int) -> float:
+        """When the ``k``-th request (from 1) completes: the first lands after the latency L,
+        one more every 1/ρ seconds (DESIGN §5.2's N(T), read the other way)."""
+        if k <= 1 or self.rate_per_s is None:
             return self.latency_s
-        return self.latency_s + (n - 1) / self.rate_per_s
+        return self.latency_s + (k - 1) / self.rate_per_s
 
 
 @dataclass(frozen=True, slots=True)

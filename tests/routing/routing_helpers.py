@@ -8,17 +8,39 @@ bug in the Parameter plumbing, the structure cache or the highspy hot path shows
 from __future__ import annotations
 
 import itertools
+from decimal import Decimal
 from typing import Any
 
 import cvxpy
 import numpy as np
 
 from core.routing import CollateralSource, Deficit, Policy, RoutingInput, Segment, Tier
+from core.routing.plan import Plan
 
 # cvxpy re-exports its atoms with a star import that mypy cannot follow.
 cp: Any = cvxpy
 
 EPS_ZERO: dict[str, Any] = {"latency_weight_usd_per_usd_s": 0.0, "tie_break_usd_per_usd": 0.0}
+
+
+def amounts_by_source(plan: Plan) -> dict[str, Decimal]:
+    """USD each source moves in ``plan``, over all its steps (a step above the source's
+    per-request cap is one step per request)."""
+    out: dict[str, Decimal] = {}
+    for a in plan.allocations:
+        out[a.source] = out.get(a.source, Decimal(0)) + a.amount_usd
+    return out
+
+
+def legs_over_cap(plan: Plan, inp: RoutingInput) -> list[tuple[str, int, Decimal]]:
+    """(source, leg, USD) of every leg valued above its source's per-request cap."""
+    caps = {s.id: s.per_request_usd for s in inp.sources}
+    return [
+        (a.source, g.leg_no, g.amount_usd)
+        for a in plan.allocations
+        for g in a.legs
+        if caps[a.source] is not None and g.amount_usd > Decimal(repr(caps[a.source]))
+    ]
 
 
 def random_source(rng: np.random.Generator, i: int, *, binaries: bool = True) -> CollateralSource:

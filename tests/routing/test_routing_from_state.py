@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from routing_helpers import amounts_by_source, legs_over_cap
 from typer.testing import CliRunner
 
 from core.config import DeskConfig, load_desk
@@ -190,7 +191,8 @@ def test_route_with_strict_joint_desk_calls_books_exact_amounts(desk_state: Desk
         deficit_override_usd={"sim-a.pm": 2_500_000.0, "sim-b.opt": 2_500_000.0},
     )
     plan = Router().route(built.input)
-    got = {a.source: a.amount_usd for a in plan.allocations}
+    got = amounts_by_source(plan)
+    assert legs_over_cap(plan, built.input) == []
     # 3 M DOGE at 0.25: 750,000 USD, all of it (tier 2), credits 0.4992·250k + 0.498·500k
     assert got["sim-a.pm:a.margin.doge-usdt"] == Decimal("750000.00")
     # The rest, 2.5 M − 373,800 = 2,126,200 of credit, comes from sim-a's spot stablecoins:
@@ -208,6 +210,12 @@ def test_route_with_strict_joint_desk_calls_books_exact_amounts(desk_state: Desk
     # sim-b.opt: all of sim-b spot, then sim-b.um only down to its own call level; the
     # on-chain leg from sim-a takes 20 min, past the 60 s deadline.
     assert got["sim-b.opt:b.spot-options.usdt"] == Decimal("1600000")
+    # ... in two requests: the route and its allow-list entry take 1,000,000 USD per transfer
+    spot = [a for a in plan.allocations if a.source == "sim-b.opt:b.spot-options.usdt"]
+    assert [(a.amount_usd, a.requests, a.eta_s) for a in spot] == [
+        (Decimal(1_000_000), 1, 1.0),
+        (Decimal(600_000), 1, 1.5),  # the second request half a second later (2 per second)
+    ]
     assert plan.status == "partial"
     assert (
         outcome["sim-b.opt"].uncovered_usd == Decimal("2500000") - outcome["sim-b.opt"].credit_usd
