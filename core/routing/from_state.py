@@ -41,7 +41,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Protocol
 
-from core.config import DeskConfig, PoolCfg, PreauthCfg, RouteCfg, SwapCfg
+from core.config import DeskConfig, PoolCfg, PreauthCfg, RouteCfg, SwapCfg, VenueCfg
 from core.domain import Portfolio, WalletKind
 from core.errors import DataError
 from core.params import CollateralRate
@@ -193,7 +193,12 @@ class _DeskIndex:
     preauth: Mapping[str, PreauthCfg]  # by route or swap id (the first entry, as scanned)
     pool_of: Mapping[tuple[str, WalletKind], PoolCfg]  # first pool holding (venue, wallet)
     pools: Mapping[str, PoolCfg]
+    venues: Mapping[str, VenueCfg]
     portfolio_margin: dict[str, bool]  # per venue, a Portfolio Margin account (filled on use)
+
+    def venue(self, name: str) -> VenueCfg:
+        found = self.venues.get(name)
+        return found if found is not None else self.desk.venue(name)  # names the unknown one
 
     def is_portfolio_margin(self, venue: str) -> bool:
         found = self.portfolio_margin.get(venue)
@@ -228,6 +233,7 @@ class _DeskIndex:
             preauth=preauth,
             pool_of=pool_of,
             pools=pools,
+            venues={v.name: v for v in reversed(desk.venues)},  # the first of a name wins
             portfolio_margin={},
         )
 
@@ -679,7 +685,7 @@ def routing_input_from_state(
             # not an input error: the plan says so (infeasible, escalation, reduction)
             b.notes.append(f"pool {pid}: no candidate source holds collateral that can reach it")
     limits = {
-        v: (weight_limits_per_min or {}).get(v) or exchange_weight_limits(desk.venue(v).exchange)
+        v: (weight_limits_per_min or {}).get(v) or exchange_weight_limits(b.index.venue(v).exchange)
         for v in sorted(b.budget_venues)
     }
     used_budgets = {n for s in sources for n, _ in s.api_weights}
