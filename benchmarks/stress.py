@@ -21,8 +21,10 @@ Stages, timed separately:
   every other row. Every deficit row, none extrapolated; the solver's counts say how each
   deadline was answered.
 
-Scaling: every stage at 1×, 2× and 4× (N/4, N/2, N pools). Peak memory is the process's
-maximum RSS (``resource.getrusage``) after everything.
+Scaling: every stage at 1×, 2× and 4× (N/4, N/2, N pools). Wall seconds, and for the cover
+and Monte Carlo stages the process's CPU seconds too (all threads; on a machine shared with
+other work the wall time also counts what they took). Peak memory is the process's maximum RSS
+(``resource.getrusage``) after everything.
 
 Run: ``uv run python benchmarks/stress.py [--pools 1000] [--scenarios 100] [--paths 10000]``;
 the last line is JSON.
@@ -125,9 +127,16 @@ def scenario_set(desk: DeskConfig, n: int) -> list[Scenario]:
     return out
 
 
-def _timed(fn: Any) -> tuple[float, Any]:
-    t = time.perf_counter()
+_CPU: dict[str, float] = {}  # CPU seconds of the process (all threads) per timed stage
+
+
+def _timed(fn: Any, name: str = "") -> tuple[float, Any]:
+    """Wall seconds of ``fn()`` (and its CPU seconds in ``_CPU[name]``: on a shared machine the
+    wall time also counts what other processes took from this one)."""
+    t, c = time.perf_counter(), time.process_time()
     r = fn()
+    if name:
+        _CPU[name] = time.process_time() - c
     return time.perf_counter() - t, r
 
 
@@ -138,11 +147,13 @@ def run_stage(n_pools: int, n_scen: int, paths: int, cover: CoverSolver) -> dict
     t_compile, fd = _timed(lambda: compile_desk(desk, state))
     t_margin, res = _timed(lambda: fast_margin(fd, moves_from_scenarios(fd, scen), worst=True))
     before = (cover.stats.full, cover.stats.none, cover.stats.routed, cover.stats.memo)
-    t_cover, rows = _timed(lambda: stress_rows(desk, state, scen, fd, res, cover=cover))
+    t_cover, rows = _timed(lambda: stress_rows(desk, state, scen, fd, res, cover=cover), "cover")
     after = (cover.stats.full, cover.stats.none, cover.stats.routed, cover.stats.memo)
     answered = dict(zip(("full", "none", "routed", "memo"),
                         (b - a for a, b in zip(before, after, strict=True)), strict=True))  # fmt: skip
-    t_mc, _ = _timed(lambda: pool_monte_carlo_fast(desk, state, paths=paths, seed=1, fast_desk=fd))
+    t_mc, _ = _timed(
+        lambda: pool_monte_carlo_fast(desk, state, paths=paths, seed=1, fast_desk=fd), "mc"
+    )
     return {
         "pools": fd.n_pools,
         "scenarios": len(scen),
@@ -150,7 +161,9 @@ def run_stage(n_pools: int, n_scen: int, paths: int, cover: CoverSolver) -> dict
         "compile_s": round(t_compile, 3),
         "margin_s": round(t_margin, 3),
         "cover_s": round(t_cover, 3),
+        "cover_cpu_s": round(_CPU["cover"], 3),
         "monte_carlo_s": round(t_mc, 3),
+        "monte_carlo_cpu_s": round(_CPU["mc"], 3),
         "deficit_rows": int((res.gap_usd > -0.01).sum()),
         "covered_rows": sum(1 for r in rows if r.covered_10m_usd > 0),
         "partial_rows": sum(1 for r in rows if 0 < r.uncovered_usd < r.deficit_usd),
@@ -188,7 +201,9 @@ def main(argv: list[str] | None = None) -> None:
         "seconds": round(total_s, 3),
         "seconds_margin_table": round(table_s, 3),
         "seconds_cover": full["cover_s"],
+        "cpu_seconds_cover": full["cover_cpu_s"],
         "seconds_monte_carlo": full["monte_carlo_s"],
+        "cpu_seconds_monte_carlo": full["monte_carlo_cpu_s"],
         "pool_scenarios_per_s": round(ps / (table_s + full["cover_s"])),
         "pool_paths_per_s": round(full["pools"] * full["paths"] / full["monte_carlo_s"]),
         "deficit_rows": full["deficit_rows"],
@@ -205,6 +220,7 @@ def main(argv: list[str] | None = None) -> None:
                 ),
                 "margin_s": round(st["compile_s"] + st["margin_s"], 3),
                 "cover_s": st["cover_s"],
+                "cover_cpu_s": st["cover_cpu_s"],
                 "monte_carlo_s": st["monte_carlo_s"],
                 "deficit_rows": st["deficit_rows"],
             }
