@@ -196,6 +196,7 @@ def _run(cfg: Any, state: Any, scenarios: list[Any], *, paths: int, seed: int, f
     """
     from rich.progress import Progress
 
+    from core.stress.cover import CoverSolver
     from core.stress.evaluate import evaluate
     from core.stress.montecarlo import pool_monte_carlo
 
@@ -209,8 +210,9 @@ def _run(cfg: Any, state: Any, scenarios: list[Any], *, paths: int, seed: int, f
     with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task("scenarios", total=len(scenarios))
         rows = []
+        cover = CoverSolver()  # one dry-run router for every scenario
         for s in scenarios:
-            rows += evaluate(cfg, state, [s])
+            rows += evaluate(cfg, state, [s], cover=cover)
             bar.advance(task)
         mc = []
         if paths:

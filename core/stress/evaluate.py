@@ -21,27 +21,37 @@ flow can fan batches out (tested).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from core.config import DeskConfig
-from core.domain import Portfolio
+from core.config import DeskConfig, PoolCfg
+from core.domain import Balance, Pool, Portfolio, Position
 from core.errors import DataError
-from core.margin.api import evaluate_pool
+from core.margin.api import evaluate_portfolio, params_for_pool
+from core.margin.params import MarginParams
 from core.margin.report import MarginReport
 from core.routing.legs import LegKind
 from core.routing.sources import CollateralSource, RoutingInput
+from core.stress.cover import COVER_DEADLINES_S, CoverSolver, cents
 from core.stress.scenarios import Scenario, VenueConditions
 from core.stress.shocks import shock_portfolio
 
-__all__ = ["COVER_DEADLINES_S", "PoolStress", "apply_conditions", "evaluate", "time_to_cover"]
+if TYPE_CHECKING:
+    from core.routing.router import Router
 
-#: The deadlines time-to-cover reports (seconds): 10 s, 60 s, 10 min.
-COVER_DEADLINES_S = (10.0, 60.0, 600.0)
+__all__ = [
+    "COVER_DEADLINES_S",
+    "PoolStress",
+    "ShockedReports",
+    "VenueComponents",
+    "apply_conditions",
+    "evaluate",
+    "time_to_cover",
+]
+
 _ZERO = Decimal(0)
-_CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +78,7 @@ class PoolStress:
     stale_prices: bool = False
 
 
-def _cents(x: Decimal | float) -> Decimal:
-    return Decimal(repr(x) if isinstance(x, float) else x).quantize(_CENT)
+_cents = cents
 
 
 def _worst_position(report: MarginReport) -> str | None:
@@ -109,20 +118,24 @@ def apply_conditions(inp: RoutingInput, conditions: VenueConditions) -> RoutingI
 
 
 def time_to_cover(
-    inp: RoutingInput, deadlines_s: Sequence[float] = COVER_DEADLINES_S
+    inp: RoutingInput,
+    deadlines_s: Sequence[float] = COVER_DEADLINES_S,
+    *,
+    router: Router | None = None,
 ) -> list[Decimal]:
-    """USD credited within each deadline (cumulative, non-decreasing), by a dry-run route."""
-    from core.routing.router import Router
+    """USD credited within each deadline (cumulative, non-decreasing), by a dry-run route.
 
-    router = Router()
+    The router's own figures, every deadline solved (``CoverSolver(fast=False)``), uncapped;
+    ``evaluate`` asks a shared ``CoverSolver``, which gives the same figures capped at the
+    deficit with far fewer solves. ``router``: reuse one (its cache of built problems).
+    """
+    solver = CoverSolver(router, fast=False)
     covered: list[Decimal] = []
     best = _ZERO
     for t in deadlines_s:
-        calls = tuple(replace(c, deadline_s=t) for c in inp.calls)
-        plan = router.route(replace(inp, calls=calls))
         # A longer deadline can only allow more: keep the running maximum (the router's
         # cost-optimal plan at 60 s may credit slightly less than its 10 s one at rounding).
-        best = max(best, _cents(plan.credit_usd))
+        best = max(best, solver.credit_usd(inp, t))
         covered.append(best)
     return covered
 
@@ -132,6 +145,152 @@ def _to_liquidation_usd(report: MarginReport) -> Decimal:
     return report.deficit(report.thresholds.liquidation)
 
 
+class ShockedReports(Mapping[str, MarginReport]):
+    """Exact margin reports of one shocked state, each computed once and only when read.
+
+    A row reads its own pool's report, and its routing input reads those of the pools
+    collateral may leave: evaluating every pool for every row was O(pools²) per scenario.
+    ``pools`` (default: every pool of the desk) are the pools this state can evaluate;
+    ``params`` a cache of each pool's model inputs shared between states (what
+    ``evaluate_pool`` collects from the desk on every call).
+    """
+
+    def __init__(
+        self,
+        desk: DeskConfig,
+        state: Portfolio,
+        pools: Sequence[str] | None = None,
+        params: dict[str, tuple[Pool, MarginParams]] | None = None,
+    ) -> None:
+        self._desk, self._state = desk, state
+        self._ids = list(pools) if pools is not None else [p.id for p in desk.pools]
+        self._known = set(self._ids)
+        self._cache: dict[str, MarginReport] = {}
+        self._params = params if params is not None else {}
+
+    def __getitem__(self, pool_id: str) -> MarginReport:
+        if pool_id not in self._known:
+            raise KeyError(pool_id)
+        rep = self._cache.get(pool_id)
+        if rep is None:
+            found = self._params.get(pool_id)
+            if found is None:  # evaluate_pool's own inputs, collected once
+                found = (self._desk.pool(pool_id).to_domain(), params_for_pool(self._desk, pool_id))
+                self._params[pool_id] = found
+            rep = evaluate_portfolio(self._state, found[0], found[1])
+            self._cache[pool_id] = rep
+        return rep
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+class VenueComponents:
+    """The desk's venues grouped by the routes between them, with their balances and positions.
+
+    A pool's margin reads only its own wallets, and its routing input only the wallets routes
+    into it start from (and the pools those belong to): all on venues linked to the pool's by
+    routes. Evaluating a pool on the state of its component alone gives the same report and
+    input as on the whole desk's, without scanning every balance of a 1,000-pool desk for each
+    (``build_book`` and the source builder filter the state's tuples). Shocks move prices
+    only, so the component's balances and positions are split once, in the state's order.
+    """
+
+    def __init__(self, desk: DeskConfig, state: Portfolio) -> None:
+        parent: dict[str, str] = {v.name: v.name for v in desk.venues}
+
+        def root(v: str) -> str:
+            parent.setdefault(v, v)
+            while parent[v] != v:
+                parent[v] = parent[parent[v]]
+                v = parent[v]
+            return v
+
+        for r in desk.routes:
+            a, b = root(r.venue), root(r.destination_venue)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+        self._root = {v: root(v) for v in list(parent)}
+        balances: dict[str, list[Balance]] = {}
+        positions: dict[str, list[Position]] = {}
+        for bal in state.balances:
+            balances.setdefault(self._root.get(bal.venue, bal.venue), []).append(bal)
+        for pos in state.positions:
+            positions.setdefault(self._root.get(pos.venue, pos.venue), []).append(pos)
+        self._balances = {k: tuple(v) for k, v in balances.items()}
+        self._positions = {k: tuple(v) for k, v in positions.items()}
+        pools: dict[str, list[str]] = {}
+        for p in desk.pools:
+            pools.setdefault(self.of(p.venue), []).append(p.id)
+        self._pools = pools
+
+    def of(self, venue: str) -> str:
+        """The component (its first venue by name) ``venue`` belongs to."""
+        return self._root.get(venue, venue)
+
+    def pools(self, component: str) -> list[str]:
+        return self._pools.get(component, [])
+
+    def state(self, component: str, priced: Portfolio) -> Portfolio:
+        """The component's balances and positions at ``priced``'s prices and instant."""
+        return Portfolio(
+            self._balances.get(component, ()),
+            self._positions.get(component, ()),
+            priced.prices,
+            priced.as_of,
+        )
+
+
+class ShockedStates:
+    """Per scenario, the shocked state (and its lazily evaluated reports) each row reads.
+
+    The state is shocked once per set of venue moves (a de-peg printed on one venue moves
+    its pools only); with the default routing input it is cut to the pool's venue component
+    (``VenueComponents``), else the whole desk's state is kept (a custom ``build_input`` may
+    read anything).
+    """
+
+    def __init__(self, desk: DeskConfig, state: Portfolio, *, components: bool = True) -> None:
+        self.desk, self.state = desk, state
+        self.instruments = desk.instrument_map()
+        self.venue_of = {p.id: p.venue for p in desk.pools}
+        self.components = VenueComponents(desk, state) if components else None
+        # what is shocked: the prices alone when rows read component states
+        self._base = Portfolio((), (), state.prices, state.as_of) if components else state
+        self._scenario: Scenario | None = None
+        self._found: dict[object, tuple[Portfolio, ShockedReports]] = {}
+        self._params: dict[str, tuple[Pool, MarginParams]] = {}
+
+    def for_row(self, sc: Scenario, pool_id: str) -> tuple[Portfolio, ShockedReports]:
+        """The shocked state pool ``pool_id`` is evaluated on under ``sc``, and its reports."""
+        if sc is not self._scenario:
+            self._scenario, self._found = sc, {}
+        venue = self.venue_of[pool_id]
+        moves = sc.moves_on(venue)
+        shock_key = tuple(sorted(moves.items()))
+        found = self._found.get(shock_key)
+        if found is None:
+            priced = shock_portfolio(
+                self._base, self.instruments, moves, vol_up_frac=sc.vol_up_frac
+            )
+            reports = ShockedReports(self.desk, priced, params=self._params)
+            found = self._found[shock_key] = (priced, reports)
+        if self.components is None:
+            return found
+        comp = self.components.of(venue)
+        part_key = (shock_key, comp)
+        part = self._found.get(part_key)
+        if part is None:
+            state = self.components.state(comp, found[0])
+            pools = self.components.pools(comp)
+            part = (state, ShockedReports(self.desk, state, pools, self._params))
+            self._found[part_key] = part
+        return part
+
+
 def evaluate(
     desk: DeskConfig,
     state: Portfolio,
@@ -139,13 +298,16 @@ def evaluate(
     *,
     pools: Sequence[str] | None = None,
     build_input: BuildInput | None = None,
+    cover: CoverSolver | None = None,
 ) -> list[PoolStress]:
     """Every pool (or ``pools``) of ``desk`` under every scenario, scenario-major order.
 
     ``build_input(desk, shocked_state, reports, pool_id)`` builds the routing input covering
     one pool in deficit (default: ``core.routing.from_state.routing_input_from_state`` with the
-    desk's routes, swaps and pre-authorisations, as the margin-call flow plans). Raises ``DataError`` naming the scenario when a
-    move names an asset the desk does not know.
+    desk's routes, swaps and pre-authorisations, as the margin-call flow plans). ``cover``
+    answers time-to-cover (default: a new ``CoverSolver``; pass one to share its router across
+    calls). Raises ``DataError`` naming the scenario when a move names an asset the desk does
+    not know.
     """
     pool_ids = list(pools) if pools is not None else [p.id for p in desk.pools]
     known = {p.id: p for p in desk.pools}
@@ -153,6 +315,8 @@ def evaluate(
         if pid not in known:
             raise DataError("unknown pool", pool=pid)
     build = build_input or _default_input
+    solver = cover if cover is not None else CoverSolver()
+    states = ShockedStates(desk, state, components=build_input is None)
     out: list[PoolStress] = []
     for sc in scenarios:
         unknown = sorted(sc.assets() - set(desk.assets))
@@ -162,18 +326,9 @@ def evaluate(
                 where=f"scenario {sc.name!r}",
                 assets=", ".join(unknown),
             )
-        shocked_by_venue: dict[tuple[tuple[str, float], ...], Portfolio] = {}
         for pid in pool_ids:
-            venue = known[pid].venue
-            moves = sc.moves_on(venue)
-            key = tuple(sorted(moves.items()))
-            shocked = shocked_by_venue.get(key)
-            if shocked is None:
-                shocked = shock_portfolio(
-                    state, desk.instrument_map(), moves, vol_up_frac=sc.vol_up_frac
-                )
-                shocked_by_venue[key] = shocked
-            out.append(_one(desk, shocked, pid, sc, build))
+            shocked, reports = states.for_row(sc, pid)
+            out.append(_one(desk, shocked, pid, sc, build, reports, solver, known[pid]))
     return out
 
 
@@ -204,22 +359,26 @@ def _one(
     sc: Scenario,
     build: BuildInput,
     reports: Mapping[str, MarginReport] | None = None,
+    cover: CoverSolver | None = None,
+    pool: PoolCfg | None = None,
 ) -> PoolStress:
-    """One pool × scenario, exactly; ``reports`` (default: every pool's, evaluated here) are
-    the shocked state's margin reports the routing input reads."""
-    pool = next(p for p in desk.pools if p.id == pid)
+    """One pool × scenario, exactly; ``reports`` (default: evaluated here, each pool at most
+    once) are the shocked state's margin reports the row and its routing input read, ``cover``
+    the time-to-cover solver (default: a new one), ``pool`` the pool's configuration."""
+    if pool is None:
+        pool = desk.pool(pid)
     stale = pool.venue in sc.conditions.stale_price_venues
-    report = evaluate_pool(desk, pid, shocked)
+    if reports is None:
+        reports = ShockedReports(desk, shocked)
+    report = reports[pid]
     deficit = report.deficit(pool.thresholds.target)
     covered = [_ZERO, _ZERO, _ZERO]
     if deficit > 0 and not stale:
         # Time-to-cover only where there is something to cover; a stale feed means the
         # monitor refuses to act, so nothing is covered (the pool is flagged instead).
-        if reports is None:
-            reports = {p.id: evaluate_pool(desk, p.id, shocked) for p in desk.pools}
         inp = apply_conditions(build(desk, shocked, reports, pid), sc.conditions)
         if inp.sources:
-            covered = time_to_cover(inp)
+            covered = (cover if cover is not None else CoverSolver()).covered(inp, deficit)
     covered = [min(c, _cents(deficit)) for c in covered]
     to_liq = _to_liquidation_usd(report)
     liq_first = (

@@ -35,7 +35,7 @@ draws, batch by batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import pairwise
@@ -55,7 +55,7 @@ from core.domain import (
     WalletKind,
 )
 from core.errors import ConfigError, DataError
-from core.margin.api import evaluate_pool, params_for_pool
+from core.margin.api import params_for_pool
 from core.margin.book import PoolBook, build_book
 from core.margin.engine import DeltaBlock, OptionBlock, RiskBook, Runs, scenario_pnl
 from core.margin.levels import desk_level_for, venue_band_for
@@ -65,14 +65,13 @@ from core.margin.riskbook import RowLabels, build_risk_book
 from core.margin.scenarios import ScenarioMatrix, crash_matrix, extended_weight, stack_grids
 from core.margin.scenarios import unit_grid as _unit_grid
 from core.params import CollateralRate, CrashScenario
-from core.stress.evaluate import BuildInput, PoolStress, _default_input, _one
+from core.stress.cover import CoverSolver
+from core.stress.evaluate import BuildInput, PoolStress, ShockedStates, _default_input, _one
 from core.stress.montecarlo import PoolMonteCarlo, draw_returns
 from core.stress.scenarios import Scenario
-from core.stress.shocks import shock_portfolio
 
 if TYPE_CHECKING:
     from core.config import DeskConfig
-    from core.margin.report import MarginReport
 
 __all__ = [
     "FastDesk",
@@ -84,6 +83,7 @@ __all__ = [
     "moves_from_draws",
     "moves_from_scenarios",
     "pool_monte_carlo_fast",
+    "stress_rows",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -1125,30 +1125,6 @@ def _scenario_chunk(
 # --------------------------------------------------------------------------- PoolStress rows
 
 
-class _LazyReports(Mapping[str, "MarginReport"]):
-    """Exact margin reports of a shocked state, computed only for the pools the router reads."""
-
-    def __init__(self, desk: DeskConfig, state: Portfolio) -> None:
-        self._desk, self._state = desk, state
-        self._ids = [p.id for p in desk.pools]
-        self._cache: dict[str, MarginReport] = {}
-
-    def __getitem__(self, pool_id: str) -> MarginReport:
-        if pool_id not in self._ids:
-            raise KeyError(pool_id)
-        rep = self._cache.get(pool_id)
-        if rep is None:
-            rep = evaluate_pool(self._desk, pool_id, self._state)
-            self._cache[pool_id] = rep
-        return rep
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._ids)
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-
 def _ratio_dec(x: float) -> Decimal | None:
     if not math.isfinite(x):
         return None
@@ -1163,13 +1139,16 @@ def evaluate_fast(
     pools: Sequence[str] | None = None,
     build_input: BuildInput | None = None,
     tolerance_usd: float = 0.01,
+    cover: CoverSolver | None = None,
 ) -> list[PoolStress]:
     """``evaluate`` with the fast figures where no collateral is needed (same rows, same order).
 
     A pool × scenario whose fast deficit to ``target`` is above −``tolerance_usd`` (in deficit,
     or within a cent of it) is re-evaluated exactly, with time-to-cover by the dry-run router;
-    the router reads the other pools' exact reports only where it needs them. Every other row
-    takes its ratio, levels and worst position from ``fast_margin`` and covers nothing.
+    the router reads the other pools' exact reports only where it needs them, each on the
+    state of its venue component (``ShockedStates``). Every other row takes its ratio, levels
+    and worst position from ``fast_margin`` and covers nothing. ``cover``: the time-to-cover
+    solver (default: a new ``CoverSolver``; its ``stats`` say how each deadline was answered).
     """
     scenarios = list(scenarios)
     for sc in scenarios:
@@ -1182,25 +1161,46 @@ def evaluate_fast(
             )
     fd = compile_desk(desk, state, pools)
     res = fast_margin(fd, moves_from_scenarios(fd, scenarios), worst=True)
-    assert res.worst is not None
+    return stress_rows(
+        desk,
+        state,
+        scenarios,
+        fd,
+        res,
+        build_input=build_input,
+        tolerance_usd=tolerance_usd,
+        cover=cover,
+    )
+
+
+def stress_rows(
+    desk: DeskConfig,
+    state: Portfolio,
+    scenarios: Sequence[Scenario],
+    fd: FastDesk,
+    res: FastMargin,
+    *,
+    build_input: BuildInput | None = None,
+    tolerance_usd: float = 0.01,
+    cover: CoverSolver | None = None,
+) -> list[PoolStress]:
+    """``evaluate_fast``'s rows from a computed ``fast_margin(fd, …, worst=True)`` of
+    ``scenarios``: the exact re-evaluation and time-to-cover of the rows in deficit, the fast
+    figures for the others (``benchmarks/stress.py`` times this stage on its own)."""
+    if res.worst is None:
+        raise ValueError("stress_rows needs fast_margin(..., worst=True)")
     known = {p.id: p for p in desk.pools}
     build = build_input or _default_input
-    instruments = desk.instrument_map()
+    solver = cover if cover is not None else CoverSolver()
+    states = ShockedStates(desk, state, components=build_input is None)
     out: list[PoolStress] = []
     for s, sc in enumerate(scenarios):
-        shocked_by_venue: dict[tuple[tuple[str, float], ...], tuple[Portfolio, _LazyReports]] = {}
         for p, pid in enumerate(fd.pool_ids):
             pool = known[pid]
             stale = pool.venue in sc.conditions.stale_price_venues
             if res.gap_usd[p, s] > -tolerance_usd - 1e-9 * res.mm_usd[p, s]:
-                moves = sc.moves_on(pool.venue)
-                key = tuple(sorted(moves.items()))
-                found = shocked_by_venue.get(key)
-                if found is None:
-                    shocked = shock_portfolio(state, instruments, moves, vol_up_frac=sc.vol_up_frac)
-                    found = (shocked, _LazyReports(desk, shocked))  # shared by the scenario's rows
-                    shocked_by_venue[key] = found
-                out.append(_one(desk, found[0], pid, sc, build, found[1]))
+                shocked, reports = states.for_row(sc, pid)
+                out.append(_one(desk, shocked, pid, sc, build, reports, solver, pool))
                 continue
             ratio = _ratio_dec(float(res.ratio[p, s]))
             band_eq = Decimal(repr(float(res.band_equity_usd[p, s])))
