@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from core.execution.monitor import MonitorCycle
     from core.execution.orchestration import Movement
     from core.ledger.reconcile import ReconReport
@@ -26,6 +28,7 @@ __all__ = [
     "movement_rows",
     "num",
     "plan_rows",
+    "stress_rows",
 ]
 
 
@@ -123,3 +126,23 @@ def chart_markdown(title: str, png: Path) -> str:
     """A markdown page showing a PNG chart inline (a data URI) and where the file is."""
     data = base64.b64encode(png.read_bytes()).decode("ascii")
     return f"# {title}\n\n![{title}](data:image/png;base64,{data})\n\nFile: `{png}`\n"
+
+
+def stress_rows(df: pl.DataFrame, limit: int = 500) -> list[dict[str, Any]]:
+    """The first ``limit`` rows of a stress frame (``core.stress.report.frame``), JSON-ready:
+    USD in plain notation, the ratio to 4 places."""
+    out = []
+    for r in df.head(limit).iter_rows(named=True):
+        out.append(
+            {
+                k: (
+                    num(v, 4)
+                    if k == "ratio" and v is not None
+                    else num(v, 2)
+                    if isinstance(v, Decimal)
+                    else v
+                )
+                for k, v in r.items()
+            }
+        )
+    return out
