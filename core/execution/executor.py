@@ -104,6 +104,7 @@ __all__ = [
     "Executor",
     "LegGate",
     "LegReport",
+    "LegRunner",
     "RateGate",
     "Refusal",
     "Replanner",
@@ -130,6 +131,13 @@ class Refusal(Protocol):
 #: ``gate(session, leg, now, key)``: ``None`` lets the leg through; a refusal denies it. The key
 #: is the leg's own, so a gate summing rolling use can leave the leg's own row out.
 LegGate = Callable[[Session, Leg, datetime, str], Refusal | None]
+
+
+#: ``run_leg(recorded, step_no, leg)``: run one leg of a recorded plan and report it (``None``: not
+#: started). The default is the executor's own :meth:`Executor.run_leg`; an orchestrator passes
+#: its own to make each leg a unit of retry and observability (a Prefect task per leg) that
+#: still calls :meth:`Executor.execute_leg` underneath.
+LegRunner = Callable[["RecordedPlan", int, Leg], "LegReport | None"]
 
 
 class RateGate(Protocol):
@@ -508,10 +516,51 @@ class Executor:
             self.plan_check(recorded)
         return call, recorded
 
-    def execute(self, call_id: str, version: int | None = None) -> ExecutionReport:
-        """Execute plan ``version`` (default: the latest) of ``call_id``, re-plan, verify."""
+    def execute(
+        self, call_id: str, version: int | None = None, *, run_leg: LegRunner | None = None
+    ) -> ExecutionReport:
+        """Execute plan ``version`` (default: the latest) of ``call_id``, re-plan, verify.
+
+        ``run_leg`` runs each leg instead of :meth:`run_leg` (the margin-call flow passes one
+        that runs :meth:`execute_leg` as a task); the order, re-plans and verdict stay here.
+        """
         call, recorded = self.load(call_id, version)
-        return self._drive(call, recorded)
+        return self._drive(call, recorded, run_leg or self.run_leg)
+
+    def run_leg(self, recorded: RecordedPlan, step_no: int, leg: Leg) -> LegReport | None:
+        """Run one leg of ``recorded`` exactly once (intent, gate, claim, tokens, send, record;
+        looked up first when it has an attempt on record); its report. Safe to call again:
+        a final leg is reported as it stands, an unfinished one is looked up before anything
+        is resent."""
+        return self._run_leg(recorded, step_no, leg, only_existing=False)
+
+    def execute_leg(self, call_id: str, version: int, step_no: int, leg_no: int) -> LegReport:
+        """:meth:`run_leg` for the leg named by its place in a recorded plan (plain values, as a
+        task that runs one leg takes them). The plan is read from the store and checked.
+
+        Raises
+        ------
+        ExecutionError
+            No such call, plan version, step or leg; a tampered plan row.
+        """
+        with self._session() as s:
+            recorded = load_plan(s, call_id, version)
+            if recorded is None:
+                raise ExecutionError(
+                    f"no plan version {version} for margin call {call_id!r}; nothing sent"
+                )
+            check_plan_rows(s, recorded)
+        steps = recorded.plan.allocations
+        legs = steps[step_no].legs if 0 <= step_no < len(steps) else ()
+        leg = next((g for g in legs if g.leg_no == leg_no), None)
+        if leg is None:
+            raise ExecutionError(
+                f"plan v{version} of {call_id!r} has no step {step_no} leg {leg_no}; nothing sent"
+            )
+        report = self.run_leg(recorded, step_no, leg)
+        if report is None:  # pragma: no cover - run_leg starts every leg it is given
+            raise ExecutionError(f"leg v{version}/{step_no}/{leg_no} of {call_id!r} not started")
+        return report
 
     def resume(self) -> list[ExecutionReport]:
         """Finish what a crashed run left: every non-final leg in the store (looked up first
@@ -546,7 +595,7 @@ class Executor:
                 continue
             with self._session() as s:
                 check_plan_rows(s, latest)
-            report = self._drive(status, latest)
+            report = self._drive(status, latest, self.run_leg)
             reports.append(
                 ExecutionReport(call_id, report.versions, tuple(legs) + report.legs,
                                 report.verification, report.call_status)
@@ -554,13 +603,15 @@ class Executor:
         return reports
 
     # -- plan ---------------------------------------------------------------------------------
-    def _drive(self, call: MarginCallRow, recorded: RecordedPlan) -> ExecutionReport:
+    def _drive(
+        self, call: MarginCallRow, recorded: RecordedPlan, run_leg: LegRunner
+    ) -> ExecutionReport:
         versions = [recorded.version]
         legs: list[LegReport] = []
         excluded = _Blocked()
         verification: Verification | None = None
         for round_no in range(self.max_replans + 1):
-            reports, blocked = self._run_plan(recorded)
+            reports, blocked = self._run_plan(recorded, run_leg=run_leg)
             legs += reports
             if any(not r.final for r in legs):
                 break  # in flight: resume finishes it; never re-plan over an unknown leg
@@ -659,7 +710,11 @@ class Executor:
         return v, status
 
     def _run_plan(
-        self, recorded: RecordedPlan, *, only_existing: bool = False
+        self,
+        recorded: RecordedPlan,
+        *,
+        only_existing: bool = False,
+        run_leg: LegRunner | None = None,
     ) -> tuple[list[LegReport], _Blocked]:
         reports: list[LegReport] = []
         blocked = _Blocked()
@@ -669,7 +724,11 @@ class Executor:
             # and the re-plan routes around it. What such a step already started is finished.
             existing = only_existing or step.source in blocked.sources
             for leg in step.legs:
-                report = self._run_leg(recorded, step_no, leg, only_existing=existing)
+                report = (
+                    run_leg(recorded, step_no, leg)
+                    if run_leg is not None and not existing
+                    else self._run_leg(recorded, step_no, leg, only_existing=existing)
+                )
                 if report is None:
                     break
                 reports.append(report)
