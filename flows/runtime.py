@@ -169,13 +169,16 @@ def open_store(env: Mapping[str, str] | None = None) -> tuple[Engine, str]:
 def _build(desk_file: str) -> DeskRuntime:
     from core.clock import ManualClock, SystemClock
     from core.config import load_desk
-    from core.venues.factory import build_desk_venues
+    from core.venues.factory import SIM_URL_ENV, build_desk_venues
     from flows.audit_key import load_prefect_secret, resolve_audit_key
 
     desk = load_desk(Path(desk_file))
     wall = SystemClock()
-    sim = all(v.kind == "sim" for v in desk.venues)
-    clock: Clock = ManualClock(start_ns=wall.timestamp_ns()) if sim else wall
+    # In-process simulators run on a manual clock (a lookup window costs no real time); a
+    # simulator served by `pmr sim serve` (PMR_SIM_URL) keeps wall time, and so must we: a
+    # manual clock racing ahead of it would take a transfer booked late for a lost one.
+    local_sim = all(v.kind == "sim" for v in desk.venues) and not os.environ.get(SIM_URL_ENV)
+    clock: Clock = ManualClock(start_ns=wall.timestamp_ns()) if local_sim else wall
     engine, where = open_store()
     key = resolve_audit_key(required=False)
     dv = build_desk_venues(desk, clock, resolver=load_prefect_secret)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
+from urllib.parse import urlsplit
 
 import ccxt
 
@@ -51,11 +52,18 @@ __all__ = [
     "SecretResolver",
     "build_desk_venues",
     "live_venue",
+    "remote_sim_venue",
     "sim_exchange_from_desk",
     "sim_venue",
 ]
 
 SecretResolver = Callable[[str], str]
+#: A running ``pmr sim serve`` (``http://127.0.0.1:PORT``) that serves the desk's simulated
+#: venues to every process, instead of an in-process simulator per process.
+SIM_URL_ENV = "PMR_SIM_URL"
+#: The HMAC secret that server signs with (``pmr sim serve --api-secret``).
+SIM_SECRET_ENV = "PMR_SIM_SECRET"
+DEFAULT_SIM_SECRET = "pmr-sim-secret"
 Transport = Literal["inprocess", "http"]
 # Binance ``positionSide`` of each domain leg (one-way BOTH, hedge-mode LONG / SHORT).
 _BINANCE_SIDE: dict[PositionSide, Literal["BOTH", "LONG", "SHORT"]] = {
@@ -255,6 +263,45 @@ def _sim_ccxt_venue(
     )
 
 
+def remote_sim_venue(
+    desk: DeskConfig, venue: str, clock: Clock, base_url: str, api_secret: str
+) -> CcxtVenue:
+    """A ``CcxtVenue`` over simulated ``venue`` as served by ``pmr sim serve`` at ``base_url``.
+
+    Every process of a deployment (the monitor, ``serve``, each flow run's fresh interpreter)
+    then sees one simulated exchange, as they would see one real venue; in-process simulators
+    would each start from the desk file. The server signs with ``api_secret`` (``pmr sim serve
+    --api-secret``, here ``PMR_SIM_SECRET``) and keeps wall-clock time, so ``clock`` should be
+    the wall clock (a manual clock that follows it works too).
+
+    Raises
+    ------
+    ConfigError
+        ``base_url`` is not a loopback ``http://`` address (the simulator never leaves the
+        host), or ``venue`` is not a simulated venue of ``desk``.
+    """
+    cfg = desk.venue(venue)
+    if cfg.kind != "sim":
+        raise ConfigError("venue is not simulated", venue=venue, kind=cfg.kind)
+    parts = urlsplit(base_url)
+    if parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(
+            f"{SIM_URL_ENV} must be a loopback http:// address of `pmr sim serve`",
+            value=base_url,
+        )
+    register_secret(api_secret)
+    ex = _binance(f"pmr-sim-{venue}", api_secret)
+    rewrite_api_urls(ex, f"{base_url.rstrip('/')}/{venue}")
+    return CcxtVenue(
+        venue,
+        ex,
+        clock,
+        asset_decimals={a: c.decimals for a, c in desk.assets.items()},
+        weight_limits_per_min=_sim_limits(cfg),
+        portfolio_margin=is_portfolio_margin_account(desk, venue),
+    )
+
+
 def sim_venue(
     engine: SimExchange,
     clock: Clock,
@@ -370,11 +417,20 @@ def build_desk_venues(
     """Build every venue of ``desk``; simulated ones share one network (withdraw/deposit).
 
     With ``transport="http"`` a loopback server on ``127.0.0.1:port`` serves all simulated
-    venues; call ``close()`` (or use ``with``) to stop it.
+    venues; call ``close()`` (or use ``with``) to stop it. With ``PMR_SIM_URL`` set (in ``env``,
+    default ``os.environ``) the simulated venues are those of that running ``pmr sim serve``
+    (:func:`remote_sim_venue`): no simulator is built here, so ``engines`` stays empty.
     """
     decimals = {a: c.decimals for a, c in desk.assets.items()}
     out = DeskVenues(venues={})
     sims = [v for v in desk.venues if v.kind == "sim"]
+    environ = os.environ if env is None else env
+    remote = environ.get(SIM_URL_ENV, "").strip()
+    if sims and remote:
+        secret = environ.get(SIM_SECRET_ENV, "").strip() or DEFAULT_SIM_SECRET
+        for v in sims:
+            out.venues[v.name] = remote_sim_venue(desk, v.name, clock, remote, secret)
+        sims = []
     if sims:
         out.network = SimNetwork()
         for v in sims:
@@ -386,6 +442,8 @@ def build_desk_venues(
             out.server = SimHttpServer(out.dialects, port=port).start()
     try:
         for v in desk.venues:
+            if v.name in out.venues:
+                continue  # served by a running `pmr sim serve` (PMR_SIM_URL)
             if v.kind == "sim":
                 out.venues[v.name] = _sim_ccxt_venue(
                     out.engines[v.name],

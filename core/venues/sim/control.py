@@ -71,6 +71,10 @@ class SimControl:
             },
         )
 
+    def shock(self, venue: str, moves: dict[str, float]) -> None:
+        """Move ``venue``'s prices from now on: ``{"ETH": -0.26}`` is ETH −26 %."""
+        self._post("faults", {"venue": venue, "action": "shock", "moves": moves})
+
     def hold(
         self,
         venue: str,

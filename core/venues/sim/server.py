@@ -18,6 +18,9 @@ loopback clients only, like everything here:
   ``halt_venue``, ``skew_desk_clock`` (``offset_s``), ``resume``, ``clear``.
 - ``POST /_control/wait`` ``{"venue", "hold_id", "timeout_s"}``: blocks until that hold holds a
   request (``{"held": true}``) or the timeout passes.
+- ``POST /_control/faults`` ``{"venue", "action": "shock", "moves": {"ETH": -0.26}}``: move
+  the venue's prices from now on (``SimPrices.apply_scenario``: −0.26 is −26 %), so a monitor in
+  another process sees a real breach.
 - ``POST /_control/release`` ``{"venue", "hold_id" | "all": true, "drop": false}``.
 """
 
@@ -168,6 +171,13 @@ def _control(
                 plan.halt_venue()
             case "skew_desk_clock":
                 plan.skew_desk_clock(float(str(data["offset_s"])))
+            case "shock":
+                moves = data.get("moves")
+                if not isinstance(moves, dict) or not moves:
+                    raise ValueError("shock needs 'moves': {asset: fraction, ...}")
+                dialects[str(data["venue"])].engine.prices.apply_scenario(
+                    {str(a): float(str(m)) for a, m in moves.items()}
+                )
             case "resume":
                 plan.resume()
             case "clear":
