@@ -25,6 +25,7 @@ from flows import (
     cli_margin,
     cli_reconcile,
     cli_route,
+    cli_serve,
     cli_sim,
     cli_stress,
 )
@@ -64,6 +65,7 @@ cli_audit.register(app)
 cli_reconcile.register(app)
 cli_execute.register(app)
 cli_stress.register(app)
+cli_serve.register(app)
 
 
 def _print_version(value: bool) -> None:

@@ -78,6 +78,18 @@ def wait_healthy(
         time.sleep(0.25)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when pmr dies (even by SIGKILL),
+    so no Prefect server outlives the process that started it. A no-op elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class LocalPrefectServer:
     """``prefect server start`` on ``127.0.0.1:<port>`` for as long as the ``with`` block runs.
 
@@ -116,8 +128,9 @@ class LocalPrefectServer:
             "--host", "127.0.0.1", "--port", str(self.port),
         ]  # fmt: skip
         self.proc = subprocess.Popen(
-            cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+            cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )  # fmt: skip
         log.close()
         try:
             wait_healthy(self.api_url, timeout_s=self.startup_timeout_s, proc=self.proc)
