@@ -11,7 +11,9 @@
    simulator from the desk file and never see the breach the monitor saw;
 3. **a Prefect server** when ``PREFECT_API_URL`` is not set (:class:`LocalPrefectServer`, state
    under ``$PMR_HOME/prefect``), announced the same way;
-4. **the bootstrap** (``flows.bootstrap``: concurrency limits, Secret blocks).
+4. **the bootstrap** (``flows.bootstrap``: concurrency limits, Secret blocks); the stress-test
+   runs' batches go to a Dask ``LocalCluster`` (``PMR_STRESS_DASK=local``) unless the
+   environment names a scheduler.
 
 :func:`serve_desk` then serves ``deployments/serve.py``'s deployments until Ctrl-C (runner
 poll 1 s: DESIGN §9 measured sub-second polling stalling run creation on SQLite). Leaving the
@@ -146,6 +148,8 @@ def serving_stack(desk_file: Path, *, prefect_port: int | None = None) -> Iterat
             )
             stack.enter_context(_env(quiet))
             started.append("prefect server")
+        if "PMR_STRESS_DASK" not in os.environ:  # the stress batches on a Dask LocalCluster
+            stack.enter_context(_env({"PMR_STRESS_DASK": "local"}))
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         stack.enter_context(temporary_settings(updates={PREFECT_API_URL: api_url}))

@@ -15,7 +15,12 @@ are ``core.stress`` (as ``pmr stress`` and ``pmr prefund`` run them). The flow:
    worst one) and, with ``record``, stores one ``stress_result`` row per pool × scenario.
 
 Batch tasks take plain values (desk file, pool ids, scenario names, the as-of time) and rebuild
-the desk and scenarios where they run, so the same flow runs its batches on a Dask cluster.
+the desk and scenarios where they run, so the same flow runs its batches on a Dask cluster
+through ``prefect-dask`` (:func:`stress_task_runner`): ``PMR_STRESS_DASK=local`` starts a
+``LocalCluster`` per run, ``PMR_STRESS_DASK=tcp://host:8786`` uses a running scheduler, unset
+runs the batches on threads. The runner is chosen when the module is imported, i.e. in the
+interpreter that runs the flow (a served or a work-pool run reads its own environment);
+``pmr serve`` and ``deployments/prefect.yaml`` set ``local`` unless told otherwise.
 """
 
 from __future__ import annotations
@@ -49,10 +54,47 @@ if TYPE_CHECKING:
     from core.stress.evaluate import PoolStress
     from core.stress.scenarios import Scenario
 
-__all__ = ["MAX_BATCHES", "evaluate_batch", "pool_batches", "stress_test_flow"]
+__all__ = [
+    "MAX_BATCHES",
+    "STRESS_DASK_ENV",
+    "evaluate_batch",
+    "pool_batches",
+    "stress_task_runner",
+    "stress_test_flow",
+]
 
 #: At most this many batch task runs per stress test.
 MAX_BATCHES: Final = 32
+#: ``local`` (a Dask ``LocalCluster`` per run), a scheduler address, or unset (threads).
+STRESS_DASK_ENV: Final = "PMR_STRESS_DASK"
+
+
+def stress_task_runner(value: str | None = None) -> Any:
+    """The task runner of the stress-test flow's batches for ``value`` (default: the
+    environment's ``PMR_STRESS_DASK``): threads, a Dask ``LocalCluster`` or a scheduler.
+
+    Raises
+    ------
+    ConfigError
+        A value that is neither ``local`` nor a ``tcp://`` / ``tls://`` scheduler address.
+    """
+    raw = (os.environ.get(STRESS_DASK_ENV, "") if value is None else value).strip()
+    if not raw:
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner()
+    from prefect_dask.task_runners import DaskTaskRunner
+
+    if raw == "local":
+        return DaskTaskRunner()
+    if raw.startswith(("tcp://", "tls://")):
+        return DaskTaskRunner(address=raw)
+    raise ConfigError(
+        f"{STRESS_DASK_ENV} must be 'local' or a Dask scheduler address (tcp://host:8786)",
+        value=raw,
+    )
+
+
 _WEAK = ("call", "reduce_only", "liquidation")
 
 
@@ -112,7 +154,7 @@ def _out_dir(run_id: str) -> Path:
     return out
 
 
-@flow(name="stress-test", log_prints=False)
+@flow(name="stress-test", log_prints=False, task_runner=stress_task_runner())
 def stress_test_flow(
     desk_file: str,
     scenarios: list[str] | None = None,

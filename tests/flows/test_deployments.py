@@ -7,6 +7,7 @@ that mistake is caught.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import inspect
 import re
@@ -90,3 +91,30 @@ def test_margin_call_trigger_templates_only_keys_the_monitor_always_sends(
         # Only payload keys: a bare {{ event.id }} fails the action silently (DESIGN §9).
         assert "{{" not in str(template) or "event.payload." in str(template), template
     assert trigger.parameters["trigger"] == "event"
+
+
+def test_prefect_yaml_declares_the_deployments_serve_builds(serve: ModuleType) -> None:
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())
+    declared = {d["name"]: d for d in spec["deployments"]}
+    built = {d.name: d for d in serve.build_deployments(DESK)}
+    assert sorted(declared) == sorted(built)
+    for name, d in declared.items():
+        b = built[name]
+        module, _, attr = d["entrypoint"].partition(":")
+        flow_obj = getattr(
+            importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr
+        )
+        assert flow_obj.name == b.flow_name, name
+        every = [s["interval"] for s in d.get("schedules", [])]
+        assert every == [s.schedule.interval.total_seconds() for s in b.schedules], name
+        assert d.get("concurrency_limit") == b.concurrency_limit, name
+        params = {k: v for k, v in d["parameters"].items() if k != "desk_file"}
+        assert params == {k: v for k, v in b.parameters.items() if k != "desk_file"}, name
+        assert d["work_pool"]["name"] == "pmr-process"
+    (trigger,) = declared["pmr-margin-call"]["triggers"]
+    (built_trigger,) = built["pmr-margin-call"].triggers
+    assert set(trigger["expect"]) == built_trigger.expect
+    assert trigger["match"] == dict(built_trigger.match.root)
+    assert trigger["parameters"] == built_trigger.parameters

@@ -8,7 +8,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from core.domain import Asset, WalletKind
+from core.errors import ConfigError
 from flows.events import (
     EVENT_PAYLOAD_KEYS,
     MARGIN_CALL,
@@ -140,3 +143,37 @@ def test_stress_flow_fans_out_by_pool_batch_and_reports_weak_pools(
     assert len(rows) == 9
     assert [r["ratio"] for r in rows] == sorted((r["ratio"] for r in rows), key=float)
     assert rows[0]["desk_level"] == "liquidation"
+
+
+def test_stress_flow_on_a_dask_cluster_gives_the_rows_of_the_thread_runner(
+    calm: Desk, emitted: Callable[[str], list[Any]]
+) -> None:
+    # The batches are plain-valued tasks, so a Dask cluster (prefect-dask) runs them as threads
+    # do; a one-worker LocalCluster without processes keeps the test light.
+    from prefect_dask.task_runners import DaskTaskRunner
+
+    scenarios = ["joint-btc-30%-vol+50%", "halt+crash@sim-b"]
+    kw: dict[str, Any] = {"desk_file": DESK_FILE, "scenarios": scenarios,
+                          "as_of": "2026-11-27T00:00:00+00:00"}  # fmt: skip
+    on_threads = stress_test_flow(**kw)
+    threads_rows = json.loads(_artifact("stress-results").data)
+    dask = DaskTaskRunner(cluster_kwargs={"n_workers": 1, "processes": False})
+    on_dask = stress_test_flow.with_options(task_runner=dask)(**kw)
+    assert json.loads(_artifact("stress-results").data) == threads_rows
+    assert on_dask["weak_pools"] == on_threads["weak_pools"]
+    assert on_dask["batches"] == on_threads["batches"] == 3
+
+
+def test_stress_task_runner_from_the_environment_value() -> None:
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect_dask.task_runners import DaskTaskRunner
+
+    from flows.stress_flow import stress_task_runner
+
+    assert isinstance(stress_task_runner(""), ThreadPoolTaskRunner)
+    assert isinstance(stress_task_runner("local"), DaskTaskRunner)
+    remote = stress_task_runner("tcp://10.0.0.5:8786")
+    assert isinstance(remote, DaskTaskRunner)
+    assert remote.address == "tcp://10.0.0.5:8786"
+    with pytest.raises(ConfigError, match="PMR_STRESS_DASK"):
+        stress_task_runner("http://nope")
