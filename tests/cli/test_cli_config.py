@@ -145,7 +145,8 @@ def test_help_of_every_command_labels_no_flag_bool_and_promises_no_missing_comma
     assert top.exit_code == 0
     assert "--version" in top.stdout
     for command in (["margin"], ["route"], ["demo"], ["config", "check"], ["sim", "serve"],
-                    ["stress"], ["prefund"], ["margin-call"], ["execute"]):  # fmt: skip
+                    ["stress"], ["prefund"], ["margin-call"], ["execute"], ["serve"],
+                    ["monitor"]):  # fmt: skip
         helped = runner.invoke(app, [*command, "--help"])
         assert helped.exit_code == 0, command
         assert "<bool>" not in helped.stdout, command
