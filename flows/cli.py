@@ -163,6 +163,14 @@ def demo(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Stop after the plan: execute nothing.")
     ] = False,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Live on a real Prefect server: serve the deployments, breach the desk once "
+            "and let the triggered margin-call deployment cure it; Ctrl-C stops.",
+        ),
+    ] = False,
 ) -> None:
     """Run the offline story: margin, a sharp move, margin calls, their cure.
 
@@ -172,6 +180,11 @@ def demo(
     """
     from flows.demo import parse_shock, run_demo
 
+    if serve:
+        from flows.demo_serve import run_live_demo
+
+        run_live_demo(desk_file, parse_shock(shock), out.print)
+        return
     run_demo(
         desk_file,
         shock=parse_shock(shock),

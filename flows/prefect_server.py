@@ -108,6 +108,11 @@ class LocalPrefectServer:
         self.home = home
         self.port = port or free_port()
         self.env = prefect_env(home, env)
+        # The UI asks its API at PREFECT_UI_API_URL, which otherwise defaults to port 4200:
+        # on any other port every UI page would say it cannot reach the server.
+        self.env["PREFECT_UI_API_URL"] = self.api_url
+        self.env["PREFECT_SERVER_API_HOST"] = "127.0.0.1"
+        self.env["PREFECT_SERVER_API_PORT"] = str(self.port)
         self.startup_timeout_s = startup_timeout_s
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = Path(self.env["PREFECT_HOME"]) / "server.log"

@@ -96,9 +96,12 @@ class DeskCure:
     def verify(self, call: MarginCallRow) -> Verification:
         reports, _ = self.reports()
         r = reports[call.pool_id]
+        pool = next(p for p in self.desk.pools if p.id == call.pool_id)
         return Verification(
-            call.pool_id, r.ratio, call.target_ratio, max(Decimal(0), r.deficit(call.target_ratio))
-        )
+            call.pool_id, r.ratio, call.target_ratio,
+            max(Decimal(0), r.deficit(call.target_ratio)),
+            restored_at=min(call.target_ratio, Decimal(str(pool.thresholds.target))),
+        )  # fmt: skip
 
     __call__ = verify
 

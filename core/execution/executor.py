@@ -152,16 +152,29 @@ class RateGate(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Verification:
-    """The pool re-priced from the venues after the last leg."""
+    """The pool re-priced from the venues after the last leg.
+
+    ``target_ratio`` is what the plan aimed at: the pool's ``target`` × (1 + ``buffer_frac``).
+    The buffer is there to absorb price moves while the cure is in flight (DESIGN §3.3), so the
+    call counts as restored at the pool's own ``target`` (``restored_at``): on live prices a cure
+    that lands a hair under its buffered aim is a cure, not an escalation. Without
+    ``restored_at`` the buffered target itself is the bar.
+    """
 
     pool_id: str
     ratio: Decimal | None  # None: no maintenance margin left
     target_ratio: Decimal
     deficit_usd: Decimal
+    restored_at: Decimal | None = None
+
+    @property
+    def bar(self) -> Decimal:
+        """The ratio at or above which the call counts as restored."""
+        return self.target_ratio if self.restored_at is None else self.restored_at
 
     @property
     def restored(self) -> bool:
-        return self.ratio is None or self.ratio >= self.target_ratio
+        return self.ratio is None or self.ratio >= self.bar
 
 
 class Verifier(Protocol):
@@ -690,8 +703,8 @@ class Executor:
                 self._event(s, RatioRestored(
                     event_id=derive_event_id(RatioRestored, call.id), ts_event=ts, ts_init=ts,
                     margin_call_id=call.id, latency_ms=latency, pool_id=v.pool_id,
-                    ratio=v.ratio if v.ratio is not None else v.target_ratio,
-                    target_ratio=v.target_ratio,
+                    ratio=v.ratio if v.ratio is not None else v.bar,
+                    target_ratio=v.bar,
                 ))  # fmt: skip
                 row.status = CallStatus.CURED.value
             else:
@@ -706,7 +719,11 @@ class Executor:
             s.add(row)
             status = row.status
         ratio = "-" if v.ratio is None else f"{v.ratio:.4f}"
-        self._say(f"verify: {v.pool_id} ratio {ratio} vs target {v.target_ratio:.4f} -> {status}")
+        below_aim = v.ratio is not None and v.ratio < v.target_ratio and v.restored
+        bar = f" (at or above the pool's target {v.bar:.4f})" if below_aim else ""
+        self._say(
+            f"verify: {v.pool_id} ratio {ratio} vs target {v.target_ratio:.4f}{bar} -> {status}"
+        )
         return v, status
 
     def _run_plan(

@@ -374,3 +374,35 @@ def test_leg_report_is_final_only_in_final_states() -> None:
                 "venue_id": "v", "asset": "USDT", "amount": Decimal(1)}  # fmt: skip
     assert LegReport(**base, state=TransferState.CONFIRMED).final  # type: ignore[arg-type]
     assert not LegReport(**base, state=TransferState.UNKNOWN).final  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("btc_in_flight", "status", "versions"),
+    [
+        (0.084, "cured", (1,)),  # lands at 2.0192: under the buffered aim 2.04, over target 2.0
+        (0.088, "cured", (1, 2)),  # lands at 1.9986: under target, the rest is re-planned
+    ],
+)
+def test_price_move_in_flight_is_absorbed_by_the_buffer_down_to_the_pool_target(
+    rig: Rig, btc_in_flight: float, status: str, versions: tuple[int, ...]
+) -> None:
+    # The plan aims at target x (1 + buffer) = 2.04; BTC moving against the short calls while
+    # the transfer lands must not turn a cure into an escalation while the pool is at target.
+    call, _ = rig.call("sim-b.opt")
+
+    def verify_after_a_move(c: MarginCallRow):  # type: ignore[no-untyped-def]
+        for e in rig.dv.engines.values():
+            e.prices.apply_scenario({"BTC": btc_in_flight})
+        return rig.cure.verify(c)
+
+    ex = Executor(
+        rig.engine, rig.dv.venues, rig.clock, owner="ex-1", verifier=verify_after_a_move,
+        replanner=rig.cure.replan, plan_check=lambda r: check_plan_against_desk(rig.desk, r),
+        on_step=rig.lines.append,
+    )  # fmt: skip
+    report = ex.execute(call.id)
+    assert (report.call_status, report.versions) == (status, versions)
+    assert _kinds(rig.engine)[-1] == "RatioRestored"
+    if versions == (1,):
+        assert any("(at or above the pool's target 2.0000) -> cured" in x for x in rig.lines)
+    _chain_ok(rig.engine)
