@@ -16,7 +16,7 @@ import copy
 import doctest
 import tomllib
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from sqlmodel import Session, col, select
 import core.execution.prefund
 from core.clock import ManualClock
 from core.config import DeskConfig, load_desk, parse_desk
-from core.domain import Portfolio
+from core.domain import Asset, Portfolio, WalletKind
 from core.errors import ExecutionError
 from core.execution.cure import check_plan_against_desk
 from core.execution.executor import Executor
@@ -38,10 +38,15 @@ from core.execution.story import call_story
 from core.ledger.audit_log import verify_audit_chain
 from core.ledger.keys import leg_key
 from core.ledger.plans import record_margin_call
-from core.ledger.store import session_scope
+from core.ledger.store import ensure_venue, session_scope
 from core.ledger.tables import AuditEventRow, MarginCallRow, PlanRow, TransferRow
-from core.ledger.transfers import intent_for_leg, record_transfer_intent
-from core.ledger.vocab import CallKind, CallStatus
+from core.ledger.transfers import (
+    TransferIntent,
+    intent_for_leg,
+    record_transfer_intent,
+    record_transfer_result,
+)
+from core.ledger.vocab import CallKind, CallStatus, TransferMode, TransferState, VenueMode
 from core.stress.prefund import PrefundAdvice, Prepositioning, prefund, uncovered
 from core.stress.scenarios import Scenario, library
 from core.venues.factory import DeskVenues, build_desk_venues
@@ -53,14 +58,14 @@ AT = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 HALT = "halt+crash@sim-b"
 
 
-def capped_desk_data() -> dict[str, Any]:
+def capped_desk_data(rolling_usd: int = 1_050_000) -> dict[str, Any]:
     """The example desk with two tighter allow-list entries: route ``b.spot-options.usdt`` may
-    move 1,050,000 USD in any rolling 24 h, and the cold on-chain route ``ba.onchain.usdt``
+    move ``rolling_usd`` in any rolling 24 h, and the cold on-chain route ``ba.onchain.usdt``
     (sim-b's custodian) has a 300,000 USD daily quota."""
     data = copy.deepcopy(tomllib.loads(EXAMPLE.read_text()))
     for pa in data["preauth"]:
         if pa["route"] == "b.spot-options.usdt":
-            pa["rolling_24h_usd"] = 1_050_000
+            pa["rolling_24h_usd"] = rolling_usd
     for r in data["routes"]:
         if r["id"] == "ba.onchain.usdt":
             r["cold_quota_usd_per_day"] = 300_000
@@ -282,6 +287,47 @@ def test_prefund_over_a_rolling_cap_moves_what_fits_and_says_what_did_not(capped
         assert (closing.payload["result"], closing.payload["not_moved_usd"]) == (
             "partial", "102543.6")  # fmt: skip
         assert verify_audit_chain(s).ok
+
+
+def test_prefund_move_refused_at_its_first_step_starts_no_later_step(store: Engine) -> None:
+    """As for any source, a step refused stops the later steps of the same move (they would be
+    refused the same way); the pre-funding closes ``partial`` with them counted as not moved.
+    The route's rolling cap (1,050,000 USD) already carries 600,000 USD from an hour ago."""
+    desk = parse_desk(capped_desk_data(), source="capped test desk")
+    clock = ManualClock(round(AT.timestamp() * 1e9))
+    with build_desk_venues(desk, clock) as dv:
+        dv.warm_up()
+        run = Run(desk, store, dv, clock)
+        advice, _ = run.advise(HALT)
+        with session_scope(store) as s:  # the route moved 600,000 USD an hour ago
+            ensure_venue(s, "sim-b", exchange="sim", mode=VenueMode.SIM, at=AT)
+            key = "e" * 32
+            record_transfer_intent(s, TransferIntent(
+                key=key, mode=TransferMode.TRANSFER, venue_id="sim-b", from_wallet=WalletKind.SPOT,
+                to_wallet=WalletKind.OPTIONS, asset=Asset("USDT"), amount=Decimal(600_000),
+                amount_usd=Decimal(600_000), route_id="b.spot-options.usdt",
+            ), at=AT - timedelta(hours=1))  # fmt: skip
+            record_transfer_result(s, key, TransferState.CONFIRMED, at=AT - timedelta(hours=1))
+        call, _, _ = run.open(advice, [HALT])
+        report = run.executor.execute(call.id)
+    [leg] = report.legs
+    assert (leg.step_no, leg.state.value, leg.note.split(":")[0]) == (0, "refused", "route_24h_cap")
+    assert (report.call_status, run.executor.sends) == ("partial", 0)
+    with Session(store) as s:
+        closing = s.exec(select(AuditEventRow).where(AuditEventRow.kind == "PrefundApplied")).one()
+        assert {k: closing.payload[k] for k in ("moved_usd", "not_moved_usd", "legs_refused",
+                                                "legs_not_started", "result")} == {
+            "moved_usd": "0", "not_moved_usd": "1102543.6", "legs_refused": 1,
+            "legs_not_started": 1, "result": "partial"}  # fmt: skip
+        lines = prefund_summary(s, call.id).lines()
+        assert lines[0].startswith(
+            "not pre-positioned 1,102,543.6 USDT from sim-b/spot to sim-b/options (sim-b.opt, "
+            "route b.spot-options.usdt): refused: route_24h_cap: "
+        )
+        assert lines[0].endswith("; not started after an earlier step of the move stopped")
+        assert lines[-1] == (
+            "partial; 2 leg(s): 1 refused, 1 not started; moved 0.00 of 1,102,543.60 USD"
+        )
 
 
 def test_open_prefund_into_a_pool_does_not_block_nor_answer_for_its_margin_call(

@@ -67,7 +67,9 @@ def test_prefund_events_read_back_equal_and_say_applied_or_partial() -> None:
     for seq, event in enumerate((opened, applied), start=1):
         assert event_from_row(_stored(event, seq)) == event
     assert (opened.result, applied.result) == ("opened", "partial")
-    assert dataclasses.replace(applied, legs_refused=0).result == "applied"
+    done = dataclasses.replace(applied, legs_refused=0, not_moved_usd=Decimal(0))
+    assert done.result == "applied"
+    assert dataclasses.replace(applied, legs_refused=0, legs_not_started=1).result == "partial"
     with pytest.raises(DataError, match="PrefundApplied needs margin_call_id"):
         dataclasses.replace(applied, margin_call_id=None)
 
