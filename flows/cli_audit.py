@@ -236,11 +236,14 @@ def audit_anchor(
 def audit_show(
     call: Annotated[
         str,
-        typer.Option("--call", metavar="ID", help="Margin call id.", show_default=False),
+        typer.Option(
+            "--call", metavar="ID", help="Margin call (or pre-funding) id.", show_default=False
+        ),
     ],
     url: UrlOption = None,
 ) -> None:
-    """Print one margin call's story: decisions, legs, latencies, results and costs.
+    """Print one margin call's (or pre-funding's) story: decisions, legs, latencies, results
+    and costs.
 
     Read from the audit events (and the call's transfer rows). The chain is not verified
     here: run `pmr audit verify` for that.
@@ -262,7 +265,7 @@ def _print_story(story: CallStory) -> None:
     from rich.table import Table
 
     day = story.lines[0].at.strftime("%Y-%m-%d") if story.lines else ""
-    table = Table(title=f"margin call {story.margin_call_id} ({day} UTC)")
+    table = Table(title=f"{story.kind} {story.margin_call_id} ({day} UTC)")
     columns = ("time", "event", "plan/step", "source", "mode", "amount", "latency ms",
                "result", "cost USD", "note")  # fmt: skip
     right = {"amount", "latency ms", "cost USD"}

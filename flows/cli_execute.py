@@ -10,7 +10,8 @@ Orchestration only: detection and planning are ``core.execution.margin_call``, t
   prints, and sends and records nothing. ``--shock ETH=-0.26,BTC=0.08`` moves the simulated
   venues' prices first (a simulated desk only), so the example desk shows a real call.
 * ``pmr execute --plan CALL_ID[:VERSION]`` runs (or finishes) a recorded plan on the desk's
-  venues; ``pmr execute --resume`` finishes every non-final leg in the store.
+  venues; ``pmr execute --resume`` finishes every non-final leg in the store. A pre-funding
+  (``pmr prefund --apply``, id ``pf-…``) is run and resumed the same way (exit 0: applied).
 
 The simulated venues run in this process on a manual clock started at the wall clock (or at
 ``--as-of``), so waiting for a credit or a lookup window costs no real time. Exit codes: 0 done
@@ -55,7 +56,15 @@ if TYPE_CHECKING:
     from core.routing.plan import Plan
     from core.venues.factory import DeskVenues
 
-__all__ = ["EXIT_NOT_CURED", "execute_cmd", "margin_call_cmd", "parse_plan_ref", "register"]
+__all__ = [
+    "EXIT_NOT_CURED",
+    "desk_executor",
+    "desk_run",
+    "execute_cmd",
+    "margin_call_cmd",
+    "parse_plan_ref",
+    "register",
+]
 
 EXIT_NOT_CURED = 1
 
@@ -126,7 +135,7 @@ def _clock(desk: DeskConfig, as_of: datetime | None) -> Clock:
 
 
 @contextmanager
-def _desk_run(
+def desk_run(
     desk: DeskConfig, url: str | None, moves: Mapping[str, float] | None, as_of: datetime | None
 ) -> Iterator[tuple[Engine, str, DeskVenues, Clock]]:
     """The store, the desk's venues (warmed up, shocked) and the clock, for one command."""
@@ -141,10 +150,12 @@ def _desk_run(
         yield engine, where, dv, clock
 
 
-def _executor(
-    desk: DeskConfig, engine: Engine, dv: DeskVenues, clock: Clock, cure: DeskCure,
+def desk_executor(
+    desk: DeskConfig, engine: Engine, dv: DeskVenues, clock: Clock, cure: DeskCure | None,
     key: AuditKey | None,
 ) -> Executor:  # fmt: skip
+    """The executor of one command: the desk's gate and plan check, each step printed; with
+    ``cure`` its verifier and re-planner (a pre-funding uses neither)."""
     from core.execution.cure import check_plan_against_desk
     from core.execution.executor import Executor
     from core.execution.gate import desk_gate
@@ -152,7 +163,8 @@ def _executor(
     owner = f"pmr@{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
     return Executor(
         engine, dv.venues, clock, owner=owner, gate=desk_gate(desk), audit_key=key,
-        verifier=cure.verify, replanner=cure.replan,
+        verifier=None if cure is None else cure.verify,
+        replanner=None if cure is None else cure.replan,
         plan_check=lambda r: check_plan_against_desk(desk, r), on_step=_say,
     )  # fmt: skip
 
@@ -190,8 +202,11 @@ def _print_plan(plan: Plan, *, title: str) -> None:
 
 
 def _print_report(report: ExecutionReport) -> bool:
-    """The summary of one call's run; True when the call is cured and every leg final."""
+    """The summary of one call's run; True when the call is cured (a pre-funding: applied)
+    and every leg final."""
     from rich.table import Table
+
+    from core.ledger.vocab import CallStatus
 
     _say(f"call {report.margin_call_id}")
     table = Table(title="Legs", title_justify="left")
@@ -215,7 +230,9 @@ def _print_report(report: ExecutionReport) -> bool:
         counts[leg.state.value] = counts.get(leg.state.value, 0) + 1
     states = ", ".join(f"{n} {s}" for s, n in counts.items()) or "none"
     v = report.verification
-    if v is None:
+    if report.call_status in (CallStatus.APPLIED, CallStatus.PARTIAL):
+        verdict = "a pre-funding: not re-planned, no ratio to verify"
+    elif v is None:
         verdict = "not verified (legs in flight: `pmr execute --resume` finishes them)"
     else:
         ratio = "-" if v.ratio is None else f"{v.ratio:.4f}"
@@ -224,7 +241,8 @@ def _print_report(report: ExecutionReport) -> bool:
         )
     versions = ", ".join(f"v{n}" for n in report.versions)
     _say(f"{report.call_status}; plan {versions}; {len(report.legs)} leg(s): {states}; {verdict}")
-    return report.call_status == "cured" and report.all_final
+    done = (CallStatus.CURED, CallStatus.APPLIED)
+    return report.call_status in done and report.all_final
 
 
 @handles_pmr_errors
@@ -263,7 +281,7 @@ def margin_call_cmd(
     from core.execution.cure import DeskCure
     from core.execution.margin_call import detect, open_call, plan_call
 
-    with _desk_run(desk, url, moves, at) as (engine, where, dv, clock):
+    with desk_run(desk, url, moves, at) as (engine, where, dv, clock):
         cure = DeskCure(desk, dv.venues, clock, engine=engine)
         reports, pf, due = detect(cure)
         _say(f"desk: {display_path(desk_file)}\nstore: {where}")
@@ -285,7 +303,7 @@ def margin_call_cmd(
         recorded, created = plan_call(engine, cure, call, reports, pf, clock=clock, audit_key=key)
         _say(f"call {call.id} opened" if created else f"call {call.id}: its plan is on record")
         _print_plan(recorded.plan, title=f"Plan v{recorded.version}")
-        report = _executor(desk, engine, dv, clock, cure, key).execute(call.id)
+        report = desk_executor(desk, engine, dv, clock, cure, key).execute(call.id)
     if not _print_report(report):
         raise typer.Exit(EXIT_NOT_CURED)
 
@@ -352,10 +370,10 @@ def execute_cmd(
     key = resolve_audit_key(key_env=key_env, key_block=key_block, unkeyed=unkeyed, required=False)
     from core.execution.cure import DeskCure
 
-    with _desk_run(desk, url, moves, at) as (engine, where, dv, clock):
+    with desk_run(desk, url, moves, at) as (engine, where, dv, clock):
         _say(f"desk: {display_path(desk_file)}\nstore: {where}")
         cure = DeskCure(desk, dv.venues, clock, engine=engine)
-        ex = _executor(desk, engine, dv, clock, cure, key)
+        ex = desk_executor(desk, engine, dv, clock, cure, key)
         if ref is not None:
             reports = [ex.execute(*ref)]
         else:

@@ -25,6 +25,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from core.errors import ConfigError, DataError
+from flows.cli_audit import (
+    DEFAULT_KEY_ENV,
+    KeyBlockOption,
+    KeyEnvOption,
+    UnkeyedOption,
+    UrlOption,
+)
 from flows.cli_common import (
     AsOfOption,
     as_of_or_now,
@@ -32,6 +39,7 @@ from flows.cli_common import (
     handles_pmr_errors,
     out,
     parse_as_of,
+    refuse_option,
 )
 
 if TYPE_CHECKING:
@@ -255,14 +263,37 @@ def prefund(
         float, typer.Option(help="Cost of idle collateral, basis points per USD pre-positioned.")
     ] = 1.0,
     as_of: AsOfOption = None,
+    apply: Annotated[
+        bool,
+        typer.Option(
+            "--apply",
+            help="Execute the advice on the desk's venues (pre-authorised, exactly once, "
+            "within the cold-wallet quotas); default: print it only.",
+        ),
+    ] = False,
+    url: UrlOption = None,
+    key_env: KeyEnvOption = DEFAULT_KEY_ENV,
+    key_block: KeyBlockOption = None,
+    unkeyed: UnkeyedOption = False,
 ) -> None:
-    """Recommend what to pre-position where so the scenarios are covered within the deadline."""
+    """Recommend what to pre-position where so the scenarios are covered within the deadline.
+
+    With --apply, compute it on what the venues hold now and execute it through the executor
+    (each leg printed as it happens, then what was and was not pre-positioned, and the
+    scenarios re-run on the venues). Exit 0: done; 1: some moves refused or failed, or legs in
+    flight; 2: bad input, nothing sent.
+    """
     from core.config import load_desk
     from core.stress.prefund import prefund as advise
     from core.stress.scenarios import library
 
     if not (carry_bps >= 0):
         raise DataError("--carry-bps must be ≥ 0", value=carry_bps)
+    if not apply:
+        for option, value in (("--url", url), ("--key-block", key_block), ("--unkeyed", unkeyed)):
+            refuse_option(
+                option, value or None, because="goes with --apply (a dry run records nothing)"
+            )
     cfg = load_desk(desk)
     stables = [a for a, c in cfg.assets.items() if c.kind == "stablecoin"]
     lib = library(venues=[v.name for v in cfg.venues], assets=list(cfg.assets), stablecoins=stables)
@@ -274,6 +305,21 @@ def prefund(
         raise DataError(
             "--deadline must be 10, 60 or 600 (the time-to-cover deadlines)", value=deadline
         )
+    if apply:
+        from flows.audit_key import resolve_audit_key
+        from flows.cli_prefund import apply_prefund
+
+        at = parse_as_of(as_of)
+        key = resolve_audit_key(
+            key_env=key_env, key_block=key_block, unkeyed=unkeyed, required=False
+        )
+        code = apply_prefund(
+            desk, cfg, [lib[n] for n in names], deadline_s=deadline, carry_bps=carry_bps,
+            as_of=at, url=url, key=key,
+        )  # fmt: skip
+        if code:
+            raise typer.Exit(code)
+        return
     state = cfg.initial_portfolio(as_of_or_now(parse_as_of(as_of)))
     advice = advise(cfg, state, [lib[n] for n in names], deadline_s=deadline, carry_bps=carry_bps)
     for line in advice.lines():

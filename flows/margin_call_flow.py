@@ -38,6 +38,7 @@ from core.execution.orchestration import (
     call_standing,
     execute_leg,
 )
+from core.ledger.vocab import CallKind
 from flows import events
 from flows.artifacts import movement_rows, plan_rows
 from flows.runtime import DeskRuntime
@@ -247,6 +248,11 @@ def margin_call_flow(
         call = call_standing(rt.engine, margin_call_id)
         if call is None:
             raise ConfigError("no such margin call in the store", margin_call_id=margin_call_id)
+        if call.kind != CallKind.MARGIN_CALL.value:  # a pre-funding run
+            raise ConfigError(
+                "a pre-funding, not a margin call: `pmr execute --plan ID` runs it",
+                margin_call_id=margin_call_id,
+            )
         if call.status != "open":
             note = f"already {call.status}: nothing to do"
             logger.info("margin call %s is %s: nothing to do", call.id, call.status)

@@ -1,4 +1,4 @@
--- pmr store: PostgreSQL DDL (DESIGN §8), at schema revision 0005.
+-- pmr store: PostgreSQL DDL (DESIGN §8), at schema revision 0006.
 --
 -- This file, core/ledger/tables.py and the migrations in core/ledger/migrations/versions/
 -- describe the same schema; tests/ledger/test_ledger_schema_sql.py builds a database from each on
@@ -181,13 +181,15 @@ CREATE TABLE IF NOT EXISTS margin_call (
     target_ratio NUMERIC(38, 18) NOT NULL,
     deficit_usd NUMERIC(38, 18) NOT NULL,
     note TEXT,
+    kind VARCHAR(16) DEFAULT 'margin_call' NOT NULL,
     CONSTRAINT pk_margin_call PRIMARY KEY (id),
-    CONSTRAINT ck_margin_call_status CHECK (status IN ('open', 'cured', 'escalated', 'cancelled')),
+    CONSTRAINT ck_margin_call_status CHECK (status IN ('open', 'cured', 'escalated', 'cancelled', 'applied', 'partial')),
+    CONSTRAINT ck_margin_call_kind CHECK (kind IN ('margin_call', 'prefund')),
     CONSTRAINT fk_margin_call_venue_id_venue FOREIGN KEY (venue_id) REFERENCES venue (id),
     CONSTRAINT fk_margin_call_margin_report_id_margin_report FOREIGN KEY (margin_report_id) REFERENCES margin_report (id)
 );
 CREATE INDEX IF NOT EXISTS ix_margin_call_pool_id ON margin_call (pool_id);
-CREATE UNIQUE INDEX IF NOT EXISTS uq_margin_call_open_pool_id ON margin_call (pool_id) WHERE status = 'open';
+CREATE UNIQUE INDEX IF NOT EXISTS uq_margin_call_open_pool_id ON margin_call (pool_id) WHERE status = 'open' AND kind = 'margin_call';
 
 -- plan: A routing plan (DESIGN §5.3), version `version` of one margin call's plans.
 CREATE TABLE IF NOT EXISTS plan (
@@ -418,4 +420,4 @@ CREATE TABLE IF NOT EXISTS alembic_version (
     CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
 INSERT INTO alembic_version (version_num)
-SELECT '0005' WHERE NOT EXISTS (SELECT 1 FROM alembic_version);
+SELECT '0006' WHERE NOT EXISTS (SELECT 1 FROM alembic_version);

@@ -10,7 +10,9 @@ with the venues and the ledger at the side. What lives here so far:
   transfer state;
 * ``core.execution.events``: the typed audit events (``MarginCallRaised`` ... ``CallEscalated``)
   and their one serialisation into the hash-chained audit trail;
-* ``core.execution.story``: a call's story read back from that trail.
+* ``core.execution.story``: a call's story read back from that trail;
+* ``core.execution.prefund``: a pre-funding recommendation recorded as a call of kind
+  ``prefund`` and its outcome read back (``pmr prefund --apply``).
 
 The executor itself (intent row → rate-limit token → send → record) builds on these.
 """

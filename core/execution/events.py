@@ -21,7 +21,13 @@ LegUnknown          the request left and no answer came back        ``unknown``
 LegResolved         a lookup by key settled an unknown leg          ``confirmed``/``failed``
 RatioRestored       the pool is back at or above its target ratio   ``restored``
 CallEscalated       the desk gave up curing automatically           ``escalated``
+PrefundOpened       a pre-funding run was recorded for execution    ``opened``
+PrefundApplied      every leg of a pre-funding run is final         ``applied``/``partial``
 ==================  =============================================  ====================
+
+A pre-funding run (``pmr prefund --apply``, ``core.execution.prefund``) is a ``margin_call`` row
+of kind ``prefund``: ``PrefundOpened`` and ``PrefundApplied`` take the places of
+``MarginCallRaised`` and ``RatioRestored``/``CallEscalated`` around the same plan and leg events.
 
 Each row is tagged with the origin (``margin_call_id``, ``plan_id`` and ``plan_version``,
 ``step_no`` / ``leg_no``, ``transfer_key``, ``source_id``), the ``mode`` (``pnl_offset``,
@@ -76,6 +82,8 @@ __all__ = [
     "LegUnknown",
     "MarginCallRaised",
     "PlanMade",
+    "PrefundApplied",
+    "PrefundOpened",
     "RatioRestored",
     "audit_record",
     "derive_event_id",
@@ -303,6 +311,56 @@ class CallEscalated(AuditedEvent):
         _require(self, "margin_call_id")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrefundOpened(AuditedEvent):
+    """A pre-funding recommendation was recorded for execution under ``margin_call_id``.
+
+    ``scenarios`` names the scenarios it covers within ``deadline_s``; ``amount_usd`` is what
+    its moves pre-position, ``cost_usd`` their fees; ``advice_status`` is the checked advice's
+    ``covered`` or ``partial`` (``core.stress.prefund.PrefundAdvice``).
+    """
+
+    RESULT: ClassVar[str] = "opened"
+
+    pools: str
+    scenarios: str
+    deadline_s: Decimal
+    n_moves: int
+    amount_usd: Decimal
+    cost_usd: Decimal
+    advice_status: str
+
+    def _check(self) -> None:
+        _check_origin(self)
+        _require(self, "margin_call_id")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrefundApplied(AuditedEvent):
+    """Every leg of a pre-funding run is final; ``latency_ms`` runs from its opening.
+
+    ``applied`` when every planned leg was confirmed, ``partial`` when some were refused (a
+    cap, a cold-wallet quota), failed, or not started (the later steps of such a move): those
+    moves were not made, and are not re-planned.
+    """
+
+    moved_usd: Decimal
+    not_moved_usd: Decimal
+    legs_confirmed: int
+    legs_refused: int
+    legs_failed: int
+    legs_not_started: int = 0  # later steps of a refused or failed move
+
+    def _check(self) -> None:
+        _check_origin(self)
+        _require(self, "margin_call_id")
+
+    @property
+    def result(self) -> str:
+        stopped = self.legs_refused + self.legs_failed + self.legs_not_started
+        return "applied" if stopped == 0 and self.not_moved_usd == 0 else "partial"
+
+
 #: Event kinds by the name stored in ``audit_event.kind``.
 EVENT_TYPES: dict[str, type[AuditedEvent]] = {
     cls.__name__: cls
@@ -317,6 +375,8 @@ EVENT_TYPES: dict[str, type[AuditedEvent]] = {
         LegResolved,
         RatioRestored,
         CallEscalated,
+        PrefundOpened,
+        PrefundApplied,
     )
 }
 

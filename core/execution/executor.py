@@ -31,6 +31,13 @@ plan is final, the remaining deficit is re-planned (``Replanner``) as the next v
 same call without that source, and executed. At the end the pool is re-priced from the venues
 (``Verifier``) and the call recorded ``cured`` (``RatioRestored``) or ``escalated``
 (``CallEscalated``). :func:`resume` finishes every non-final leg in the store after a restart.
+
+A **pre-funding** (a call row of kind ``prefund``, ``core.execution.prefund``) runs the same
+legs through the same steps, with two differences: it is never re-planned (a refused or failed
+move is reported, not replaced: another source would be a recommendation nobody made) and never
+verified (it has no ratio to restore, so no ``RatioRestored``/``CallEscalated``). Once every
+leg is final it is closed ``applied`` (every leg confirmed) or ``partial`` with a
+``PrefundApplied`` event saying how much moved and how much did not.
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ from core.execution.events import (
     LegSent,
     LegUnknown,
     PlanMade,
+    PrefundApplied,
     RatioRestored,
     derive_event_id,
     record_event,
@@ -89,7 +97,7 @@ from core.ledger.transfers import (
     record_transfer_result,
     release_leg_lease,
 )
-from core.ledger.vocab import CallStatus, PlanStatus, TransferMode, TransferState
+from core.ledger.vocab import CallKind, CallStatus, PlanStatus, TransferMode, TransferState
 from core.routing.legs import Leg, LegKind
 from core.routing.plan import Plan
 from core.venues.base import Venue
@@ -619,6 +627,8 @@ class Executor:
     def _drive(
         self, call: MarginCallRow, recorded: RecordedPlan, run_leg: LegRunner
     ) -> ExecutionReport:
+        if call.kind == CallKind.PREFUND.value:
+            return self._drive_prefund(call, recorded, run_leg)
         versions = [recorded.version]
         legs: list[LegReport] = []
         excluded = _Blocked()
@@ -649,6 +659,64 @@ class Executor:
         if self.verifier is not None and all(r.final for r in legs):
             verification, status = self._verify(call, verification)
         return ExecutionReport(call.id, tuple(versions), tuple(legs), verification, status)
+
+    def _drive_prefund(
+        self, call: MarginCallRow, recorded: RecordedPlan, run_leg: LegRunner
+    ) -> ExecutionReport:
+        """A pre-funding's one plan, every move tried (a refused move does not stop the next
+        one; the later steps of a refused move are not started, as for any source); closed
+        once every leg started is final, never re-planned nor verified (module docstring)."""
+        legs, _ = self._run_plan(recorded, run_leg=run_leg)
+        status = call.status
+        if legs and all(r.final for r in legs):
+            status = self._close_prefund(call, recorded)
+        return ExecutionReport(call.id, (recorded.version,), tuple(legs), None, status)
+
+    def _close_prefund(self, call: MarginCallRow, recorded: RecordedPlan) -> str:
+        """Record the pre-funding ``applied`` (every planned leg confirmed) or ``partial`` with
+        its ``PrefundApplied`` event (one verdict: the row is locked while it is written). A
+        planned leg never started (a later step of a refused move) counts as not moved."""
+        ts = self.clock.timestamp_ns()
+        with self._session() as s:
+            row = s.get(MarginCallRow, call.id, with_for_update=True)
+            if row is None or row.status != CallStatus.OPEN.value:
+                return call.status if row is None else row.status
+            stored = s.exec(select(TransferRow).where(TransferRow.margin_call_id == call.id))
+            states = {t.idempotency_key: TransferState(t.status) for t in stored.all()}
+            count = dict.fromkeys((_S.CONFIRMED, _S.REFUSED, _S.FAILED), 0)
+            planned = moved = Decimal(0)
+            not_started = 0
+            for step_no, step in enumerate(recorded.plan.allocations):
+                for leg in step.legs:
+                    state = states.get(recorded.leg_key(step_no, leg.leg_no))
+                    if state in count:
+                        count[state] += 1
+                    elif state is None:
+                        not_started += 1
+                if step.legs:
+                    planned += step.amount_usd
+                    last = states.get(recorded.leg_key(step_no, step.legs[-1].leg_no))
+                    moved += step.amount_usd if last is _S.CONFIRMED else Decimal(0)
+            latency = Decimal(
+                str(round(max(0.0, (self._now() - _aware(row.raised_at)).total_seconds() * 1e3), 3))
+            )
+            self._event(s, PrefundApplied(
+                event_id=derive_event_id(PrefundApplied, call.id), ts_event=ts, ts_init=ts,
+                margin_call_id=call.id, latency_ms=latency, moved_usd=moved,
+                not_moved_usd=planned - moved, legs_confirmed=count[_S.CONFIRMED],
+                legs_refused=count[_S.REFUSED], legs_failed=count[_S.FAILED],
+                legs_not_started=not_started,
+            ))  # fmt: skip
+            done = moved == planned
+            row.status = (CallStatus.APPLIED if done else CallStatus.PARTIAL).value
+            row.closed_at = self._now()
+            s.add(row)
+            status = row.status
+        self._say(
+            f"close: pre-funding {call.id} -> {status} (moved {moved:,.2f} USD, not moved "
+            f"{planned - moved:,.2f} USD)"
+        )
+        return status
 
     def _replan(
         self, call: MarginCallRow, previous: RecordedPlan, blocked: _Blocked

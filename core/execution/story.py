@@ -35,6 +35,8 @@ from core.execution.events import (
     LegUnknown,
     MarginCallRaised,
     PlanMade,
+    PrefundApplied,
+    PrefundOpened,
     RatioRestored,
     event_from_row,
 )
@@ -86,12 +88,21 @@ class CallStory:
 
     margin_call_id: str
     lines: tuple[StoryLine, ...]
-    outcome: str  # "restored", "escalated" or "open"
-    elapsed_ms: Decimal | None  # raise -> restored / escalated
+    outcome: str  # "restored", "escalated", "applied", "partial" or "open"
+    elapsed_ms: Decimal | None  # raise (or pre-funding opened) -> its closing event
     plan_versions: tuple[int, ...]
     legs_by_result: Mapping[str, int]  # each leg counted once, by its last event
     delivered_usd: Decimal
     cost_usd: Decimal
+
+    @property
+    def kind(self) -> str:
+        """``pre-funding`` when the trail opens one (``PrefundOpened``), else ``margin call``."""
+        return (
+            "pre-funding"
+            if any(line.event == PrefundOpened.__name__ for line in self.lines)
+            else "margin call"
+        )
 
     def summary(self) -> str:
         """One line for the foot of the table."""
@@ -191,6 +202,12 @@ def _note(e: AuditedEvent) -> str | None:
             return f"{e.pool_id} at {e.ratio} >= {e.target_ratio}"
         case CallEscalated():
             return f"{e.reason}; {e.uncovered_usd:,} USD uncovered"
+        case PrefundOpened():
+            return (
+                f"{e.n_moves} move(s), {e.amount_usd:,} USD into {e.pools} within {e.deadline_s} s"
+            )
+        case PrefundApplied():
+            return f"moved {e.moved_usd:,} USD, not moved {e.not_moved_usd:,} USD"
         case _:  # pragma: no cover - every kind is listed above
             return None
 
@@ -246,13 +263,20 @@ def _outcome(events: list[AuditedEvent]) -> str:
             return "restored"
         if isinstance(e, CallEscalated):
             return "escalated"
+        if isinstance(e, PrefundApplied):
+            return e.result
     return "open"
 
 
 def _elapsed_ms(events: list[AuditedEvent]) -> Decimal | None:
-    raised = next((e for e in events if isinstance(e, MarginCallRaised)), None)
+    raised = next((e for e in events if isinstance(e, MarginCallRaised | PrefundOpened)), None)
     closed = next(
-        (e for e in reversed(events) if isinstance(e, RatioRestored | CallEscalated)), None
+        (
+            e
+            for e in reversed(events)
+            if isinstance(e, RatioRestored | CallEscalated | PrefundApplied)
+        ),
+        None,
     )
     if raised is None or closed is None:
         return None

@@ -42,7 +42,7 @@ from core.errors import DataError
 from core.ledger.coltypes import fit_decimal
 from core.ledger.keys import leg_key, plan_id
 from core.ledger.tables import LedgerTable, MarginCallRow, PlanLegRow, PlanRow, PlanStepRow
-from core.ledger.vocab import CallStatus
+from core.ledger.vocab import CallKind, CallStatus
 from core.routing.legs import Leg, LegKind
 from core.routing.plan import Allocation, Alternative, CallOutcome, LazyAlternative, Plan
 from core.routing.sources import Policy
@@ -89,9 +89,11 @@ def _values(row: LedgerTable) -> dict[str, Any]:
 
 
 def open_margin_call(session: Session, pool_id: str) -> MarginCallRow | None:
-    """The pool's open margin call, if any."""
+    """The pool's open margin call, if any (a pre-funding into the pool is not one)."""
     stmt = select(MarginCallRow).where(
-        MarginCallRow.pool_id == pool_id, MarginCallRow.status == CallStatus.OPEN.value
+        MarginCallRow.pool_id == pool_id,
+        MarginCallRow.status == CallStatus.OPEN.value,
+        MarginCallRow.kind == CallKind.MARGIN_CALL.value,
     )
     return session.exec(stmt).first()
 
@@ -122,7 +124,11 @@ def record_margin_call(session: Session, row: MarginCallRow) -> tuple[MarginCall
             raise DataError("margin call vanished after insert", call=row.id)
         return stored, True
     existing = session.get(MarginCallRow, row.id)
-    if existing is None and row.status == CallStatus.OPEN.value:
+    if (
+        existing is None
+        and row.status == CallStatus.OPEN.value
+        and row.kind == CallKind.MARGIN_CALL.value
+    ):
         existing = open_margin_call(session, row.pool_id)
     if existing is None:  # pragma: no cover - a conflict has a row behind it
         raise DataError("margin call conflicted with no visible row", call=row.id)

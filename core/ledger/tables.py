@@ -48,6 +48,7 @@ from core.domain import (
 from core.ledger.chain import HashScheme
 from core.ledger.coltypes import JsonPayload, Money, UtcDateTime
 from core.ledger.vocab import (
+    CallKind,
     CallStatus,
     DriftStatus,
     PlanStatus,
@@ -301,7 +302,7 @@ class StressResultRow(LedgerTable, table=True):
     detail: dict[str, Any] | None = Field(default=None, sa_type=JsonPayload)
 
 
-_OPEN_CALL = text(f"status = '{CallStatus.OPEN.value}'")
+_OPEN_CALL = text(f"status = '{CallStatus.OPEN.value}' AND kind = '{CallKind.MARGIN_CALL.value}'")
 
 
 class MarginCallRow(LedgerTable, table=True):
@@ -310,11 +311,19 @@ class MarginCallRow(LedgerTable, table=True):
     The partial unique index makes detection idempotent: a repeated detection of a breach
     (the monitor's next tick, a second monitor) finds the pool's open call instead of raising
     a second one (``core.ledger.plans.record_margin_call``).
+
+    ``kind`` (revision 0006) is ``margin_call`` or ``prefund``: a pre-funding run is recorded
+    as a row of its own kind so its legs get keys, intents, the gate and audit events exactly
+    as a margin call's do. The one-open-call index covers margin calls only (a pre-funding
+    into a pool must not block, nor be mistaken for, that pool's margin call). A pre-funding
+    row's ``pool_id`` is its one destination pool (``*`` when it feeds several, named in
+    ``note``), ``target_ratio`` 0 (no ratio to restore) and ``deficit_usd`` the USD it moves.
     """
 
     __tablename__ = "margin_call"
     __table_args__ = (
         _check("status", CallStatus),
+        _check("kind", CallKind),
         Index(
             "uq_margin_call_open_pool_id",
             "pool_id",
@@ -337,6 +346,12 @@ class MarginCallRow(LedgerTable, table=True):
     target_ratio: Decimal = _money()
     deficit_usd: Decimal = _money()
     note: str | None = Field(default=None, sa_type=Text)
+    # Revision 0006; rows written before it are margin calls (the server default).
+    kind: str = Field(
+        default=CallKind.MARGIN_CALL.value,
+        max_length=CODE_LEN,
+        sa_column_kwargs={"server_default": CallKind.MARGIN_CALL.value},
+    )
 
 
 class PlanRow(LedgerTable, table=True):

@@ -12,6 +12,7 @@ from enum import StrEnum
 
 __all__ = [
     "TRANSFER_TRANSITIONS",
+    "CallKind",
     "CallStatus",
     "DriftStatus",
     "PlanStatus",
@@ -109,13 +110,34 @@ class PlanStatus(StrEnum):
     INFEASIBLE = "infeasible"
 
 
+class CallKind(StrEnum):
+    """What a ``margin_call`` row stands for: the unit that plans, legs and audit events hang on.
+
+    ``margin_call``: a pool fell below its call level; the executor re-plans what fails and
+    verifies the pool's ratio at the end. ``prefund``: a pre-funding run (``pmr prefund
+    --apply``) moving collateral into pools *before* a shock; it has no ratio to restore, so it
+    is never re-planned or verified, only closed once every leg is final
+    (``core.execution.prefund``).
+    """
+
+    MARGIN_CALL = "margin_call"
+    PREFUND = "prefund"
+
+
 class CallStatus(StrEnum):
-    """Life of a margin call (DESIGN §9)."""
+    """Life of a margin call (DESIGN §9), or of a pre-funding run.
+
+    A margin call ends ``cured`` (ratio restored) or ``escalated``; a pre-funding ends
+    ``applied`` (every move confirmed) or ``partial`` (every leg final, some refused or
+    failed: the legs say which).
+    """
 
     OPEN = "open"
     CURED = "cured"
     ESCALATED = "escalated"
     CANCELLED = "cancelled"
+    APPLIED = "applied"
+    PARTIAL = "partial"
 
 
 class DriftStatus(StrEnum):

@@ -63,8 +63,10 @@ __all__ = [
     "AssetValue",
     "PoolMarginView",
     "StateSources",
+    "asset_step",
     "marginal_rate_segments",
     "request_cap_usd",
+    "route_template",
     "routing_input_from_state",
     "usd_step",
 ]
@@ -149,6 +151,31 @@ class StateSources:
 
     input: RoutingInput
     notes: tuple[str, ...]
+
+
+def asset_step(desk: DeskConfig, asset: str) -> Decimal:
+    """The venue's step for ``asset``: the desk's ``decimals`` (8 when not declared)."""
+    cfg = desk.assets.get(asset)
+    return cfg.step if cfg is not None else Decimal(1).scaleb(-8)
+
+
+def route_template(desk: DeskConfig, route: RouteCfg, price_usd: Decimal) -> LegTemplate:
+    """The leg a desk route makes (``internal``, ``sub_account`` or ``withdrawal``), valued at
+    ``price_usd`` per unit of its asset; the router's sources and a pre-funding's moves
+    (``core.execution.prefund``) build their legs here, so both are checked by the gate alike.
+    """
+    return LegTemplate(
+        kind=LegKind.of_route(route.kind),
+        venue=route.venue,
+        from_wallet=route.from_wallet,
+        to_wallet=route.to_wallet,
+        asset=route.asset,
+        price_usd=price_usd,
+        asset_step=asset_step(desk, route.asset),
+        latency_s=route.latency_s,
+        route_id=route.id,
+        to_venue=route.to_venue if route.destination_venue != route.venue else None,
+    )
 
 
 def marginal_rate_segments(
@@ -324,9 +351,7 @@ class _Builder:
         return sum((a.value_usd for a in report.assets if a.asset == asset), _ZERO)
 
     def asset_step(self, asset: str) -> Decimal:
-        """The venue's step for ``asset``: the desk's ``decimals`` (8 when not declared)."""
-        cfg = self.desk.assets.get(asset)
-        return cfg.step if cfg is not None else Decimal(1).scaleb(-8)
+        return asset_step(self.desk, asset)
 
     def step_usd(self, asset: str) -> float:
         return usd_step(self.price(asset), self.asset_step(asset))
@@ -349,18 +374,7 @@ class _Builder:
         )
 
     def route_leg(self, r: RouteCfg) -> LegTemplate:
-        return LegTemplate(
-            kind=LegKind.of_route(r.kind),
-            venue=r.venue,
-            from_wallet=r.from_wallet,
-            to_wallet=r.to_wallet,
-            asset=r.asset,
-            price_usd=self.price(r.asset),
-            asset_step=self.asset_step(r.asset),
-            latency_s=r.latency_s,
-            route_id=r.id,
-            to_venue=r.to_venue if r.destination_venue != r.venue else None,
-        )
+        return route_template(self.desk, r, self.price(r.asset))
 
     def weights(
         self, legs: Sequence[LegTemplate], weights: Sequence[int]

@@ -35,7 +35,14 @@ from core.errors import DataError
 from core.stress.evaluate import COVER_DEADLINES_S, PoolStress, evaluate
 from core.stress.scenarios import Scenario
 
-__all__ = ["PrefundAdvice", "Prepositioning", "apply_moves", "prefund"]
+__all__ = [
+    "PrefundAdvice",
+    "Prepositioning",
+    "apply_moves",
+    "collateral_rate",
+    "prefund",
+    "uncovered",
+]
 
 _ZERO = Decimal(0)
 _CENT = Decimal("0.01")
@@ -113,6 +120,17 @@ def _short(rows: Sequence[PoolStress], deadline_s: float) -> dict[tuple[str, str
     return {(r.scenario, r.pool_id): r.deficit_usd - getattr(r, field) for r in rows}
 
 
+def uncovered(
+    desk: DeskConfig, state: Portfolio, scenarios: Sequence[Scenario], deadline_s: float
+) -> dict[tuple[str, str], Decimal]:
+    """USD not covered within ``deadline_s`` per (scenario, pool) on ``state`` (≤ 0: covered):
+    the check the advice runs on the moved state, and ``pmr prefund --apply`` on the venues
+    after executing it."""
+    if deadline_s not in COVER_DEADLINES_S:
+        raise DataError("deadline_s must be one of 10, 60 or 600", value=deadline_s)
+    return _short(evaluate(desk, state, scenarios), deadline_s)
+
+
 def _candidates(desk: DeskConfig) -> list[tuple[RouteCfg, str]]:
     """(route, destination pool) for routes from outside every pool into a pool's wallet."""
     pooled = {(p.venue, w) for p in desk.pools for w in p.wallets}
@@ -126,7 +144,9 @@ def _candidates(desk: DeskConfig) -> list[tuple[RouteCfg, str]]:
     return out
 
 
-def _rate(desk: DeskConfig, asset: str) -> float:
+def collateral_rate(desk: DeskConfig, asset: str) -> float:
+    """The rate the LP credits ``asset`` at: the desk's flat rate, or its first tier's (1 when
+    the desk declares none)."""
     rate = desk.collateral_rates.get(asset)
     if rate is None:
         return 1.0
@@ -257,7 +277,9 @@ def _solve(
         pool = desk.pool(pid)
         moves = by_name[sname].moves_on(pool.venue)
         terms = [
-            x[j] * _rate(desk, cands[i][0].asset) * (1.0 + moves.get(cands[i][0].asset, 0.0))
+            x[j]
+            * collateral_rate(desk, cands[i][0].asset)
+            * (1.0 + moves.get(cands[i][0].asset, 0.0))
             for j, i in enumerate(useful)
             if cands[i][1] == pid
         ]

@@ -13,10 +13,11 @@ WHERE status IN ('pending', 'sent', 'unknown')
 ORDER BY created_at, id;
 
 -- name: open_margin_calls
--- why: the margin calls still being cured, oldest first, for the monitor and the desk screen.
+-- why: the margin calls still being cured, oldest first, for the monitor and the desk screen
+--      (an open pre-funding, kind 'prefund', is not a call to cure).
 SELECT id, pool_id, venue_id, raised_at, ratio_at_raise, target_ratio, deficit_usd
 FROM margin_call
-WHERE status = 'open'
+WHERE status = 'open' AND kind = 'margin_call'
 ORDER BY raised_at, id;
 
 -- name: latest_venue_balances

@@ -20,6 +20,8 @@ from core.execution.events import (
     LegConfirmed,
     LegSent,
     MarginCallRaised,
+    PrefundApplied,
+    PrefundOpened,
     RatioRestored,
     audit_record,
     derive_event_id,
@@ -46,7 +48,30 @@ def test_story_events_read_back_from_the_store_equal_what_was_recorded(session: 
     session.commit()
     session.expire_all()
     assert [event_from_row(r) for r in rows] == story_events()
-    assert {r.kind for r in rows} == set(EVENT_TYPES) - {"LegFailed", "CallEscalated"}
+    prefund = {"PrefundOpened", "PrefundApplied"}  # a pre-funding's (next test)
+    assert {r.kind for r in rows} == set(EVENT_TYPES) - {"LegFailed", "CallEscalated"} - prefund
+
+
+def test_prefund_events_read_back_equal_and_say_applied_or_partial() -> None:
+    opened = PrefundOpened(
+        event_id=derive_event_id(PrefundOpened, "pf-1"), ts_event=T0_NS, ts_init=T0_NS,
+        margin_call_id="pf-1", pools="sim-b.opt", scenarios="halt+crash@sim-b",
+        deadline_s=Decimal(60), n_moves=1, amount_usd=Decimal("1102543.6"), cost_usd=Decimal(0),
+        advice_status="covered",
+    )  # fmt: skip
+    applied = PrefundApplied(
+        event_id=derive_event_id(PrefundApplied, "pf-1"), ts_event=T0_NS + 1, ts_init=T0_NS + 1,
+        margin_call_id="pf-1", latency_ms=Decimal(500), moved_usd=Decimal(1_000_000),
+        not_moved_usd=Decimal("102543.6"), legs_confirmed=1, legs_refused=1, legs_failed=0,
+    )  # fmt: skip
+    for seq, event in enumerate((opened, applied), start=1):
+        assert event_from_row(_stored(event, seq)) == event
+    assert (opened.result, applied.result) == ("opened", "partial")
+    done = dataclasses.replace(applied, legs_refused=0, not_moved_usd=Decimal(0))
+    assert done.result == "applied"
+    assert dataclasses.replace(applied, legs_refused=0, legs_not_started=1).result == "partial"
+    with pytest.raises(DataError, match="PrefundApplied needs margin_call_id"):
+        dataclasses.replace(applied, margin_call_id=None)
 
 
 def test_every_kind_stores_the_same_origin_tags_and_its_result() -> None:

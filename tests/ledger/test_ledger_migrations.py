@@ -147,11 +147,26 @@ def test_upgrade_with_previous_release_store_full_of_rows_keeps_every_row_and_th
         # 0005: the shared rate window and venue bans start empty, with their CHECK in force
         for table in ("rate_weight", "venue_ban"):
             assert conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar() == 0
+        # 0006: every old call is a margin call, and still the one open call of its pool
+        kinds = conn.exec_driver_sql("SELECT id, kind, status FROM margin_call").all()
+        assert kinds == [("call-1", "margin_call", "open")]
         assert read_status(conn).state == "current"
     with pytest.raises(IntegrityError, match="ck_rate_weight_weight_positive"), store.begin() as c:
         c.exec_driver_sql(
             "INSERT INTO rate_weight (venue_id, family, ts_ns, weight) VALUES ('sim-a', 'sapi', 1, 0)"
         )
+    call = ("INSERT INTO margin_call (id, pool_id, venue_id, status, raised_at, target_ratio, "
+            "deficit_usd, kind) VALUES ('{id}', 'sim-a.pm', 'sim-a', 'open', '2026-01-01', 0, 0, "
+            "'{kind}')")  # fmt: skip
+    with pytest.raises(IntegrityError, match="ck_margin_call_kind"), store.begin() as c:
+        c.exec_driver_sql(call.format(id="call-x", kind="sweep"))
+    # a second open margin call of the pool (SQLite names the columns, PostgreSQL the index)
+    unique = r"uq_margin_call_open_pool_id|UNIQUE constraint failed: margin_call.pool_id"
+    with pytest.raises(IntegrityError, match=unique), store.begin() as c:
+        c.exec_driver_sql(call.format(id="call-2", kind="margin_call"))
+    with store.begin() as c:  # an open pre-funding into the same pool is not a margin call
+        c.exec_driver_sql(call.format(id="pf-1", kind="prefund"))
+        c.exec_driver_sql("UPDATE margin_call SET status = 'applied' WHERE id = 'pf-1'")
     with Session(store) as s:
         verdict = verify_audit_chain(s, expected_head=(3, HASH_3))
         assert (verdict.ok, verdict.checked) == (True, 3), str(verdict)
