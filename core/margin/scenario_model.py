@@ -28,6 +28,7 @@ Everything is computed in the pool's margin currency and reported in USD.
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import lru_cache
 
 import numpy as np
 
@@ -43,6 +44,7 @@ from core.margin.scenarios import (
     stack_grids,
     unit_grid,
 )
+from core.params import CrashScenario, ScenarioParams
 
 __all__ = ["evaluate_scenario", "unit_deltas"]
 
@@ -84,7 +86,27 @@ def unit_deltas(
 
 
 def _unit_matrix(labels: RowLabels, params: MarginParams) -> ScenarioMatrix:
-    return stack_grids([unit_grid(u, params.scenario_for(u)) for u in labels.units])
+    return _stacked_grids(labels.units, tuple(params.scenario_for(u) for u in labels.units))
+
+
+@lru_cache(maxsize=256)
+def _stacked_grids(units: tuple[str, ...], params: tuple[ScenarioParams, ...]) -> ScenarioMatrix:
+    """The units' grids, built once per (units, parameters): a pool is evaluated again on every
+    price (the monitor, a stress test's thousands of shocked states) with the same grid. The
+    shared matrix is read-only."""
+    matrix = stack_grids([unit_grid(u, p) for u, p in zip(units, params, strict=True)])
+    for a in (matrix.price_move, matrix.vol_shock, matrix.weight):
+        a.flags.writeable = False
+    return matrix
+
+
+@lru_cache(maxsize=256)
+def _crash_matrix(units: tuple[str, ...], crash: CrashScenario) -> ScenarioMatrix:
+    """``crash_matrix``, built once per (units, crash) like ``_stacked_grids``; read-only."""
+    matrix = crash_matrix(units, crash)
+    for a in (matrix.price_move, matrix.vol_shock, matrix.weight):
+        a.flags.writeable = False
+    return matrix
 
 
 def _crash_losses(risk: RiskBook, labels: RowLabels, params: MarginParams) -> tuple[float, float]:
@@ -95,7 +117,7 @@ def _crash_losses(risk: RiskBook, labels: RowLabels, params: MarginParams) -> tu
     100 %). Gains of one unit offset losses of another: the crash is one world.
     """
     crash = params.crash
-    cres = scenario_pnl(risk, crash_matrix(labels.units, crash), keep_rows=False)
+    cres = scenario_pnl(risk, _crash_matrix(labels.units, crash), keep_rows=False)
     pnl_unit = np.zeros(len(labels.units))
     np.add.at(pnl_unit, risk.group_unit, cres.group_pnl[:, 0])
     weights = np.array(
