@@ -1371,16 +1371,22 @@ def stress_rows(
     solver = cover if cover is not None else CoverSolver()
     states = ShockedStates(desk, state, components=build_input is None)
     out: list[PoolStress] = []
+    pools = [known[pid] for pid in fd.pool_ids]
+    # per scenario, Python floats (the same doubles): a row reads them one at a time
+    gap, mm = res.gap_usd.T.tolist(), res.mm_usd.T.tolist()
+    ratios, band_equity = res.ratio.T.tolist(), res.band_equity_usd.T.tolist()
+    no_cents = _ZERO.quantize(_CENT)
     for s, sc in enumerate(scenarios):
+        stale_venues = sc.conditions.stale_price_venues
+        gap_s, mm_s, ratio_s, band_s = gap[s], mm[s], ratios[s], band_equity[s]
         for p, pid in enumerate(fd.pool_ids):
-            pool = known[pid]
-            stale = pool.venue in sc.conditions.stale_price_venues
-            if res.gap_usd[p, s] > -tolerance_usd - 1e-9 * res.mm_usd[p, s]:
+            pool = pools[p]
+            if gap_s[p] > -tolerance_usd - 1e-9 * mm_s[p]:
                 shocked, reports = states.for_row(sc, pid)
                 out.append(_one(desk, shocked, pid, sc, build, reports, solver, pool))
                 continue
-            ratio = _ratio_dec(float(res.ratio[p, s]))
-            band_eq = Decimal(repr(float(res.band_equity_usd[p, s])))
+            ratio = _ratio_dec(ratio_s[p])
+            band_eq = Decimal(repr(band_s[p]))
             out.append(
                 PoolStress(
                     pool_id=pid,
@@ -1388,14 +1394,14 @@ def stress_rows(
                     ratio=ratio,
                     desk_level=desk_level_for(ratio, band_eq, pool.thresholds).value,
                     venue_band=venue_band_for(ratio, band_eq, pool.venue_levels).value,
-                    deficit_usd=_ZERO.quantize(_CENT),
+                    deficit_usd=no_cents,
                     covered_10s_usd=_ZERO,
                     covered_60s_usd=_ZERO,
                     covered_10m_usd=_ZERO,
-                    uncovered_usd=_ZERO.quantize(_CENT),
+                    uncovered_usd=no_cents,
                     liquidation_before_cover=False,
                     worst_position=res.worst[p][s],
-                    stale_prices=stale,
+                    stale_prices=pool.venue in stale_venues,
                 )
             )
     return out
