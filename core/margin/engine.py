@@ -67,6 +67,16 @@ def _executor() -> ThreadPoolExecutor:
     return _EXECUTOR
 
 
+def _forget_executor_after_fork() -> None:
+    """A forked child has none of its parent's threads: an inherited pool would take work and
+    never run it, so the child creates its own on first use."""
+    global _EXECUTOR
+    _EXECUTOR = None
+
+
+os.register_at_fork(after_in_child=_forget_executor_after_fork)
+
+
 class Runs(NamedTuple):
     """The contiguous run of rows of each group in a block: first row and group id per run."""
 
