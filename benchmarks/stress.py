@@ -19,14 +19,15 @@ Stages, timed separately:
   component, with time-to-cover at 10 s, 60 s and 10 min (``core.stress.cover.CoverSolver``:
   the router's figures, certified without a solve where provable), and the fast figures for
   every other row. Every deficit row, none extrapolated; the solver's counts say how each
-  deadline was answered.
+  deadline was answered. Each stage has its own ``CoverSolver`` (an empty memo) on one dry-run
+  router shared by all (its problems, built once per pool shape, stay warm, as in a service).
 
 Workers: the evaluation is a pure function of the scenario batch (any split gives the same
 rows, tested), so with ``--workers 2`` (the default) the cover stage runs batches of scenarios in
 two worker processes (``concurrent.futures.ProcessPoolExecutor``, forked after the fast table
-so the compiled desk and the table are inherited, not copied through pickles), each with the
-warmed-up ``CoverSolver``; the rows come back in scenario order. ``--workers 1`` runs it in this
-process. The product's flow fans batches out through Prefect instead.
+so the compiled desk and the table are inherited, not copied through pickles), each with a copy
+of the stage's ``CoverSolver``; the rows come back in scenario order. ``--workers 1`` runs it in
+this process. The product's flow fans batches out through Prefect instead.
 
 Scaling: every stage at 1×, 2× and 4× (N/4, N/2, N pools). Wall seconds, and for the cover
 and Monte Carlo stages the CPU seconds too (all threads, and with workers this process's plus
@@ -54,7 +55,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -72,6 +73,9 @@ from core.stress.fast import (
     stress_rows,
 )
 from core.stress.scenarios import Scenario, joint_scenario, library
+
+if TYPE_CHECKING:
+    from core.routing.router import Router
 
 _EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "desk.toml"
 _AT = datetime(2026, 11, 27, tzinfo=UTC)
@@ -226,8 +230,12 @@ def cover_stage(
 
 
 def run_stage(
-    n_pools: int, n_scen: int, paths: int, cover: CoverSolver, workers: int = 1
+    n_pools: int, n_scen: int, paths: int, router: Router, workers: int = 1
 ) -> dict[str, Any]:
+    """One stage. Its ``CoverSolver`` is new (an empty memo: the stages' desks share their first
+    copies, whose routed rows an earlier stage's memo would answer) on the shared dry-run
+    ``router``, warm with the problems built for each pool shape."""
+    cover = CoverSolver(router)
     desk = synthetic_desk(n_pools)
     state = desk.initial_portfolio(_AT)
     scen = scenario_set(desk, n_scen)
@@ -257,7 +265,7 @@ def run_stage(
     }
 
 
-def warm_up(scenarios: int, cover: CoverSolver) -> None:
+def warm_up(scenarios: int, router: Router) -> None:
     """Load and run once what every stage uses, outside the timings: scipy.stats and the first
     numpy paths (a Monte Carlo), the routing modules, cvxpy and HiGHS (one routed input: the
     3-pool desk's deficits are all certified, none routed), and a 3-pool desk's stages."""
@@ -270,8 +278,8 @@ def warm_up(scenarios: int, cover: CoverSolver) -> None:
     partial = parse_problem({"deficit_usd": 1020, "deadline_s": 600, "sources": [
         {"id": "spot", "tier": 3, "latency_s": 1, "rate_per_s": 1, "per_request_usd": 600,
          "segments": [{"width_usd": 500, "credit_per_usd": 1, "cost_per_usd": 0}]}]})  # fmt: skip
-    cover.covered(partial, Decimal("1000"))
-    run_stage(3, scenarios, 10, cover)
+    CoverSolver(router).covered(partial, Decimal("1000"))
+    run_stage(3, scenarios, 10, router)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -281,11 +289,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--paths", type=int, default=10_000)
     ap.add_argument("--workers", type=int, default=2, help="processes for the cover stage")
     args = ap.parse_args(argv)
-    cover = CoverSolver()
-    warm_up(args.scenarios, cover)
+    router = CoverSolver().router  # one dry-run router, as ``evaluate`` builds
+    warm_up(args.scenarios, router)
     stages = []
     for frac in (4, 2, 1):
-        st = run_stage(args.pools // frac, args.scenarios, args.paths, cover, args.workers)
+        st = run_stage(args.pools // frac, args.scenarios, args.paths, router, args.workers)
         stages.append(st)
         print(f"{frac}: " + json.dumps(st), file=sys.stderr)
     full = stages[-1]
