@@ -84,11 +84,17 @@ class Runs(NamedTuple):
     group: IntArray
 
 
+def _changes(x: IntArray) -> IntArray:
+    """Indices where a non-empty ``x`` starts a new run of equal values (0 first)."""
+    out: IntArray = np.flatnonzero(np.concatenate(([True], x[1:] != x[:-1]))).astype(np.int64)
+    return out
+
+
 def _runs(group: IntArray) -> Runs:
     """Runs of equal ``group`` values; a group met in two runs is refused (rows not contiguous)."""
     if group.size == 0:
         return Runs(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]).astype(np.int64)
+    starts = _changes(group)
     seg_group = group[starts]
     if np.unique(seg_group).size != seg_group.size:
         raise ValueError("the rows of each group must be contiguous")
@@ -278,7 +284,7 @@ def _plan(book: RiskBook, block: OptionBlock, group_mc: IntArray, n_cols: int) -
     elif n:
         # cut where the unit changes (a group has one unit, so only at segment starts) …
         seg_unit = unit[starts]
-        unit_cuts = np.flatnonzero(np.r_[True, seg_unit[1:] != seg_unit[:-1]])
+        unit_cuts = _changes(seg_unit)
         unit_edges = [*(int(c) for c in unit_cuts), int(starts.size)]
         for u_lo, u_hi in pairwise(unit_edges):
             # … and about every ``target`` rows, at the next segment start
@@ -384,7 +390,7 @@ def _delta_row_pnl(book: RiskBook, matrix: ScenarioMatrix, group_mc: IntArray) -
     w = d.delta_usd * inv_p0
     cols: FloatArray = np.empty((matrix.n_scenarios, d.size))
     if d.size:
-        unit_starts = np.flatnonzero(np.r_[True, d.unit[1:] != d.unit[:-1]])
+        unit_starts = _changes(d.unit)
         move_t = matrix.price_move_t
         for lo, hi in pairwise([*(int(i) for i in unit_starts), d.size]):
             np.multiply(move_t[:, d.unit[lo], None], w[lo:hi], out=cols[:, lo:hi])
