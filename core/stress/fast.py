@@ -38,7 +38,9 @@ draws, batch by batch.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import pairwise
@@ -1420,20 +1422,35 @@ def pool_monte_carlo_fast(
     vol_up_frac: float = 0.0,
     batch: int = 500,
     fast_desk: FastDesk | None = None,
+    threads: int | None = None,
 ) -> list[PoolMonteCarlo]:
-    """``pool_monte_carlo`` on the same draws, ``batch`` paths per ``fast_margin`` call."""
+    """``pool_monte_carlo`` on the same draws, ``batch`` paths per ``fast_margin`` call.
+
+    Batches are independent (each fills its own columns of the result), so they run on
+    ``threads`` worker threads (default: one per core, at most 2): most of a batch is whole-array
+    numpy work, which releases the GIL. The figures do not depend on either.
+    """
     stables = [a for a, c in desk.assets.items() if c.kind == "stablecoin"]
     assets = list(desk.assets)
     draws = draw_returns(assets, paths=paths, seed=seed, horizon=horizon, stablecoins=stables)
     fd = fast_desk if fast_desk is not None else compile_desk(desk, state)
     ratios = np.full((fd.n_pools, paths), np.nan)
     deficits = np.zeros((fd.n_pools, paths))
-    for lo in range(0, paths, batch):
+
+    def run(lo: int) -> None:
         hi = min(paths, lo + batch)
-        mv = moves_from_draws(fd, assets, draws[lo:hi], vol_up_frac=vol_up_frac)
-        res = fast_margin(fd, mv)
+        res = fast_margin(fd, moves_from_draws(fd, assets, draws[lo:hi], vol_up_frac=vol_up_frac))
         ratios[:, lo:hi] = res.ratio
         deficits[:, lo:hi] = res.deficit_usd
+
+    starts = range(0, paths, batch)
+    workers = threads if threads is not None else min(2, os.cpu_count() or 1)
+    if workers > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pmr-mc") as pool:
+            list(pool.map(run, starts))  # list(): raise what a batch raised
+    else:
+        for lo in starts:
+            run(lo)
     return _pool_figures(desk, fd.pool_ids, ratios, deficits)
 
 
