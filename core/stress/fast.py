@@ -107,8 +107,10 @@ _SPOT, _LINEAR, _INVERSE, _OPTION = 0, 1, 2, 3
 # Rule codes of a position's maintenance margin (unified / standard pools).
 _NO_RULE, _BRACKET, _SIZE_SCALED, _SHORT_OPTION = 0, 1, 2, 3
 _MODEL_CODE = {MarginModelKind.UNIFIED: 0, MarginModelKind.STANDARD: 1, MarginModelKind.SCENARIO: 2}
-# Virtual rows per engine call for scenario-model pools (bounds memory: ~100 B per row-column).
+# Virtual rows per engine call for scenario-model pools (bounds memory: ~100 B per row-column),
+# and group × grid cells per call (the groups' PnL over the unit grid, a few arrays of 8 B each).
 _ENGINE_ROWS = 400_000
+_GROUP_CELLS = 1 << 21
 _ZERO = Decimal(0)
 _RATIO_Q = Decimal("1e-9")
 _CENT = Decimal("0.01")
@@ -211,6 +213,10 @@ class _ScenarioPart:
     crash: CrashScenario
     offsets: tuple[tuple[float, IntArray, IntArray], ...]  # credit, group of a / b per pool (−1)
     worst_candidate: BoolArray  # delta rows then option rows: a position (not balance / cash)
+    # option rows told apart by their terms (``_distinct``): first row of each contract, and
+    # each row's contract (``_OptionCopies`` splits them further by how their venues move)
+    contract_first: IntArray
+    contract: IntArray
 
 
 @dataclass(frozen=True, slots=True)
@@ -612,6 +618,12 @@ def _scenario_part(
         + [True] * len(labels.option_keys),
         dtype=bool,
     )
+    o = risk.option
+    o_u_arr, o_q_arr = _ia(o_u), _ia(o_q)
+    contract_first, contract = _distinct(
+        o.unit, o_u_arr, o_q_arr, o.forward, o.strike, o.t_years, o.iv, o.is_call,
+        o.vol_scale, o.vol_floor,
+    )  # fmt: skip
     return _ScenarioPart(
         pools=_ia(pool_index[pid] for pid in scen),
         risk=risk,
@@ -622,8 +634,8 @@ def _scenario_part(
         d_u=_ia(d_u),
         d_q=_ia(d_q),
         d_inverse=np.array(d_inv, dtype=bool),
-        o_u=_ia(o_u),
-        o_q=_ia(o_q),
+        o_u=o_u_arr,
+        o_q=o_q_arr,
         unit_col=_ia(col[u] for u in units),
         unit_price_usd=_fa(unit_price),
         mm_factor=_fa(sp.mm_factor for sp in sps),
@@ -638,6 +650,8 @@ def _scenario_part(
         crash=crash,
         offsets=tuple(offsets),
         worst_candidate=worst_candidate,
+        contract_first=contract_first,
+        contract=contract,
     )
 
 
@@ -966,7 +980,8 @@ def _scenario_mm(
     """MM (USD) of the scenario-model pools (P_s × S), in engine calls of bounded size."""
     risk = part.risk
     n_rows = max(1, risk.delta.size + risk.option.size)
-    step = max(1, _ENGINE_ROWS // n_rows)
+    n_cells = max(1, risk.n_groups * part.grid.n_scenarios)
+    step = max(1, min(_ENGINE_ROWS // n_rows, _GROUP_CELLS // n_cells))
     n_p = part.pools.size
     out = np.zeros((n_p, mv.n))
     names: list[list[str | None]] | None = [[None] * mv.n for _ in range(n_p)] if worst else None
@@ -1092,10 +1107,10 @@ class _OptionCopies:
         o, n_s, n_g = part.risk.option, mv.n, part.risk.n_groups
         venue = part.pool_venue[o.pool]
         vclass = _venue_classes(mv, np.union1d(part.o_u, part.o_q))[venue]
-        first, contract = _distinct(
-            o.unit, vclass, part.o_u, part.o_q, o.forward, o.strike, o.t_years, o.iv,
-            o.is_call, o.vol_scale, o.vol_floor,
-        )  # fmt: skip
+        if np.all(vclass == vclass[0]):  # every venue moves alike (a Monte Carlo, most often)
+            first, contract = part.contract_first, part.contract
+        else:  # contracts in unit order, split by venue class
+            first, contract = _distinct(part.contract, vclass)
         n_c = first.size
         # the pricing book: contract-columns ordered (unit, column, contract), one row each
         cr, cs = _virtual_order(o.unit[first], n_s)
