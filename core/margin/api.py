@@ -102,19 +102,30 @@ def evaluate_portfolio(
     params: MarginParams,
     *,
     model: MarginModelKind | str | None = None,
+    compare: bool = True,
 ) -> MarginReport:
-    """Margin of ``pool``'s wallets in ``portfolio`` under ``model`` (default: the pool's)."""
+    """Margin of ``pool``'s wallets in ``portfolio`` under ``model`` (default: the pool's).
+
+    ``compare=False`` skips evaluating the standard model beside the pool's own (for a pool of
+    another model ``standard_mm_usd`` and ``capital_efficiency`` are then ``None``): a stress test
+    re-evaluates thousands of shocked states and reads neither.
+    """
     kind = model_for(model).kind if model is not None else pool.model  # unknown → ConfigError
     book = build_book(portfolio, pool, params)
-    return evaluate_book(book, params, kind)
+    return evaluate_book(book, params, kind, compare=compare)
 
 
-def evaluate_book(book: PoolBook, params: MarginParams, kind: MarginModelKind) -> MarginReport:
-    """Run ``kind`` on an already validated book and assemble the report (stress tests re-use it)."""
+def evaluate_book(
+    book: PoolBook, params: MarginParams, kind: MarginModelKind, *, compare: bool = True
+) -> MarginReport:
+    """Run ``kind`` on an already validated book and assemble the report (stress tests re-use it);
+    ``compare``: see ``evaluate_portfolio``."""
     out = model_for(kind).evaluate(book, params)
     standard_mm: Decimal | None
     if kind is MarginModelKind.STANDARD:
         standard_mm = out.mm_usd
+    elif not compare:
+        standard_mm = None
     else:
         try:  # the comparison needs standard parameters the pool's own model may not
             standard_mm = StandardModel().evaluate(book, params).mm_usd

@@ -67,6 +67,16 @@ def _executor() -> ThreadPoolExecutor:
     return _EXECUTOR
 
 
+def _forget_executor_after_fork() -> None:
+    """A forked child has none of its parent's threads: an inherited pool would take work and
+    never run it, so the child creates its own on first use."""
+    global _EXECUTOR
+    _EXECUTOR = None
+
+
+os.register_at_fork(after_in_child=_forget_executor_after_fork)
+
+
 class Runs(NamedTuple):
     """The contiguous run of rows of each group in a block: first row and group id per run."""
 
@@ -74,11 +84,17 @@ class Runs(NamedTuple):
     group: IntArray
 
 
+def _changes(x: IntArray) -> IntArray:
+    """Indices where a non-empty ``x`` starts a new run of equal values (0 first)."""
+    out: IntArray = np.flatnonzero(np.concatenate(([True], x[1:] != x[:-1]))).astype(np.int64)
+    return out
+
+
 def _runs(group: IntArray) -> Runs:
     """Runs of equal ``group`` values; a group met in two runs is refused (rows not contiguous)."""
     if group.size == 0:
         return Runs(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]).astype(np.int64)
+    starts = _changes(group)
     seg_group = group[starts]
     if np.unique(seg_group).size != seg_group.size:
         raise ValueError("the rows of each group must be contiguous")
@@ -212,7 +228,8 @@ _Chunk = TypeVar("_Chunk")
 
 
 class _Rows(NamedTuple):
-    """A chunk of rows of one unit: rows lo:hi, their group segments s_lo:s_hi."""
+    """A chunk of rows of one unit: rows lo:hi, their group segments s_lo:s_hi (``unit`` −1:
+    the whole block in one chunk, each row's unit gathered)."""
 
     lo: int
     hi: int
@@ -254,21 +271,28 @@ def _group_mc_unit(book: RiskBook, joint: bool) -> IntArray:
 
 
 def _plan(book: RiskBook, block: OptionBlock, group_mc: IntArray, n_cols: int) -> _BlockPlan:
-    """Cut a block into one-unit chunks of about ``_CHUNK_ELEMS`` elements at group starts."""
+    """Cut a block into one-unit chunks of about ``_CHUNK_ELEMS`` elements at group starts; a
+    block of at most that many elements is one chunk (a pool's own book, most often: cutting it
+    per unit costs more in calls than broadcasting saves)."""
     group, unit = block.group, block.unit
     n = int(group.size)
     starts, seg_group = book.option_runs
     target = max(1, _CHUNK_ELEMS // max(n_cols, 1))
     chunks: list[_Rows] = []
-    if n:
+    if n and n <= target:
+        chunks.append(_Rows(0, n, 0, int(starts.size), -1))
+    elif n:
         # cut where the unit changes (a group has one unit, so only at segment starts) …
         seg_unit = unit[starts]
-        unit_cuts = np.flatnonzero(np.r_[True, seg_unit[1:] != seg_unit[:-1]])
+        unit_cuts = _changes(seg_unit)
         unit_edges = [*(int(c) for c in unit_cuts), int(starts.size)]
         for u_lo, u_hi in pairwise(unit_edges):
             # … and about every ``target`` rows, at the next segment start
             row_lo = int(starts[u_lo])
             row_hi = int(starts[u_hi]) if u_hi < starts.size else n
+            if row_hi - row_lo <= target:
+                chunks.append(_Rows(row_lo, row_hi, u_lo, u_hi, int(seg_unit[u_lo])))
+                continue
             wanted = np.arange(row_lo + target, row_hi, target)
             ix = np.searchsorted(starts[u_lo:u_hi], wanted) + u_lo
             cut_segs = np.unique(ix[ix < u_hi])
@@ -366,7 +390,7 @@ def _delta_row_pnl(book: RiskBook, matrix: ScenarioMatrix, group_mc: IntArray) -
     w = d.delta_usd * inv_p0
     cols: FloatArray = np.empty((matrix.n_scenarios, d.size))
     if d.size:
-        unit_starts = np.flatnonzero(np.r_[True, d.unit[1:] != d.unit[:-1]])
+        unit_starts = _changes(d.unit)
         move_t = matrix.price_move_t
         for lo, hi in pairwise([*(int(i) for i in unit_starts), d.size]):
             np.multiply(move_t[:, d.unit[lo], None], w[lo:hi], out=cols[:, lo:hi])
@@ -436,28 +460,33 @@ def _option_chunk(
     pre: tuple[FloatArray, ...],
     c: _Rows,
 ) -> FloatArray:
-    """Re-price the option rows of chunk ``c`` (one unit) in every column: (scenarios × rows).
+    """Re-price the option rows of chunk ``c`` in every column: (scenarios × rows).
 
     Scenarios are the outer axis, so per-scenario terms broadcast as (S, 1) columns and per-row
-    terms as (1, rows) along long contiguous inner loops; no gather is needed since the chunk's
-    rows share one unit.
+    terms as (1, rows) along long contiguous inner loops; no gather is needed when the chunk's
+    rows share one unit (a chunk of the whole block, ``unit`` −1, gathers each row's: the same
+    figures, element by element).
     """
     growth, half_log_g, half_ln_fk, h_iv, h_ivk, h_floor, put, s_f0, s_k, const, _ = pre
     lo, hi, u = c.lo, c.hi, c.unit
+    terms = (matrix.vol_shock_t, half_log_g, growth)
+    if u >= 0:  # one unit: its scenario terms broadcast as (S, 1) columns
+        vol, log_g, grow = (a[:, u, None] for a in terms)
+    else:  # the whole block: each row's unit gathered
+        vol, log_g, grow = (a[:, block.unit[lo:hi]] for a in terms)
     # h = σ′·√T / 2 with σ′ = max(σ·(1 + v·k), floor)
-    vol = matrix.vol_shock_t[:, u]
-    h = np.multiply(vol[:, None], h_ivk[lo:hi])
+    h = vol * h_ivk[lo:hi]
     h += h_iv[lo:hi]
     if np.any(h_iv[lo:hi] + float(vol.min()) * h_ivk[lo:hi] < h_floor[lo:hi]):
         np.maximum(h, h_floor[lo:hi], out=h)
     # d1,2 = (ln(F0/K) + ln(1+m)) / (2h) ± h: the log is per (unit, scenario), not per element
-    x = np.add(half_log_g[:, u, None], half_ln_fk[lo:hi])
+    x = log_g + half_ln_fk[lo:hi]
     x /= h
     d1 = x + h
     x -= h
     n1 = ndtr(d1, out=d1)
     n1 -= put[lo:hi]
-    n1 *= growth[:, u, None]
+    n1 *= grow
     n1 *= s_f0[lo:hi]
     n2 = ndtr(x, out=x)
     n2 *= s_k[lo:hi]

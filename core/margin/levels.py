@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from core.errors import ConfigError
@@ -44,8 +45,10 @@ __all__ = [
 ]
 
 
+@lru_cache(maxsize=1024)
 def _dec(level: float) -> Decimal:
-    """A configured level as the decimal it was written as (``1.6`` → ``Decimal('1.6')``)."""
+    """A configured level as the decimal it was written as (``1.6`` → ``Decimal('1.6')``);
+    a desk has a handful of levels, read on every report and stress row."""
     return Decimal(repr(float(level)))
 
 

@@ -28,11 +28,12 @@ Everything is computed in the pool's margin currency and reported in USD.
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import lru_cache
 
 import numpy as np
 
 from core.margin.book import PoolBook
-from core.margin.engine import RiskBook, scenario_pnl, worst_losses
+from core.margin.engine import FloatArray, RiskBook, scenario_pnl, worst_losses
 from core.margin.params import MarginParams
 from core.margin.report import ModelOutput, PositionContribution, UnitRisk, to_dec
 from core.margin.riskbook import RowLabels, build_risk_book
@@ -43,6 +44,7 @@ from core.margin.scenarios import (
     stack_grids,
     unit_grid,
 )
+from core.params import CrashScenario, ScenarioParams
 
 __all__ = ["evaluate_scenario", "unit_deltas"]
 
@@ -84,7 +86,31 @@ def unit_deltas(
 
 
 def _unit_matrix(labels: RowLabels, params: MarginParams) -> ScenarioMatrix:
-    return stack_grids([unit_grid(u, params.scenario_for(u)) for u in labels.units])
+    return _stacked_grids(labels.units, tuple(params.scenario_for(u) for u in labels.units))
+
+
+@lru_cache(maxsize=256)
+def _stacked_grids(units: tuple[str, ...], params: tuple[ScenarioParams, ...]) -> ScenarioMatrix:
+    """The units' grids, built once per (units, parameters): a pool is evaluated again on every
+    price (the monitor, a stress test's thousands of shocked states) with the same grid. The
+    shared matrix is read-only."""
+    matrix = stack_grids([unit_grid(u, p) for u, p in zip(units, params, strict=True)])
+    for a in (matrix.price_move, matrix.vol_shock, matrix.weight):
+        a.flags.writeable = False
+    return matrix
+
+
+@lru_cache(maxsize=256)
+def _crash_matrix(
+    units: tuple[str, ...], crash: CrashScenario, ranges: tuple[float, ...]
+) -> tuple[ScenarioMatrix, FloatArray]:
+    """``crash_matrix`` and each unit's crash weight (``ranges``: their price ranges), built
+    once per (units, crash, ranges) like ``_stacked_grids``; read-only."""
+    matrix = crash_matrix(units, crash)
+    weights = np.array([crash.weight * extended_weight(crash.move_frac, r) for r in ranges])
+    for a in (matrix.price_move, matrix.vol_shock, matrix.weight, weights):
+        a.flags.writeable = False
+    return matrix, weights
 
 
 def _crash_losses(risk: RiskBook, labels: RowLabels, params: MarginParams) -> tuple[float, float]:
@@ -94,16 +120,12 @@ def _crash_losses(risk: RiskBook, labels: RowLabels, params: MarginParams) -> tu
     weight of the crash move at the unit's own range R_u (Paradex: R/(2|m|), R/(2m²) above
     100 %). Gains of one unit offset losses of another: the crash is one world.
     """
-    crash = params.crash
-    cres = scenario_pnl(risk, crash_matrix(labels.units, crash), keep_rows=False)
-    pnl_unit = np.zeros(len(labels.units))
-    np.add.at(pnl_unit, risk.group_unit, cres.group_pnl[:, 0])
-    weights = np.array(
-        [
-            crash.weight * extended_weight(crash.move_frac, params.scenario_for(u).price_range_frac)
-            for u in labels.units
-        ]
-    )
+    units = labels.units
+    ranges = tuple(params.scenario_for(u).price_range_frac for u in units)
+    matrix, weights = _crash_matrix(units, params.crash, ranges)
+    cres = scenario_pnl(risk, matrix, keep_rows=False)
+    # Σ per unit in row order (``np.add.at``'s order)
+    pnl_unit = np.bincount(risk.group_unit, cres.group_pnl[:, 0], len(units))
     raw = max(0.0, -float(pnl_unit.sum()))
     weighted = max(0.0, -float((weights * pnl_unit).sum()))
     return raw, weighted

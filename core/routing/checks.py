@@ -52,6 +52,8 @@ MAX_RATIO = 1e6
 
 def number(value: object, field_name: str, where: str) -> float:
     """``value`` as a finite float, or a ``DataError`` naming ``field_name`` and ``where``."""
+    if type(value) is float and math.isfinite(value):  # the common case, checked first
+        return value
     if isinstance(value, str):
         try:
             parsed = Decimal(value.strip())

@@ -250,8 +250,11 @@ class CoverSolver:
         """
         return self._credit(canonical(inp) if self.fast else inp, deadline_s)
 
-    def _credit(self, inp: RoutingInput, deadline_s: float) -> Decimal:
-        """``credit_usd`` of an input already renamed (with ``fast``)."""
+    def _credit(
+        self, inp: RoutingInput, deadline_s: float, problem_id: str | None = None
+    ) -> Decimal:
+        """``credit_usd`` of an input already renamed (with ``fast``); ``problem_id``: its
+        ``problem_id_of``, when the caller has it (the same for every deadline of a row)."""
         if not self.fast:
             self.stats.routed += 1
             return self._route(inp, deadline_s)
@@ -260,7 +263,9 @@ class CoverSolver:
 
         deadlines = np.full(len(inp.calls), float(deadline_s))
         caps = capacities_usd(inp, deadlines) if inp.sources else np.zeros((len(deadlines), 0))
-        key = problem_id_of(inp) + caps.astype("<f8").tobytes().hex()
+        if problem_id is None:
+            problem_id = problem_id_of(inp)
+        key = problem_id + caps.astype("<f8").tobytes().hex()
         found = self._memo.get(key)
         if found is not None:
             self.stats.memo += 1
@@ -292,6 +297,7 @@ class CoverSolver:
         cap = cents(deficit_usd)
         single = len(inp.calls) == 1
         routed: RoutingInput | None = None  # renamed once per row, and only if routed
+        problem_id: str | None = None  # its fingerprint, once per row
         out: list[Decimal] = []
         best = _ZERO
         for k, t in enumerate(deadlines_s):
@@ -305,7 +311,11 @@ class CoverSolver:
             else:
                 if routed is None:
                     routed = canonical(inp) if self.fast else inp
-                credit = self._credit(routed, t)
+                    if self.fast:
+                        from core.routing.finalise import problem_id_of
+
+                        problem_id = problem_id_of(routed)
+                credit = self._credit(routed, t, problem_id)
             best = max(best, credit)
             out.append(min(best, cap))
         return out

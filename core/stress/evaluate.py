@@ -152,7 +152,8 @@ class ShockedReports(Mapping[str, MarginReport]):
     collateral may leave: evaluating every pool for every row was O(pools²) per scenario.
     ``pools`` (default: every pool of the desk) are the pools this state can evaluate;
     ``params`` a cache of each pool's model inputs shared between states (what
-    ``evaluate_pool`` collects from the desk on every call).
+    ``evaluate_pool`` collects from the desk on every call). The reports leave out the standard
+    model's comparison (``standard_mm_usd``, ``capital_efficiency``): no stress figure reads it.
     """
 
     def __init__(
@@ -177,7 +178,7 @@ class ShockedReports(Mapping[str, MarginReport]):
             if found is None:  # evaluate_pool's own inputs, collected once
                 found = (self._desk.pool(pool_id).to_domain(), params_for_pool(self._desk, pool_id))
                 self._params[pool_id] = found
-            rep = evaluate_portfolio(self._state, found[0], found[1])
+            rep = evaluate_portfolio(self._state, found[0], found[1], compare=False)
             self._cache[pool_id] = rep
         return rep
 

@@ -19,7 +19,10 @@ path, in float64:
   option rows get the shocked forward, IV and size) and the whole unit grid, delta charge, roll
   shock, offset credits and joint-crash floor are computed for every (pool, scenario) by the
   engine (``core.margin.engine.scenario_pnl``) in one call per batch: each column of the batch
-  becomes its own copy of the pools in one large ``RiskBook``.
+  becomes its own copy of the pools in one large ``RiskBook``. Option rows are re-priced once
+  per **distinct contract** and column (Black-76 is per unit of size; pools holding the same
+  listed option differ only in size), then summed into groups by size (``_OptionCopies``);
+  the equity's option marks likewise.
 
 Nothing here is an approximation of the models: the differences to ``evaluate_pool`` are float
 rounding (the exact path quantises money to 1e-8 USD and ratios to 1e-9 and keeps option marks at
@@ -35,7 +38,9 @@ draws, batch by batch.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import pairwise
@@ -57,7 +62,14 @@ from core.domain import (
 from core.errors import ConfigError, DataError
 from core.margin.api import params_for_pool
 from core.margin.book import PoolBook, build_book
-from core.margin.engine import DeltaBlock, OptionBlock, RiskBook, Runs, scenario_pnl
+from core.margin.engine import (
+    DeltaBlock,
+    OptionBlock,
+    RiskBook,
+    Runs,
+    _group_mc_unit,
+    scenario_pnl,
+)
 from core.margin.levels import desk_level_for, venue_band_for
 from core.margin.params import MarginParams
 from core.margin.pricing import black76
@@ -95,8 +107,10 @@ _SPOT, _LINEAR, _INVERSE, _OPTION = 0, 1, 2, 3
 # Rule codes of a position's maintenance margin (unified / standard pools).
 _NO_RULE, _BRACKET, _SIZE_SCALED, _SHORT_OPTION = 0, 1, 2, 3
 _MODEL_CODE = {MarginModelKind.UNIFIED: 0, MarginModelKind.STANDARD: 1, MarginModelKind.SCENARIO: 2}
-# Virtual rows per engine call for scenario-model pools (bounds memory: ~100 B per row-column).
+# Virtual rows per engine call for scenario-model pools (bounds memory: ~100 B per row-column),
+# and group × grid cells per call (the groups' PnL over the unit grid, a few arrays of 8 B each).
 _ENGINE_ROWS = 400_000
+_GROUP_CELLS = 1 << 21
 _ZERO = Decimal(0)
 _RATIO_Q = Decimal("1e-9")
 _CENT = Decimal("0.01")
@@ -199,6 +213,10 @@ class _ScenarioPart:
     crash: CrashScenario
     offsets: tuple[tuple[float, IntArray, IntArray], ...]  # credit, group of a / b per pool (−1)
     worst_candidate: BoolArray  # delta rows then option rows: a position (not balance / cash)
+    # option rows told apart by their terms (``_distinct``): first row of each contract, and
+    # each row's contract (``_OptionCopies`` splits them further by how their venues move)
+    contract_first: IntArray
+    contract: IntArray
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,7 +383,9 @@ def compile_desk(
     pool_lines, silo_lines = _LineBuilder(), _LineBuilder()
     silo_pool: list[int] = []
     loans: list[tuple[int, int, int, float]] = []
-    tables: dict[str, int] = {}
+    # Bracket tables by content: every pool's parameters hold their own copy of a symbol's
+    # table, and ``_rule_mm`` looks brackets up once per distinct table.
+    tables: dict[tuple[tuple[float, float, float], ...], int] = {}
     table_arrays: list[tuple[FloatArray, FloatArray, FloatArray]] = []
 
     def table_of(symbol: str, p: MarginParams, where: str) -> int:
@@ -373,15 +393,18 @@ def compile_desk(
         if t is None:
             raise DataError("no maintenance-margin brackets for instrument", symbol=symbol,
                             where=where)  # fmt: skip
-        key = f"{symbol}:{id(t)}"
+        key = tuple(
+            (
+                math.inf if b.cap_usd is None else float(b.cap_usd),
+                float(b.mmr),
+                0.0 if b.cum_usd is None else float(b.cum_usd),
+            )
+            for b in t
+        )
         if key not in tables:
             tables[key] = len(table_arrays)
             table_arrays.append(
-                (
-                    _fa(math.inf if b.cap_usd is None else float(b.cap_usd) for b in t),
-                    _fa(float(b.mmr) for b in t),
-                    _fa(0.0 if b.cum_usd is None else float(b.cum_usd) for b in t),
-                )
+                (_fa(k[0] for k in key), _fa(k[1] for k in key), _fa(k[2] for k in key))
             )
         return tables[key]
 
@@ -595,6 +618,12 @@ def _scenario_part(
         + [True] * len(labels.option_keys),
         dtype=bool,
     )
+    o = risk.option
+    o_u_arr, o_q_arr = _ia(o_u), _ia(o_q)
+    contract_first, contract = _distinct(
+        o.unit, o_u_arr, o_q_arr, o.forward, o.strike, o.t_years, o.iv, o.is_call,
+        o.vol_scale, o.vol_floor,
+    )  # fmt: skip
     return _ScenarioPart(
         pools=_ia(pool_index[pid] for pid in scen),
         risk=risk,
@@ -605,8 +634,8 @@ def _scenario_part(
         d_u=_ia(d_u),
         d_q=_ia(d_q),
         d_inverse=np.array(d_inv, dtype=bool),
-        o_u=_ia(o_u),
-        o_q=_ia(o_q),
+        o_u=o_u_arr,
+        o_q=o_q_arr,
         unit_col=_ia(col[u] for u in units),
         unit_price_usd=_fa(unit_price),
         mm_factor=_fa(sp.mm_factor for sp in sps),
@@ -621,6 +650,8 @@ def _scenario_part(
         crash=crash,
         offsets=tuple(offsets),
         worst_candidate=worst_candidate,
+        contract_first=contract_first,
+        contract=contract,
     )
 
 
@@ -734,37 +765,52 @@ def _position_marks(fd: FastDesk, mv: Moves) -> tuple[FloatArray, FloatArray, Fl
     mark = r.mark[:, None] * (fu / fq)
     opt = np.flatnonzero(r.kind == _OPTION)
     if opt.size:
-        f = fu[opt] / fq[opt]
-        moved = mv.moved[r.venue[opt], r.u[opt], :] | (
-            mv.moved[r.venue[opt], r.q[opt], :] & (r.q[opt] < len(fd.assets))[:, None]
+        # Each distinct contract (terms, forward, IV, mark, on venues moved alike) once: pools
+        # holding the same listed option share its Black-76 re-pricing.
+        vclass = _venue_classes(mv, np.union1d(r.u[opt], r.q[opt]))[r.venue[opt]]
+        first, contract = _distinct(
+            vclass, r.u[opt], r.q[opt], r.forward[opt], r.strike[opt], r.t_years[opt],
+            r.iv[opt], r.is_call[opt], r.inverse_premium[opt], r.mark[opt],
+        )  # fmt: skip
+        one = opt[first]
+        f = fu[one] / fq[one]
+        moved = mv.moved[r.venue[one], r.u[one], :] | (
+            mv.moved[r.venue[one], r.q[one], :] & (r.q[one] < len(fd.assets))[:, None]
         )
-        k, t, iv = (x[opt][:, None] for x in (r.strike, r.t_years, r.iv))
-        call = r.is_call[opt][:, None]
-        f0 = r.forward[opt][:, None]
+        k, t, iv = (x[one][:, None] for x in (r.strike, r.t_years, r.iv))
+        call = r.is_call[one][:, None]
+        f0 = r.forward[one][:, None]
         f1 = f0 * f
         v0 = _b76(f0, k, t, iv, call)
         v1 = _b76(f1, k, t, iv * np.where(moved, mv.vol[None, :], 1.0), call)
-        inv = r.inverse_premium[opt][:, None]
+        inv = r.inverse_premium[one][:, None]
         v0 = np.where(inv, v0 / f0, v0)
         v1 = np.where(inv, v1 / f1, v1)
         floor = np.where(inv, 1e-8, 1e-8 * f1)
-        shocked = np.maximum(r.mark[opt][:, None] + (v1 - v0), floor)
-        mark[opt] = np.where(moved, shocked, r.mark[opt][:, None])
+        shocked = np.maximum(r.mark[one][:, None] + (v1 - v0), floor)
+        mark[opt] = np.where(moved, shocked, r.mark[one][:, None])[contract]
     return mark, fu, fq
 
 
 def _booked(fd: FastDesk, mark: FloatArray) -> FloatArray:
-    """Each position's booked value in its settlement asset (``PricedPosition.booked_value``)."""
+    """Each position's booked value in its settlement asset (``PricedPosition.booked_value``),
+    each kind's formula on its own rows."""
     r = fd.rows
-    units, entry = r.units[:, None], r.entry[:, None]
-    kind = r.kind[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inverse = units * (1.0 / entry - 1.0 / mark)
-    out: FloatArray = np.select(
-        [kind == _SPOT, kind == _LINEAR, kind == _INVERSE],
-        [np.broadcast_to(units, mark.shape), units * (mark - entry), inverse],
-        units * mark,
-    )
+    out: FloatArray = np.empty(mark.shape)
+    for kind in (_SPOT, _LINEAR, _INVERSE, _OPTION):
+        ix = np.flatnonzero(r.kind == kind)
+        if ix.size == 0:
+            continue
+        units, m = r.units[ix, None], mark[ix]
+        if kind == _SPOT:
+            out[ix] = units
+        elif kind == _LINEAR:
+            out[ix] = units * (m - r.entry[ix, None])
+        elif kind == _INVERSE:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[ix] = units * (1.0 / r.entry[ix, None] - 1.0 / m)
+        else:
+            out[ix] = units * m
     return out
 
 
@@ -778,12 +824,13 @@ def _notional(
     kind: IntArray, units: FloatArray, mark: FloatArray, q_usd: FloatArray, s_usd: FloatArray
 ) -> FloatArray:
     """|Notional| in USD (``PricedPosition.notional_usd``) of rows of one kind-mix."""
-    size = np.abs(units)[:, None]
-    out: FloatArray = np.where(
-        (kind == _INVERSE)[:, None],
-        size * q_usd,
-        np.where((kind == _LINEAR)[:, None], np.abs(units[:, None] * mark) * q_usd, size * s_usd),
-    )
+    out: FloatArray = np.abs(units)[:, None] * s_usd
+    inverse = np.flatnonzero(kind == _INVERSE)
+    if inverse.size:
+        out[inverse] = np.abs(units[inverse])[:, None] * q_usd[inverse]
+    linear = np.flatnonzero(kind == _LINEAR)
+    if linear.size:
+        out[linear] = np.abs(units[linear, None] * mark[linear]) * q_usd[linear]
     return out
 
 
@@ -880,12 +927,16 @@ def fast_margin(fd: FastDesk, mv: Moves, *, worst: bool = False) -> FastMargin:
         with np.errstate(divide="ignore", invalid="ignore"):
             s_ratio = np.where(s_mm > 0, s_adj / s_mm, np.inf)
         sp = fd.silo_pool
+        # a pool's silos are contiguous: per-pool min / max by ``reduceat`` over their runs
         r_min = np.full((n_p, n_s), np.inf)
-        np.minimum.at(r_min, sp, s_ratio)
         a_min = np.full((n_p, n_s), np.inf)
-        np.minimum.at(a_min, sp, s_adj)
         g_max = np.full((n_p, n_s), -np.inf)
-        np.maximum.at(g_max, sp, fd.target[sp, None] * s_mm - s_adj)
+        if sp.size:
+            starts = np.flatnonzero(np.r_[True, sp[1:] != sp[:-1]])
+            owners = sp[starts]
+            r_min[owners] = np.minimum.reduceat(s_ratio, starts, axis=0)
+            a_min[owners] = np.minimum.reduceat(s_adj, starts, axis=0)
+            g_max[owners] = np.maximum.reduceat(fd.target[sp, None] * s_mm - s_adj, starts, axis=0)
         gap[std] = g_max[std]
         mm[std] = _aggregate(sp, s_mm, n_p)[std]
         ratio[std] = np.where(np.isfinite(r_min[std]), r_min[std], np.nan)
@@ -929,7 +980,8 @@ def _scenario_mm(
     """MM (USD) of the scenario-model pools (P_s × S), in engine calls of bounded size."""
     risk = part.risk
     n_rows = max(1, risk.delta.size + risk.option.size)
-    step = max(1, _ENGINE_ROWS // n_rows)
+    n_cells = max(1, risk.n_groups * part.grid.n_scenarios)
+    step = max(1, min(_ENGINE_ROWS // n_rows, _GROUP_CELLS // n_cells))
     n_p = part.pools.size
     out = np.zeros((n_p, mv.n))
     names: list[list[str | None]] | None = [[None] * mv.n for _ in range(n_p)] if worst else None
@@ -991,31 +1043,162 @@ def _virtual_order(unit: IntArray, n_s: int) -> tuple[IntArray, IntArray]:
     return np.concatenate(rows), np.concatenate(cols)
 
 
+def _venue_classes(mv: Moves, cols: IntArray) -> IntArray:
+    """Per venue, a class: venues whose moves of the factor columns ``cols`` (factor and moved
+    flag) agree in every column of the batch share one, so what they hold alike is re-priced
+    once. A Monte Carlo moves every venue alike; a de-peg printed on one venue splits it off."""
+    n_v = int(mv.factor.shape[0])
+    if n_v <= 1 or (mv.factor.strides[0] == 0 and mv.moved.strides[0] == 0):
+        return np.zeros(n_v, dtype=np.int64)
+    key = np.concatenate(
+        [mv.factor[:, cols, :].reshape(n_v, -1), mv.moved[:, cols, :].reshape(n_v, -1)], axis=1
+    )
+    _, inverse = np.unique(key, axis=0, return_inverse=True)
+    out: IntArray = inverse.reshape(-1).astype(np.int64)
+    return out
+
+
+def _distinct(*columns: FloatArray | IntArray | BoolArray) -> tuple[IntArray, IntArray]:
+    """Rows of the stacked ``columns`` told apart by value (exact float equality): the first
+    row of each distinct one, in the order of the first column (stable), and per row its
+    distinct row's index."""
+    key = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns])
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    order = np.lexsort((first, key[first, 0]))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return first[order].astype(np.int64), rank[inverse.reshape(-1)].astype(np.int64)
+
+
+def _no_options() -> OptionBlock:
+    i, f = np.zeros(0, dtype=np.int64), np.zeros(0)
+    return OptionBlock(i, i, i, f, f, f, f, f, np.zeros(0, dtype=bool), f, f)
+
+
+@dataclass(frozen=True, slots=True)
+class _OptionCopies:
+    """The option rows of every column's copy of the scenario-model pools, re-priced once per
+    distinct contract and column.
+
+    Black-76 is per unit of size, and positions on one contract (same unit, strike, expiry,
+    forward and IV, on venues the batch moves alike) differ only in size: each distinct
+    contract is re-priced once per column (``pricing``: ``scenario_pnl`` on unit-size copies,
+    each its own group and pool, in USD), and each virtual row takes its size × that. Pools
+    that hold the same listed options (sub-accounts of one venue) share the work; a book whose
+    option rows are all distinct costs what pricing every row did. Groups sum their rows'
+    value changes and convert them to their margin currency as ``core.margin.engine`` does,
+    linear in the sizes: (A + ΔV)/(P0·(1 + m_mc)) − A/P0 where the margin currency moves.
+    """
+
+    rows: IntArray  # base option row of each virtual row
+    cols: IntArray  # column of each virtual row
+    vgroup: IntArray  # virtual group of each virtual row
+    priced: IntArray  # its contract-column in ``pricing``: column · n_contracts + contract
+    size_usd: FloatArray  # its size at the column's quote price
+    pricing: RiskBook
+    sums: sparse.csr_matrix  # (virtual groups × contract-columns): Σ size_usd / P0
+    base: FloatArray  # per contract-column: Black-76 value at the shocked forward and IV
+    delta: FloatArray  # per contract-column: forward delta
+    forward: FloatArray  # per contract-column: shocked forward
+
+    @classmethod
+    def of(cls, part: _ScenarioPart, mv: Moves, p0: FloatArray) -> _OptionCopies:
+        """``p0``: the margin-currency USD price of each virtual group's pool."""
+        o, n_s, n_g = part.risk.option, mv.n, part.risk.n_groups
+        venue = part.pool_venue[o.pool]
+        vclass = _venue_classes(mv, np.union1d(part.o_u, part.o_q))[venue]
+        if np.all(vclass == vclass[0]):  # every venue moves alike (a Monte Carlo, most often)
+            first, contract = part.contract_first, part.contract
+        else:  # contracts in unit order, split by venue class
+            first, contract = _distinct(part.contract, vclass)
+        n_c = first.size
+        # the pricing book: contract-columns ordered (unit, column, contract), one row each
+        cr, cs = _virtual_order(o.unit[first], n_s)
+        rep, v_rep = first[cr], venue[first[cr]]
+        fu = mv.factor[v_rep, part.o_u[rep], cs]
+        fq = mv.factor[v_rep, part.o_q[rep], cs]
+        moved = mv.moved[v_rep, part.o_u[rep], cs] | (
+            mv.moved[v_rep, part.o_q[rep], cs] & (part.o_q[rep] < mv.factor.shape[1] - 1)
+        )
+        k = cs * n_c + cr
+        n_k = n_c * n_s
+        fwd = o.forward[rep] * fu / fq
+        block = OptionBlock(
+            k, o.unit[rep], k, np.ones(k.size), fwd, o.strike[rep], o.t_years[rep],
+            o.iv[rep] * np.where(moved, mv.vol[cs], 1.0), o.is_call[rep], o.vol_scale[rep],
+            o.vol_floor[rep],
+        )  # fmt: skip
+        pricing = _trusted_book(
+            DeltaBlock(*(np.zeros(0, dtype=np.int64),) * 3, np.zeros(0), np.zeros(0)),
+            block,
+            np.tile(o.unit[first], n_s),
+            np.arange(n_k, dtype=np.int64),
+            np.ones(n_k),
+            np.full(n_k, -1, dtype=np.int64),
+        )
+        base, delta, forward = np.empty(n_k), np.empty(n_k), np.empty(n_k)
+        base[k], delta[k], forward[k] = block.base_value(), block.delta(), fwd
+        rows, cols = _virtual_order(o.unit, n_s)
+        vgroup = cols * n_g + o.group[rows]
+        size = o.size_usd[rows] * mv.factor[venue[rows], part.o_q[rows], cols]
+        priced = cols * n_c + contract[rows]
+        sums = sparse.csr_matrix((size / p0[vgroup], (vgroup, priced)), shape=(p0.size, n_k))
+        return cls(rows, cols, vgroup, priced, size, pricing, sums, base, delta, forward)
+
+    def group_pnl(
+        self, matrix: ScenarioMatrix, group_mc: IntArray, group_unit: IntArray, *, weighted: bool
+    ) -> tuple[FloatArray, FloatArray]:
+        """Value change per unit size (contract-columns × scenarios, USD) and the groups' PnL
+        (virtual groups × scenarios, margin currency), ``weighted`` by the matrix's weight of
+        each group's unit (a group's contracts are of its unit, so the weight is applied to
+        the few contract-columns, not to every group)."""
+        unit_dv = scenario_pnl(self.pricing, matrix, keep_rows=False).group_pnl
+        w = matrix.weight[self.pricing.group_unit] if weighted else 1.0
+        out: FloatArray = np.asarray(self.sums @ (unit_dv * w))
+        mc = np.flatnonzero(group_mc >= 0)
+        if mc.size:
+            a = np.asarray(self.sums[mc] @ self.base)[:, None]
+            moved = np.asarray(self.sums[mc] @ unit_dv)
+            out[mc] = (a + moved) / (1.0 + matrix.price_move[group_mc[mc]]) - a
+            if weighted:
+                out[mc] *= matrix.weight[group_unit[mc]]
+        return unit_dv, out
+
+    def row_pnl(
+        self,
+        unit_dv: FloatArray,
+        matrix: ScenarioMatrix,
+        group_mc: IntArray,
+        p0: FloatArray,
+        col: IntArray,
+    ) -> FloatArray:
+        """Each virtual row's PnL (margin currency) in column ``col`` of its group."""
+        w = col[self.vgroup]
+        out: FloatArray = self.size_usd * unit_dv[self.priced, w] / p0[self.vgroup]
+        mc = group_mc[self.vgroup]
+        sel = np.flatnonzero(mc >= 0)
+        if sel.size:
+            v0 = self.size_usd[sel] * self.base[self.priced[sel]] / p0[self.vgroup[sel]]
+            out[sel] = (v0 + out[sel]) / (1.0 + matrix.price_move[mc[sel], w[sel]]) - v0
+        return out
+
+
 def _scenario_chunk(
     part: _ScenarioPart, mv: Moves, *, worst: bool
 ) -> tuple[FloatArray, list[list[str | None]] | None]:
     risk, n_s = part.risk, mv.n
     n_g, n_p = risk.n_groups, part.pools.size
+    n_vg, n_vp = n_g * n_s, n_p * n_s
     d, o = risk.delta, risk.option
     d_venue = part.pool_venue[d.pool]
-    o_venue = part.pool_venue[o.pool]
-    # --- the shocked book, one copy of every pool per column
+    # --- the shocked book, one copy of every pool per column: delta rows here, option rows
+    # re-priced per distinct contract (``_OptionCopies``)
     dr, ds = _virtual_order(d.unit, n_s)
-    fu_d = _gather(mv, d_venue, part.d_u)
-    fq_d = _gather(mv, d_venue, part.d_q)
-    delta_v = d.delta_usd[dr] * fu_d[dr, ds]
-    value_v = delta_v - (d.delta_usd[dr] - d.value0_usd[dr]) * fq_d[dr, ds]
-    orr, os_ = _virtual_order(o.unit, n_s)
-    fu_o = _gather(mv, o_venue, part.o_u)
-    fq_o = _gather(mv, o_venue, part.o_q)
-    moved_o = mv.moved[o_venue, part.o_u, :] | (
-        mv.moved[o_venue, part.o_q, :] & (part.o_q < mv.factor.shape[1] - 1)[:, None]
-    )
-    o_size = o.size_usd[orr] * fq_o[orr, os_]
-    o_fwd = o.forward[orr] * fu_o[orr, os_] / fq_o[orr, os_]
-    o_iv = o.iv[orr] * np.where(moved_o[orr, os_], mv.vol[os_], 1.0)
+    fu_d = mv.factor[d_venue[dr], part.d_u[dr], ds]
+    fq_d = mv.factor[d_venue[dr], part.d_q[dr], ds]
+    delta_v = d.delta_usd[dr] * fu_d
+    value_v = delta_v - (d.delta_usd[dr] - d.value0_usd[dr]) * fq_d
     vgroup_d = ds * n_g + d.group[dr]
-    vgroup_o = os_ * n_g + o.group[orr]
     group_unit = np.tile(risk.group_unit, n_s)
     group_pool = (np.repeat(np.arange(n_s), n_g) * n_p + np.tile(risk.group_pool, n_s)).astype(
         np.int64
@@ -1024,52 +1207,54 @@ def _scenario_chunk(
     p0 = (risk.pool_mc_price_usd[:, None] * mc_f).T.ravel()  # virtual pool s·P + p
     book = _trusted_book(
         DeltaBlock(vgroup_d, d.unit[dr], group_pool[vgroup_d], delta_v, value_v),
-        OptionBlock(
-            vgroup_o,
-            o.unit[orr],
-            group_pool[vgroup_o],
-            o_size,
-            o_fwd,
-            o.strike[orr],
-            o.t_years[orr],
-            o_iv,
-            o.is_call[orr],
-            o.vol_scale[orr],
-            o.vol_floor[orr],
-        ),
+        _no_options(),
         group_unit,
         group_pool,
         p0,
         np.tile(risk.pool_mc_unit, n_s),
     )
+    p0_g = p0[group_pool]
     grid = part.grid
-    res = scenario_pnl(book, grid, keep_rows=worst)
+    grid_mc = _group_mc_unit(book, grid.joint)
     # ``worst_losses`` on groups ordered (column, group): weights broadcast per base group
     # instead of being gathered per virtual group, in place (the group PnL is not read again).
-    weighted = res.group_pnl.reshape(n_s, n_g, -1)
-    weighted *= grid.weight[risk.group_unit][None]
+    res = scenario_pnl(book, grid, keep_rows=worst) if d.size else None
+    weighted = np.zeros((n_s, n_g, grid.n_scenarios))
+    if res is not None:
+        weighted = res.group_pnl.reshape(n_s, n_g, -1)
+        weighted *= grid.weight[risk.group_unit][None]
+    opts = _OptionCopies.of(part, mv, p0_g) if o.size else None
+    unit_dv: FloatArray | None = None
+    if opts is not None:
+        unit_dv, o_pnl = opts.group_pnl(grid, grid_mc, group_unit, weighted=True)
+        if res is None:
+            weighted = o_pnl.reshape(n_s, n_g, -1)
+        else:
+            weighted += o_pnl.reshape(n_s, n_g, -1)
     worst_col = np.argmin(weighted, axis=2)
     scan = np.maximum(-np.take_along_axis(weighted, worst_col[..., None], axis=2), 0.0).ravel()
     worst_col = worst_col.ravel()
-    n_vg, n_vp = n_g * n_s, n_p * n_s
     # --- delta charge and roll (``unit_deltas``), per virtual group
-    s_usd_d = part.unit_price_usd[d.unit[dr]] * fu_d[dr, ds]
+    s_usd_d = part.unit_price_usd[d.unit[dr]] * fu_d
     mc_moves_d = book.pool_mc_unit[book.delta.pool] == book.delta.unit
     coin_d = (delta_v - np.where(mc_moves_d, value_v, 0.0)) / s_usd_d
     roll_coin = np.asarray(part.labels.delta_roll_coin)[dr]
-    roll_coin = np.where(part.d_inverse[dr], roll_coin / fu_d[dr, ds], roll_coin)
+    roll_coin = np.where(part.d_inverse[dr], roll_coin / fu_d, roll_coin)
     net = _bincount(vgroup_d, coin_d, n_vg)
     gross = _bincount(vgroup_d, np.abs(coin_d), n_vg)
     roll = _bincount(vgroup_d, roll_coin, n_vg)
-    if o.size:
-        ob = book.option
-        value0 = ob.size_usd * ob.base_value()
-        dv = ob.size_usd * ob.delta() * ob.forward
-        mc_moves_o = book.pool_mc_unit[ob.pool] == ob.unit
-        s_usd_o = part.unit_price_usd[ob.unit] * fu_o[orr, os_]
+    if opts is not None:
+        orr, ocs, priced = opts.rows, opts.cols, opts.priced
+        value0 = opts.size_usd * opts.base[priced]
+        dv = opts.size_usd * opts.delta[priced] * opts.forward[priced]
+        mc_moves_o = book.pool_mc_unit[group_pool[opts.vgroup]] == o.unit[orr]
+        s_usd_o = (
+            part.unit_price_usd[o.unit[orr]]
+            * mv.factor[part.pool_venue[o.pool[orr]], part.o_u[orr], ocs]
+        )
         coin_o = (dv - np.where(mc_moves_o, value0, 0.0)) / s_usd_o
-        net += _bincount(vgroup_o, coin_o, n_vg)
-        gross += _bincount(vgroup_o, np.abs(coin_o), n_vg)
+        net += _bincount(opts.vgroup, coin_o, n_vg)
+        gross += _bincount(opts.vgroup, np.abs(coin_o), n_vg)
     net = np.abs(net)
     gu = group_unit
     s_mc = (
@@ -1090,27 +1275,36 @@ def _scenario_chunk(
         vb = (np.arange(n_s)[:, None] * n_g + gb[ok][None, :]).ravel()
         opp = sign[va] * sign[vb] < 0
         c = frac * np.minimum(scan[va], scan[vb]) * opp
-        np.add.at(credit, va, c / 2.0)
-        np.add.at(credit, vb, c / 2.0)
+        credit[va] += c / 2.0  # one group per pool and unit: no index repeats
+        credit[vb] += c / 2.0
     mm_g = part.mm_factor[gu] * np.maximum(im - credit, 0.0)
     mm_p = _bincount(group_pool, mm_g, n_vp)
     if part.crash_enabled and part.labels.units:
-        cres = scenario_pnl(book, crash_matrix(part.labels.units, part.crash), keep_rows=False)
-        weighted = -_bincount(group_pool, part.crash_weight[gu] * cres.group_pnl[:, 0], n_vp)
+        crash = crash_matrix(part.labels.units, part.crash)
+        crash_pnl = np.zeros(n_vg)
+        if d.size:
+            crash_pnl += scenario_pnl(book, crash, keep_rows=False).group_pnl[:, 0]
+        if opts is not None:
+            crash_mc = _group_mc_unit(book, crash.joint)
+            crash_pnl += opts.group_pnl(crash, crash_mc, group_unit, weighted=False)[1][:, 0]
+        weighted = -_bincount(group_pool, part.crash_weight[gu] * crash_pnl, n_vp)
         mm_p = np.maximum(mm_p, part.crash_mm_factor * np.maximum(weighted, 0.0))
     mm_usd = (mm_p * p0).reshape(n_s, n_p).T
     names: list[list[str | None]] | None = None
-    if worst and res.delta_pnl is not None and res.option_pnl is not None:
+    if worst:
         names = [[None] * n_s for _ in range(n_p)]
         keys = (*part.labels.delta_keys, *part.labels.option_keys)
-        base_row = np.concatenate([dr, orr + d.size])
-        vgroup = np.concatenate([vgroup_d, vgroup_o])
+        pnl_d = np.zeros(0)
+        if res is not None and res.delta_pnl is not None:
+            pnl_d = res.delta_pnl[np.arange(dr.size), worst_col[vgroup_d]]
+        if opts is not None and unit_dv is not None:
+            base_row = np.concatenate([dr, opts.rows + d.size])
+            vgroup = np.concatenate([vgroup_d, opts.vgroup])
+            pnl = np.concatenate([pnl_d, opts.row_pnl(unit_dv, grid, grid_mc, p0_g, worst_col)])
+        else:
+            base_row, vgroup, pnl = dr, vgroup_d, pnl_d
         cand = part.worst_candidate[base_row]
         w = worst_col[vgroup]
-        pnl = np.concatenate(
-            [res.delta_pnl[np.arange(dr.size), w[: dr.size]],
-             res.option_pnl[np.arange(orr.size), w[dr.size :]]]
-        )  # fmt: skip
         vpool = group_pool[vgroup]
         loss = -pnl * grid.weight[gu[vgroup], w] * p0[vpool]
         cand_row = base_row[cand]
@@ -1194,16 +1388,22 @@ def stress_rows(
     solver = cover if cover is not None else CoverSolver()
     states = ShockedStates(desk, state, components=build_input is None)
     out: list[PoolStress] = []
+    pools = [known[pid] for pid in fd.pool_ids]
+    # per scenario, Python floats (the same doubles): a row reads them one at a time
+    gap, mm = res.gap_usd.T.tolist(), res.mm_usd.T.tolist()
+    ratios, band_equity = res.ratio.T.tolist(), res.band_equity_usd.T.tolist()
+    no_cents = _ZERO.quantize(_CENT)
     for s, sc in enumerate(scenarios):
+        stale_venues = sc.conditions.stale_price_venues
+        gap_s, mm_s, ratio_s, band_s = gap[s], mm[s], ratios[s], band_equity[s]
         for p, pid in enumerate(fd.pool_ids):
-            pool = known[pid]
-            stale = pool.venue in sc.conditions.stale_price_venues
-            if res.gap_usd[p, s] > -tolerance_usd - 1e-9 * res.mm_usd[p, s]:
+            pool = pools[p]
+            if gap_s[p] > -tolerance_usd - 1e-9 * mm_s[p]:
                 shocked, reports = states.for_row(sc, pid)
                 out.append(_one(desk, shocked, pid, sc, build, reports, solver, pool))
                 continue
-            ratio = _ratio_dec(float(res.ratio[p, s]))
-            band_eq = Decimal(repr(float(res.band_equity_usd[p, s])))
+            ratio = _ratio_dec(ratio_s[p])
+            band_eq = Decimal(repr(band_s[p]))
             out.append(
                 PoolStress(
                     pool_id=pid,
@@ -1211,14 +1411,14 @@ def stress_rows(
                     ratio=ratio,
                     desk_level=desk_level_for(ratio, band_eq, pool.thresholds).value,
                     venue_band=venue_band_for(ratio, band_eq, pool.venue_levels).value,
-                    deficit_usd=_ZERO.quantize(_CENT),
+                    deficit_usd=no_cents,
                     covered_10s_usd=_ZERO,
                     covered_60s_usd=_ZERO,
                     covered_10m_usd=_ZERO,
-                    uncovered_usd=_ZERO.quantize(_CENT),
+                    uncovered_usd=no_cents,
                     liquidation_before_cover=False,
                     worst_position=res.worst[p][s],
-                    stale_prices=stale,
+                    stale_prices=pool.venue in stale_venues,
                 )
             )
     return out
@@ -1235,35 +1435,69 @@ def pool_monte_carlo_fast(
     seed: int,
     horizon: str = "1d",
     vol_up_frac: float = 0.0,
-    batch: int = 2_000,
+    batch: int = 500,
     fast_desk: FastDesk | None = None,
+    threads: int | None = None,
 ) -> list[PoolMonteCarlo]:
-    """``pool_monte_carlo`` on the same draws, ``batch`` paths per ``fast_margin`` call."""
+    """``pool_monte_carlo`` on the same draws, ``batch`` paths per ``fast_margin`` call.
+
+    Batches are independent (each fills its own columns of the result), so they run on
+    ``threads`` worker threads (default: one per core, at most 2): most of a batch is whole-array
+    numpy work, which releases the GIL. The figures do not depend on either.
+    """
     stables = [a for a, c in desk.assets.items() if c.kind == "stablecoin"]
     assets = list(desk.assets)
     draws = draw_returns(assets, paths=paths, seed=seed, horizon=horizon, stablecoins=stables)
     fd = fast_desk if fast_desk is not None else compile_desk(desk, state)
     ratios = np.full((fd.n_pools, paths), np.nan)
     deficits = np.zeros((fd.n_pools, paths))
-    for lo in range(0, paths, batch):
+
+    def run(lo: int) -> None:
         hi = min(paths, lo + batch)
-        mv = moves_from_draws(fd, assets, draws[lo:hi], vol_up_frac=vol_up_frac)
-        res = fast_margin(fd, mv)
+        res = fast_margin(fd, moves_from_draws(fd, assets, draws[lo:hi], vol_up_frac=vol_up_frac))
         ratios[:, lo:hi] = res.ratio
         deficits[:, lo:hi] = res.deficit_usd
+
+    starts = range(0, paths, batch)
+    workers = threads if threads is not None else min(2, os.cpu_count() or 1)
+    if workers > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pmr-mc") as pool:
+            list(pool.map(run, starts))  # list(): raise what a batch raised
+    else:
+        for lo in starts:
+            run(lo)
+    return _pool_figures(desk, fd.pool_ids, ratios, deficits)
+
+
+_QUANTILES = (0.01, 0.05, 0.5)
+
+
+def _pool_figures(
+    desk: DeskConfig, pool_ids: Sequence[str], ratios: FloatArray, deficits: FloatArray
+) -> list[PoolMonteCarlo]:
+    """``pool_monte_carlo``'s per-pool figures, the quantiles of the pools whose every path
+    has a ratio in one call, and each expected shortfall from its worst paths alone
+    (``np.partition``), summed in the order a full sort gives (the same figures)."""
     known = {p.id: p for p in desk.pools}
+    paths = ratios.shape[1]
+    n_tail = max(1, int(np.ceil(paths * 0.01)))
+    whole = np.flatnonzero(np.isfinite(ratios).all(axis=1))
+    at = {int(i): j for j, i in enumerate(whole)}
+    quantiles = np.quantile(ratios[whole], _QUANTILES, axis=1) if whole.size else None
     out = []
-    for i, pid in enumerate(fd.pool_ids):
+    for i, pid in enumerate(pool_ids):
         th = known[pid].thresholds
         x = ratios[i]
-        finite = x[np.isfinite(x)]
-        q = (
-            {f"p{int(k * 100)}": float(np.quantile(finite, k)) for k in (0.01, 0.05, 0.5)}
-            if finite.size
-            else {}
-        )
-        d = np.sort(deficits[i])[::-1]
-        tail = d[: max(1, int(np.ceil(paths * 0.01)))]
+        j = at.get(i)
+        finite = x if j is not None else x[np.isfinite(x)]
+        if j is not None and quantiles is not None:
+            q = {f"p{int(k * 100)}": float(quantiles[n, j]) for n, k in enumerate(_QUANTILES)}
+        elif finite.size:
+            q = {f"p{int(k * 100)}": float(np.quantile(finite, k)) for k in _QUANTILES}
+        else:
+            q = {}
+        worst = np.partition(deficits[i], paths - n_tail)[paths - n_tail :]
+        tail = np.sort(worst)[::-1]
         out.append(
             PoolMonteCarlo(
                 pool_id=pid,

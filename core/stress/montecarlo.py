@@ -32,6 +32,7 @@ __all__ = ["Calibration", "PoolMonteCarlo", "calibration", "draw_returns", "pool
 
 FloatArray = np.ndarray
 _LOG_MIN, _LOG_MAX = float(np.log(0.001)), float(np.log(10.0))
+_MOVE_MIN, _MOVE_MAX = -0.999, 9.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +112,9 @@ def draw_returns(
     # [ln 0.001, ln 10] is a −99.9 % or +900 % day, outside what the shock model accepts.
     x = np.clip(x, _LOG_MIN, _LOG_MAX)
     where = [j for j, a in enumerate(assets) if a in index]
-    out[:, where] = np.expm1(x)
+    # expm1 of the clipped bounds lands a hair outside them (expm1(ln 10) = 9.000000000000002):
+    # clip the returns too, so every move is within the documented [−0.999, 9].
+    out[:, where] = np.clip(np.expm1(x), _MOVE_MIN, _MOVE_MAX)
     return out
 
 

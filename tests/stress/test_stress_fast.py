@@ -24,6 +24,7 @@ from core.errors import DataError
 from core.margin import evaluate_pool
 from core.stress.evaluate import _worst_position, evaluate
 from core.stress.fast import (
+    _OptionCopies,
     compile_desk,
     evaluate_fast,
     fast_margin,
@@ -57,6 +58,28 @@ def _variant() -> DeskConfig:
 
 
 VARIANT = _variant()
+
+
+def _twin() -> DeskConfig:
+    """The example desk's venues, pools, balances and positions twice: the copy (``-2``) holds
+    1.5 × the positions, so two ``scenario`` pools hold the same option contracts in different
+    sizes (re-priced once per contract) on venues a joint move moves alike and a de-peg printed
+    on ``sim-b`` alone moves apart."""
+    data = tomllib.loads(EXAMPLE.read_text())
+    for key in ("routes", "swaps", "preauth", "withdraw_addresses"):
+        data.pop(key, None)
+    data["preauth_groups"], data["preauth_venues"] = {}, {}
+    names = {"sim-a": "sim-a-2", "sim-b": "sim-b-2"}
+    for p in data["pools"]:
+        names[p["id"]] = p["id"] + "-2"
+    for key in ("venues", "pools", "balances", "positions"):
+        copies = [{k: names.get(v, v) if k in ("name", "venue", "id") else v for k, v in x.items()}
+                  for x in data[key]]  # fmt: skip
+        for x in copies:
+            if key == "positions":
+                x["qty"] = str(Decimal(x["qty"]) * Decimal("1.5"))
+        data[key] = data[key] + copies
+    return parse_desk(data, source="twin")
 
 
 def _close(a: float, b: float) -> bool:
@@ -95,6 +118,24 @@ def test_every_library_scenario_matches_the_exact_reports() -> None:
 def test_swapped_models_match_too() -> None:
     # scenario model in BTC (coin-margined) and the standard rules on the options book
     _check(VARIANT, VARIANT.initial_portfolio(AT), list(LIB.values()))
+
+
+def test_pools_sharing_option_contracts_match_too() -> None:
+    twin = _twin()
+    state = twin.initial_portfolio(AT)
+    fd = compile_desk(twin, state)
+    part = fd.scenario
+    assert part is not None
+    assert part.pools.size == 2
+    assert part.risk.option.size == 6
+    joint = [sc for sc in LIB.values() if sc.kind is ScenarioKind.JOINT]
+    for batch, contracts in ((joint, 3), (list(LIB.values()), 6)):
+        # a joint move prices the copies' three contracts once; a de-peg printed on sim-b
+        # alone (in the library) moves sim-b-2 apart, so each pool's are priced on their own
+        mv = moves_from_scenarios(fd, batch)
+        p0 = np.ones(part.risk.n_groups * mv.n)
+        assert _OptionCopies.of(part, mv, p0).pricing.option.size == contracts * mv.n
+        _check(twin, state, batch)
 
 
 def test_no_move_is_the_unshocked_report() -> None:
