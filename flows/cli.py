@@ -150,12 +150,6 @@ def demo(
             help="Price moves of assets the desk prices, e.g. 'ETH=-0.25,BTC=0.1'.",
         ),
     ] = DEFAULT_SHOCK,
-    vol_up: Annotated[
-        float,
-        typer.Option(
-            "--vol-up", metavar="FRAC", help="Relative IV change with the shock (0.5 = +50 %)."
-        ),
-    ] = 0.3,
     deadline_s: Annotated[
         float, typer.Option("--deadline", metavar="SECONDS", help="Seconds the cure may take.")
     ] = 60.0,
@@ -172,11 +166,14 @@ def demo(
         ),
     ] = False,
 ) -> None:
-    """Run the offline story: margin, a sharp move, margin calls, their cure.
+    """Run the whole story offline in seconds, on the same core steps as the deployments.
 
-    Margin of every pool now, the same after the shock, the pools it pushes below their call
-    level, the router's cheapest cure for all of them, and its execution on the desk's
-    simulated venues (in memory) with one transfer's answer lost: found by lookup, not resent.
+    Reconcile the simulated venues with a fresh store, stress-test the desk, move prices on
+    the simulator; the monitor records a margin call for each pool at or below its call level,
+    and the margin-call flow plans (cvxpy + HiGHS) and executes pre-authorised transfers, one
+    of which loses its answer (a timeout) and is found by lookup, not resent; then the ratios,
+    a second reconciliation, the audit trail, and where to look in the Prefect UI. The store
+    is $PMR_HOME/demo/pmr.db, replaced on each run (a temporary one without PMR_HOME).
     """
     from flows.demo import parse_shock, run_demo
 
@@ -188,7 +185,6 @@ def demo(
     run_demo(
         desk_file,
         shock=parse_shock(shock),
-        vol_up_frac=vol_up,
         deadline_s=deadline_s,
         as_of=parse_as_of(as_of),
         dry_run=dry_run,
