@@ -104,3 +104,15 @@ def test_halted_venues_escalate_the_call_without_moving_anything(
     assert escalated.payload["uncovered_usd"] > 0
     assert escalated.payload["reason"].startswith("ratio below target")
     assert _retries(emitted("prefect.task-run."), "leg") == 0  # a refusal is not retried
+
+
+def test_call_on_the_second_venue_is_planned_on_its_own_venue_when_prices_drift_apart(
+    shocked: Desk,
+) -> None:
+    # 15 s on, the two simulated venues' seeded price paths no longer agree: the cycle's
+    # portfolio is then the first pool's venue alone. Planned on it, sim-b.opt's v1 found no
+    # source ("no source can deliver") and only the re-plan cured it; v1 must be the cure.
+    shocked.clock.advance(15.0)
+    result = margin_call_flow(desk_file=DESK_FILE, pool_id="sim-b.opt")
+    assert result["status"] == "cured"
+    assert result["plan_versions"] == [1]
