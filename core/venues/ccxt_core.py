@@ -37,6 +37,7 @@ from core.venues.errors import ClockSkewRejected, api_family, is_retryable, tran
 from core.venues.parse_writes import AssetSteps, parse_asset_steps
 from core.venues.ratelimit import WeightLimiter
 from core.venues.reports import VenueCapabilities, WarmUpReport
+from core.venues.reqlog import RequestLog
 from core.venues.wallets import BINANCE_TRANSFER_TYPES
 
 __all__ = ["BINANCE_REQUIRED_HAS", "CcxtCore"]
@@ -108,7 +109,7 @@ class CcxtCore(BaseVenue):
         self._weight_limits = dict(weight_limits_per_min)
         self.http_requests = 0
         self.clock_syncs = 0
-        self.request_log: list[tuple[str, str]] = []
+        self.request_log = RequestLog()  # bounded: a monitor reads all day
         self._steps: dict[str, AssetSteps] | None = None  # set by warm_up
         self._headers = install_hooks(exchange, clock, self.limiter, self._on_request)
 

@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl
 
 from core.domain import WalletKind
 from core.venues.ratelimit import SAPI_UID_FAMILY, budget_family, request_weight
+from core.venues.reqlog import RequestLog
 from core.venues.sim import options_api
 from core.venues.sim.engine import SimError, SimExchange, SimMarginOrder, SimPosition
 from core.venues.sim.faults import Fault, FaultKind
@@ -128,7 +129,7 @@ class BinanceDialect:
         self._windows: dict[str, deque[tuple[int, int]]] = {}
         self._retry_until_ns: dict[str, int] = {}
         self._banned_until_ns: dict[str, int] = {}
-        self.request_log: list[tuple[str, str]] = []
+        self.request_log = RequestLog()  # bounded: a served simulator answers all day
         self.throttled = 0  # 429/418 answers given (rate limit or injected)
         self.clock_rejections = 0  # -1021 answers given (request stamped outside the window)
         self.last_params: dict[str, str] = {}  # the last request's parameters, signature removed
