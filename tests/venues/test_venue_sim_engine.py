@@ -14,7 +14,7 @@ from core.domain import Asset, WalletKind
 from core.errors import VenueRejected
 from core.venues.factory import DeskVenues, sim_exchange_from_desk
 from core.venues.sim.engine import SimError
-from core.venues.sim.prices import PricePath
+from core.venues.sim.prices import PATH_BLOCK_STEPS, PricePath
 
 START = 1_767_225_600_000_000_000
 
@@ -36,6 +36,51 @@ def test_price_path_with_same_seed_is_identical_and_other_seed_differs() -> None
     assert [a.price_usd("BTC", t) for t in at] != [c.price_usd("BTC", t) for t in at]
     assert a.price_usd("BTC", START) == (Decimal(95_000), START)
     assert {a.price_usd("USDT", t)[0] for t in at} == {Decimal(1)}
+
+
+def _oracle_prices(seed: int, steps: list[int]) -> list[Decimal]:
+    """From scratch: the whole path as one array, as the simulator drew it before blocks."""
+    import math
+    import zlib
+
+    import numpy as np
+
+    z = np.random.default_rng([seed, zlib.crc32(b"BTC")]).standard_normal(max(steps) + 1)
+    z[0] = 0.0
+    cum = np.cumsum(z)
+    s = 0.6 * math.sqrt(1.0 / (365.0 * 24 * 3600))
+    return [
+        Decimal(repr(round(95_000 * math.exp(s * float(cum[k]) - 0.5 * s * s * k), 10)))
+        for k in steps
+    ]
+
+
+def test_price_path_in_blocks_with_any_order_of_reads_equals_the_whole_path() -> None:
+    b = PATH_BLOCK_STEPS
+    steps = [0, 1, b - 1, b, b + 1, 5 * b + 7, 3, 2 * b - 1, 2 * b, 9 * b, 4 * b + 100, 9 * b + 1]
+    p = _path(5)
+    got = [p.price_usd("BTC", START + k * 1_000_000_000 + 999)[0] for k in steps]
+    assert got == _oracle_prices(5, steps)
+
+
+def test_price_path_with_a_month_of_steps_keeps_memory_bounded() -> None:
+    import tracemalloc
+
+    p = _path(9)
+    p.price_usd("BTC", START)
+    month_s = 30 * 24 * 3600
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for day in range(1, 31):
+            p.price_usd("BTC", START + day * 86_400 * 1_000_000_000)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # The whole path as one array was 8 bytes a step: 20.7 MB for a month. Blocks keep one
+    # block (32 KiB) and a checkpoint per block reached (633 of them, ~0.7 KB each).
+    assert month_s * 8 > 20_000_000
+    assert kept < 1_000_000, kept
 
 
 def test_price_path_with_one_day_has_plausible_spread() -> None:
