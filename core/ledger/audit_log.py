@@ -3,7 +3,7 @@
 The hashing rules live in ``core.ledger.chain``; this module assigns ``seq``, links each new
 event to the current head and reads the chain back in order. On PostgreSQL, appends take a
 transaction-scoped advisory lock so two writers cannot both extend the same head; on SQLite
-the database write lock does that. The ``seq`` primary key is the last line of defence: a
+the database write lock does that, taken before the head is read (``_lock_the_head``). The ``seq`` primary key is the last line of defence: a
 racing append fails rather than forking the chain.
 
 Keys: every append says which key it writes with (``key=None`` is the explicit unkeyed mode of
@@ -55,6 +55,29 @@ __all__ = [
 
 # Arbitrary constant for pg_advisory_xact_lock ("pmr" + 0xA0): serialises appends.
 _AUDIT_LOCK_KEY = 0x706D_72A0
+
+
+def _lock_the_head(session: Session) -> None:
+    """Hold the lock that serialises appends before the head is read, until the commit.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: the database's write lock, taken
+    with ``BEGIN IMMEDIATE`` (waiting out a peer for the busy timeout) when the connection has
+    no transaction open. Why: Python's sqlite3 opens a transaction only before an INSERT,
+    UPDATE or DELETE, and a SAVEPOINT released at the outermost level commits (``record_plan``
+    records a plan so); the head would then be read outside any transaction and, by the time
+    this append's INSERT gets the lock, a peer process may have appended under the same
+    ``seq``: two margin-call runs served at once failed so (``benchmarks/margin_call.py
+    --trigger``). A connection already in a transaction began it with a write (sqlite3 begins
+    none otherwise), so holds the lock; in one a SAVEPOINT opened around reads only, SQLite
+    refuses a stale write ("database is locked") rather than letting the chain fork.
+    """
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
+    elif conn.dialect.name == "sqlite":
+        raw = conn.connection.dbapi_connection
+        if raw is not None and not raw.in_transaction:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def audit_head(session: Session) -> tuple[int, str]:
@@ -110,8 +133,7 @@ def append_audit_event(
     """
     clean = canonical_payload(dict(payload))
     refs = {"margin_call_id": margin_call_id, "plan_id": plan_id, "transfer_key": transfer_key}
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
+    _lock_the_head(session)
     existing = session.exec(select(AuditEventRow).where(AuditEventRow.event_id == event_id)).first()
     if existing is not None:
         _refuse_a_second_version(existing, kind, ts_event, refs, clean)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from ledger_helpers import CALL, T0, hand_plan, margin_call_row
 from sqlalchemy import Engine, func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from core.domain import Asset, WalletKind
 from core.ledger.audit_log import append_audit_event, verify_audit_chain
@@ -201,3 +201,69 @@ def test_eight_executors_racing_for_one_leg_give_its_lease_to_exactly_one(store:
     with Session(store) as s:
         row = s.exec(select(TransferRow).where(TransferRow.idempotency_key == key)).one()
     assert (row.owner, row.lease_expires_at) == (won[0], T0 + timedelta(seconds=30))
+
+
+def _append(engine: Engine, event_id: str) -> None:
+    with session_scope(engine) as s:
+        append_audit_event(
+            s, event_id=event_id, kind="TransferRequested", ts_event=1, ts_init=1,
+            payload={"event": event_id}, key=KEY,
+        )  # fmt: skip
+
+
+def test_audit_append_on_sqlite_file_while_a_peer_holds_the_head_waits_and_links_after_it(
+    tmp_path: Path,
+) -> None:
+    """Two processes' margin-call runs on one SQLite store: one has appended and not yet
+    committed when the other appends. The second must wait for the first and link to its row,
+    not read the committed head, take the same ``seq`` and fail on it (as two served runs did:
+    ``benchmarks/margin_call.py --trigger``)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'chain.db'}")
+    init_db(engine)
+    errors: list[BaseException] = []
+
+    def peer() -> None:
+        try:
+            _append(engine, "peer")
+        except BaseException as exc:  # asserted on below
+            errors.append(exc)
+
+    with session_scope(engine) as first:
+        append_audit_event(
+            first, event_id="first", kind="TransferRequested", ts_event=1, ts_init=1,
+            payload={"event": "first"}, key=KEY,
+        )  # fmt: skip
+        other = threading.Thread(target=peer)
+        other.start()
+        other.join(timeout=1.0)  # the peer is waiting for this transaction's lock
+        assert other.is_alive()
+    other.join(timeout=30)
+    assert errors == []
+    with Session(engine) as s:
+        rows = s.exec(select(AuditEventRow).order_by(col(AuditEventRow.seq))).all()
+        verdict = verify_audit_chain(s, key=KEY)
+    engine.dispose()
+    assert [(r.seq, r.event_id) for r in rows] == [(1, "first"), (2, "peer")]
+    assert verdict.complete, str(verdict)
+
+
+def test_audit_appends_from_four_writers_on_sqlite_file_form_one_unbroken_chain(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'chain.db'}")
+    init_db(engine)
+
+    def writer(w: int) -> Callable[[], None]:
+        def run() -> None:
+            for i in range(15):
+                _append(engine, f"w{w}-{i}")
+
+        return run
+
+    assert _run_together([writer(w) for w in range(4)]) == []
+    with Session(engine) as s:
+        verdict = verify_audit_chain(s, key=KEY)
+        n = s.exec(select(func.count()).select_from(AuditEventRow)).one()
+    engine.dispose()
+    assert verdict.complete, str(verdict)
+    assert (verdict.checked, n) == (60, 60)
