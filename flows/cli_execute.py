@@ -279,11 +279,12 @@ def margin_call_cmd(
     moves = _check_shock(desk, shock)
     key = resolve_audit_key(key_env=key_env, key_block=key_block, unkeyed=unkeyed, required=False)
     from core.execution.cure import DeskCure
-    from core.execution.margin_call import detect, open_call, plan_call
+    from core.execution.margin_call import detect_by_pool, open_call, plan_call
 
     with desk_run(desk, url, moves, at) as (engine, where, dv, clock):
         cure = DeskCure(desk, dv.venues, clock, engine=engine)
-        reports, pf, due = detect(cure)
+        reports, portfolios, due = detect_by_pool(cure)
+        pf = portfolios[pool]  # the pool's: venues that disagree on a price are not merged
         _say(f"desk: {display_path(desk_file)}\nstore: {where}")
         r = reports[pool]
         call_level = desk.pool(pool).thresholds.call

@@ -78,15 +78,16 @@ def plan_margin_call(
     one: a second runner executes that plan, never its own)."""
     from core.execution.margin_call import plan_call
 
-    if state.portfolio is None:  # pragma: no cover - the flow stops on a refused state first
+    # The cycle's ``portfolio`` is desk-wide only while every venue quotes the same prices;
+    # when they differ (live venues always do) it is the first pool's venue alone, and a call
+    # on another venue would be planned on the wrong book. Plan on the call's own pool's view
+    # from the state just read, as the re-plan does (no second read of every venue).
+    portfolio = state.portfolio_for(call.pool_id)
+    if portfolio is None:  # pragma: no cover - the flow stops on a refused state first
         raise ConfigError("no state to plan on (prices refused)", call=call.id)
-    # The cycle's portfolio is desk-wide only while every venue quotes the same prices; when
-    # they differ (live venues always do) it is the first pool's venue alone, and a call on
-    # another venue would be planned on the wrong book. Plan on the call's own pool's view, as
-    # the re-plan does.
-    reports, portfolio = rt.cure.reports(call.pool_id)
     return plan_call(
-        rt.engine, rt.cure, call, reports, portfolio, clock=rt.clock, audit_key=rt.audit_key,
+        rt.engine, rt.cure, call, dict(state.reports), portfolio,
+        clock=rt.clock, audit_key=rt.audit_key,
     )  # fmt: skip
 
 

@@ -73,12 +73,16 @@ class DeskCure:
         with session_scope(self.engine) as s:
             return router_usage(s, self.desk, now=self.clock.now())
 
-    def reports(self, pool_id: str | None = None) -> tuple[dict[str, MarginReport], Portfolio]:
-        """Every pool's margin on what the venues hold now, and the portfolio to plan on.
+    def read(self) -> tuple[dict[str, MarginReport], dict[str, Portfolio]]:
+        """Every pool's margin on what the venues hold now and, per pool, the portfolio to
+        plan its call on.
 
-        The desk-wide portfolio when the venues agree on every price; otherwise (their seeded
-        paths drift apart over time) each pool is margined on its own venue's portfolio and the
-        plan for ``pool_id`` uses that pool's venue's portfolio.
+        That portfolio is the desk-wide one when the venues agree on every price; otherwise
+        (two exchanges never quite agree, and simulated venues on the wall clock drift apart on
+        their seeded paths) the pool's own venue's, which its margin was computed on. A call is
+        planned on its pool's entry: another venue's portfolio holds none of the pool's
+        wallets, so the plan would find no source there (served margin-call runs planned every
+        call of the second venue "infeasible" so, until the re-plan read the right one).
         """
         state = read_desk_state(self.desk, self.venues, self.clock)
         try:
@@ -86,12 +90,17 @@ class DeskCure:
             pools = dict.fromkeys((p.id for p in self.desk.pools), pf)
         except DataError:
             pools = {p.id: state.venue(p.venue).portfolio for p in self.desk.pools}
-            pf = pools[pool_id or self.desk.pools[0].id]
         reports = {
             p.id: evaluate_pool(self.desk, p.id, pools[p.id], brackets=state.brackets_for(p.id))
             for p in self.desk.pools
         }
-        return reports, pf
+        return reports, pools
+
+    def reports(self, pool_id: str | None = None) -> tuple[dict[str, MarginReport], Portfolio]:
+        """Every pool's margin on what the venues hold now, and the portfolio to plan
+        ``pool_id``'s call on (the desk's first pool's without one; see :meth:`read`)."""
+        reports, pools = self.read()
+        return reports, pools[pool_id or self.desk.pools[0].id]
 
     def verify(self, call: MarginCallRow) -> Verification:
         reports, _ = self.reports()

@@ -54,7 +54,7 @@ from core.config import DeskConfig
 from core.domain import WalletKind
 from core.execution.cure import DeskCure, check_plan_against_desk
 from core.execution.executor import Executor
-from core.execution.margin_call import detect, open_call, plan_call
+from core.execution.margin_call import detect_by_pool, open_call, plan_call
 from core.ledger.audit_log import verify_audit_chain
 from core.ledger.reconcile import reconcile
 from core.ledger.store import init_db, make_engine, session_scope
@@ -290,11 +290,12 @@ def run_trial(desk: DeskConfig, seed: int, *, engine_factory: Callable[[], Engin
         with session_scope(engine) as s:
             reconcile(s, desk, dv.venues, now=clock.now())  # the baseline
         clock.advance(1.0)  # legs are sent after the baseline was read, not at its instant
-        reports, pf, due = detect(cure)
+        reports, portfolios, due = detect_by_pool(cure)
         calls = []
         for d in due:
             call, _ = open_call(engine, cure, d, clock=clock, audit_key=None)
-            plan_call(engine, cure, call, reports, pf, clock=clock, audit_key=None)
+            plan_call(engine, cure, call, reports, portfolios[d.pool_id], clock=clock,
+                      audit_key=None)  # fmt: skip
             calls.append(call)
         injected = _inject(dv, rng, faults_per_trial) if inject is None else inject(dv, rng)
         if crash == "random":

@@ -31,13 +31,24 @@ from core.ledger.vocab import CallStatus, PlanStatus, VenueMode
 from core.margin.levels import MarginCallDue, margin_calls_due
 from core.margin.report import MarginReport
 
-__all__ = ["detect", "open_call", "plan_call"]
+__all__ = ["detect", "detect_by_pool", "open_call", "plan_call"]
+
+
+def detect_by_pool(
+    cure: DeskCure,
+) -> tuple[dict[str, MarginReport], dict[str, Portfolio], tuple[MarginCallDue, ...]]:
+    """Every pool's margin from the venues now, per pool the portfolio to plan its call on
+    (``DeskCure.read``), and the calls due: plan each call on ``portfolios[call.pool_id]``."""
+    reports, portfolios = cure.read()
+    return reports, portfolios, margin_calls_due(cure.desk, reports)
 
 
 def detect(cure: DeskCure) -> tuple[dict[str, MarginReport], Portfolio, tuple[MarginCallDue, ...]]:
-    """Every pool's margin from the venues now, the portfolio read, and the calls due."""
-    reports, pf = cure.reports()
-    return reports, pf, margin_calls_due(cure.desk, reports)
+    """Every pool's margin from the venues now, the desk's first pool's portfolio, and the
+    calls due. That portfolio is the desk-wide one only while the venues agree on every
+    price: to plan a call of any pool, use :func:`detect_by_pool`."""
+    reports, portfolios, due = detect_by_pool(cure)
+    return reports, portfolios[cure.desk.pools[0].id], due
 
 
 def open_call(

@@ -3,7 +3,7 @@
 The monitor (``flows/monitor_flow.py``) runs this on a short period. One cycle:
 
 1. reads every venue and margins every pool on what the venues hold now
-   (``core.execution.margin_call.detect``: ``DeskCure.reports`` over ``read_desk_state``);
+   (``core.execution.margin_call.detect_by_pool``: ``DeskCure.read`` over ``read_desk_state``);
 2. **refuses stale prices**: a price older than the desk's ``max_price_age_s`` (or unusable:
    NaN, zero) makes the read raise; the cycle then acts on nothing and says why in
    :attr:`MonitorCycle.refused`. The whole desk is refused, not only the stale venue's pools:
@@ -31,7 +31,7 @@ from sqlmodel import col, select
 from core.domain import Portfolio
 from core.errors import NaNPriceError, StalePriceError
 from core.execution.cure import DeskCure
-from core.execution.margin_call import detect
+from core.execution.margin_call import detect_by_pool
 from core.ledger.store import session_scope
 from core.ledger.tables import MarginCallRow
 from core.ledger.vocab import CallStatus
@@ -59,8 +59,9 @@ class MonitorCycle:
 
     ``refused`` is the reason nothing was priced (a stale or unusable price), else ``None``;
     ``due`` the calls to raise now; ``held`` the pools at or below ``call`` held back because
-    their last call was escalated recently. ``reports`` and ``portfolio`` are what the plan of
-    a call raised now is made on (``plan_call``).
+    their last call was escalated recently. ``reports`` and, per pool, ``portfolios`` are what
+    the plan of a call raised now is made on (``plan_call`` with :meth:`portfolio_for`);
+    ``portfolio`` is the desk's first pool's (the desk-wide one while the venues agree).
     """
 
     at: datetime
@@ -71,6 +72,11 @@ class MonitorCycle:
     duration_ms: float = 0.0
     reports: Mapping[str, MarginReport] = field(default_factory=dict, repr=False)
     portfolio: Portfolio | None = field(default=None, repr=False)
+    portfolios: Mapping[str, Portfolio] = field(default_factory=dict, repr=False)
+
+    def portfolio_for(self, pool_id: str) -> Portfolio | None:
+        """The portfolio to plan ``pool_id``'s call on (``None`` on a refused cycle)."""
+        return self.portfolios.get(pool_id, self.portfolio)
 
     @property
     def acted(self) -> bool:
@@ -120,7 +126,7 @@ def monitor_cycle(
     at = cure.clock.now()
     t0 = time.perf_counter()
     try:
-        reports, pf, due = detect(cure)
+        reports, portfolios, due = detect_by_pool(cure)
     except (StalePriceError, NaNPriceError) as exc:
         return MonitorCycle(
             at=at,
@@ -152,5 +158,6 @@ def monitor_cycle(
         held=tuple(sorted(held)),
         duration_ms=(time.perf_counter() - t0) * 1e3,
         reports=reports,
-        portfolio=pf,
+        portfolio=portfolios[desk.pools[0].id],
+        portfolios=portfolios,
     )
