@@ -82,10 +82,6 @@ def _env(updates: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _home() -> Path:
-    return Path(os.environ.get("PMR_HOME", "").strip() or "~/.pmr").expanduser()
-
-
 def _start_simulator(desk: DeskConfig, stack: ExitStack) -> tuple[str, str]:
     from core.clock import SystemClock
     from core.redact import register_secret
@@ -120,7 +116,7 @@ def serving_stack(desk_file: Path, *, prefect_port: int | None = None) -> Iterat
     ConfigError
         A bad desk file or store, or a Prefect server that does not come up.
     """
-    from core.ledger.store import init_db, make_engine, redact_url
+    from core.ledger.store import init_db, make_engine, pmr_home, redact_url
 
     desk = load_desk(desk_file)
     with ExitStack() as stack:
@@ -139,7 +135,7 @@ def serving_stack(desk_file: Path, *, prefect_port: int | None = None) -> Iterat
         api_url = os.environ.get("PREFECT_API_URL") or None
         ui_url = None
         if api_url is None:
-            server = LocalPrefectServer(_home(), port=prefect_port)
+            server = LocalPrefectServer(pmr_home(), port=prefect_port)
             stack.enter_context(server)
             api_url, ui_url = server.api_url, server.ui_url
             quiet = {k: v for k, v in QUIET_PREFECT.items() if k not in os.environ}

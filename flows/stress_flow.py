@@ -148,8 +148,9 @@ def evaluate_batch(
 
 
 def _out_dir(run_id: str) -> Path:
-    home = Path(os.environ.get("PMR_HOME", "").strip() or "~/.pmr").expanduser()
-    out = home / "stress" / run_id
+    from core.ledger.store import pmr_home
+
+    out = pmr_home() / "stress" / run_id
     out.mkdir(parents=True, exist_ok=True)
     return out
 

@@ -75,6 +75,7 @@ __all__ = [
     "load_snapshot",
     "make_engine",
     "normalise_url",
+    "pmr_home",
     "record_snapshot",
     "redact_url",
     "session_scope",
@@ -88,6 +89,16 @@ _URL_HINT = "expected sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB"
 # A desk's ledger is not world-readable: what pmr creates is its owner's only.
 STORE_DIR_MODE = 0o700
 STORE_FILE_MODE = 0o600
+
+
+def pmr_home(env: Mapping[str, str] | None = None) -> Path:
+    """pmr's own folder: ``PMR_HOME`` (default ``~/.pmr``), user-expanded, not created.
+
+    >>> str(pmr_home({"PMR_HOME": "/srv/desk"}))
+    '/srv/desk'
+    """
+    env = os.environ if env is None else env
+    return Path(env.get("PMR_HOME", "").strip() or DEFAULT_HOME).expanduser()
 
 
 def database_url(env: Mapping[str, str] | None = None) -> str:
@@ -104,8 +115,7 @@ def database_url(env: Mapping[str, str] | None = None) -> str:
     explicit = env.get("PMR_DATABASE_URL", "").strip()
     if explicit:
         return normalise_url(explicit, where="PMR_DATABASE_URL")
-    home = Path(env.get("PMR_HOME", "").strip() or DEFAULT_HOME).expanduser()
-    return f"sqlite:///{home.resolve() / 'pmr.db'}"
+    return f"sqlite:///{pmr_home(env).resolve() / 'pmr.db'}"
 
 
 def _parse(url: str, where: str) -> URL:
