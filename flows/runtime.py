@@ -143,24 +143,13 @@ def open_store(env: Mapping[str, str] | None = None) -> tuple[Engine, str]:
     ConfigError
         No store there (``pmr db init`` creates it), or one at another schema revision.
     """
-    from sqlalchemy.exc import DBAPIError
-
-    from core.ledger.migrations.pgschema import db_error_reason, ensure_search_path_schema
-    from core.ledger.migrations.status import read_status
-    from core.ledger.store import make_engine, redact_url, sqlite_file
+    from core.ledger.migrations.status import existing_store
+    from core.ledger.store import make_engine, redact_url
 
     engine = make_engine(None, env=env)
     shown = redact_url(engine.url.render_as_string(hide_password=False))
-    path = sqlite_file(engine)
-    if path is not None and not path.is_file():
-        raise ConfigError("no store found; `pmr db init` creates one", path=str(path))
-    try:
-        with engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                ensure_search_path_schema(conn, create=False)
-            status = read_status(conn)
-    except DBAPIError as exc:
-        raise ConfigError(f"cannot read the store: {db_error_reason(exc)}", url=shown) from None
+    with existing_store(engine) as (_conn, status):
+        pass
     if status.state != "current":
         raise ConfigError(f"the store is not at this pmr's schema: {status}", url=shown)
     return engine, f"{shown} ({engine.dialect.name})"

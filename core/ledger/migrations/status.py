@@ -16,6 +16,8 @@ refuses a missing SQLite file or PostgreSQL schema instead of letting a connecti
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -41,6 +43,7 @@ __all__ = [
     "baseline_differences",
     "baseline_metadata",
     "describe_store",
+    "existing_store",
     "read_status",
 ]
 
@@ -180,6 +183,29 @@ def _schema_lines(conn: Connection, status: SchemaStatus) -> list[str]:
     return lines
 
 
+@contextmanager
+def existing_store(engine: Engine) -> Iterator[tuple[Connection, SchemaStatus]]:
+    """A connection to the store behind ``engine`` and its schema status; never creates it.
+
+    Raises
+    ------
+    ConfigError
+        A missing SQLite file or PostgreSQL schema (the message says to run ``pmr db init``),
+        or a database error while the block runs (its reason, the URL without the password).
+    """
+    url = redact_url(engine.url.render_as_string(hide_password=False))
+    path = sqlite_file(engine)
+    if path is not None and not path.is_file():
+        raise ConfigError("no store found; `pmr db init` creates one", path=str(path))
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                ensure_search_path_schema(conn, create=False)
+            yield conn, read_status(conn)
+    except DBAPIError as exc:
+        raise ConfigError(f"cannot read the store: {db_error_reason(exc)}", url=url) from None
+
+
 def describe_store(engine: Engine) -> list[str]:
     """Describe the store behind ``engine`` for ``pmr db info``; never creates or changes it.
 
@@ -194,31 +220,22 @@ def describe_store(engine: Engine) -> list[str]:
         cannot be read; the message says to run ``pmr db init``.
     """
     url = redact_url(engine.url.render_as_string(hide_password=False))
-    path = sqlite_file(engine)
-    if path is not None and not path.is_file():
-        raise ConfigError("no store found; `pmr db init` creates one", path=str(path))
-    try:
-        with engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                ensure_search_path_schema(conn, create=False)
-            status = read_status(conn)
-            if status.state == "empty":
-                raise ConfigError("store not initialised; run `pmr db init`", url=url)
-            lines = [f"store: {url} ({engine.dialect.name})", *_schema_lines(conn, status)]
-            for name in sorted(LedgerTable.metadata.tables):
-                if name not in status.tables:
-                    lines.append(f"  {name:<18} {'missing':>10}")
-                    continue
-                # Table names come from our own metadata, never from input.
-                count = conn.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one()
-                lines.append(f"  {name:<18} {count:>10} rows")
-            if status.state == "current":
-                with Session(bind=conn) as session:
-                    # Keyed events are authenticated when $PMR_AUDIT_KEY holds the key.
-                    key = AuditKey.from_env()
-                    lines.append(str(verify_audit_chain(session, key=key)))
-            else:
-                lines.append("audit chain: not verified until the store is at head")
-            return lines
-    except DBAPIError as exc:
-        raise ConfigError(f"cannot read the store: {db_error_reason(exc)}", url=url) from None
+    with existing_store(engine) as (conn, status):
+        if status.state == "empty":
+            raise ConfigError("store not initialised; run `pmr db init`", url=url)
+        lines = [f"store: {url} ({engine.dialect.name})", *_schema_lines(conn, status)]
+        for name in sorted(LedgerTable.metadata.tables):
+            if name not in status.tables:
+                lines.append(f"  {name:<18} {'missing':>10}")
+                continue
+            # Table names come from our own metadata, never from input.
+            count = conn.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one()
+            lines.append(f"  {name:<18} {count:>10} rows")
+        if status.state == "current":
+            with Session(bind=conn) as session:
+                # Keyed events are authenticated when $PMR_AUDIT_KEY holds the key.
+                key = AuditKey.from_env()
+                lines.append(str(verify_audit_chain(session, key=key)))
+        else:
+            lines.append("audit chain: not verified until the store is at head")
+        return lines
