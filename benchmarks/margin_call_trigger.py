@@ -24,6 +24,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from a checkout
+    sys.path.insert(0, str(ROOT))
+
+from flows.prefect_server import stop_process_group  # noqa: E402
+
 DESK = ROOT / "examples" / "desk.toml"
 PMR = [sys.executable, "-c", "from flows.cli import main; main()"]
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -197,18 +202,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    for sig, wait_s in ((signal.SIGINT, 60), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    stop_process_group(proc, ((signal.SIGINT, 60), (signal.SIGKILL, 10)))
 
 
 def run_trigger(calls: int) -> dict[str, Any]:

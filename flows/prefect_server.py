@@ -22,13 +22,20 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from core.errors import ConfigError
 
-__all__ = ["LocalPrefectServer", "free_port", "prefect_env", "wait_healthy"]
+__all__ = [
+    "LocalPrefectServer",
+    "free_port",
+    "prefect_env",
+    "stop_process_group",
+    "wait_healthy",
+]
 
 #: Settings every pmr-started Prefect process gets: no telemetry, no update checks, quiet logs.
 QUIET_PREFECT: Mapping[str, str] = {
@@ -88,6 +95,26 @@ def _die_with_parent() -> None:
     pr_set_pdeathsig = 1
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def stop_process_group(
+    proc: subprocess.Popen[Any], steps: Sequence[tuple[signal.Signals, float]]
+) -> None:
+    """Stop ``proc``'s process group (started with ``start_new_session=True``): send each
+    step's signal to the whole group and wait up to its seconds for ``proc`` to exit, until it
+    has. A process already gone is left alone."""
+    if proc.poll() is not None:
+        return
+    for sig, wait_s in steps:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 class LocalPrefectServer:
@@ -155,18 +182,11 @@ class LocalPrefectServer:
     def stop(self, grace_s: float = 10.0) -> None:
         """Stop the server's whole process group: SIGINT, SIGTERM, then SIGKILL."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                proc.wait(timeout=grace_s)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        if proc is not None:
+            stop_process_group(
+                proc,
+                ((signal.SIGINT, grace_s), (signal.SIGTERM, grace_s), (signal.SIGKILL, grace_s)),
+            )
 
     def __enter__(self) -> LocalPrefectServer:
         return self.start()

@@ -29,6 +29,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from a checkout
+    sys.path.insert(0, str(ROOT))
+
+from flows.prefect_server import stop_process_group  # noqa: E402
+
 PMR = [sys.executable, "-c", "from flows.cli import main; main()"]
 
 
@@ -114,12 +119,7 @@ def main(argv: list[str] | None = None) -> None:
             _shoot(chromium, url, args.out / name, args.width, args.height)
         timings["screenshots_s"] = round(time.monotonic() - t0, 1)
     finally:
-        if demo.poll() is None:
-            os.killpg(demo.pid, signal.SIGINT)
-            try:
-                demo.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(demo.pid, signal.SIGKILL)
+        stop_process_group(demo, ((signal.SIGINT, 60), (signal.SIGKILL, 10)))
         shutil.rmtree(home, ignore_errors=True)
     print(json.dumps({"files": sorted(shots), "run_id": run["id"], **timings}))
 

@@ -24,6 +24,7 @@ from sqlmodel import Session, select
 from core.ledger.store import make_engine
 from core.ledger.tables import AuditEventRow, MarginCallRow, TransferRow
 from core.venues.sim.control import SimControl
+from flows.prefect_server import stop_process_group
 
 ROOT = Path(__file__).resolve().parents[2]
 DESK = ROOT / "examples" / "desk.toml"
@@ -121,10 +122,4 @@ def test_breach_on_the_shared_simulator_is_cured_by_the_triggered_deployment(
         assert len(by_call) == 1, runs
         assert dict(by_call[0]["parameters"])["trigger"] == "event"  # type: ignore[call-overload]
     finally:
-        if serve.poll() is None:
-            os.killpg(serve.pid, signal.SIGINT)
-            try:
-                serve.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(serve.pid, signal.SIGKILL)
-                serve.wait(timeout=10)
+        stop_process_group(serve, ((signal.SIGINT, 60), (signal.SIGKILL, 10)))
